@@ -1,0 +1,315 @@
+"""Recurrent layers: one direction over time, bidirectional, and stacks.
+
+All inputs are batch-major, ``[batch, time, features]``. Variable lengths are
+given as ``seq_lengths: [batch]``: past its length a row's carry stops changing
+and its outputs are exactly zero, so a padded batch gives the same numbers as
+each sequence run alone. With ``seq_lengths=None`` every row is full length
+and the time loop does no masking work at all.
+
+Parameter layout of ``Stacked`` (cells as in ``seqjax.cells``)::
+
+    params["layer_0"]["cell"]["ih"|"hh"]["kernel"|"bias"]               unidirectional
+    params["layer_0"]["forward"|"backward"]["cell"]["ih"|"hh"][...]     bidirectional
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+from flax.core import FrozenDict
+
+from seqjax.cells import CELLS, make_cell
+
+Array = jax.Array
+Carry = Any
+
+MERGES = ("concat", "sum")
+
+
+def _step(cell, carry, xp):
+  return cell.step(carry, xp)
+
+
+def _masked_step(cell, carry, xs):
+  """A step that leaves the carry unchanged and outputs zeros where not valid."""
+  xp, valid = xs
+  new_carry, y = cell.step(carry, xp)
+  valid = valid[:, None]
+  carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
+  return carry, jnp.where(valid, y, jnp.zeros_like(y))
+
+
+def _shapes(tree) -> Any:
+  return jax.tree.map(lambda x: tuple(jnp.shape(x)), tree)
+
+
+def _check_inputs(inputs: Array, seq_lengths: Array | None) -> None:
+  if jnp.ndim(inputs) != 3:
+    raise ValueError(
+        f"inputs must be [batch, time, features], got shape {jnp.shape(inputs)}"
+    )
+  if seq_lengths is None:
+    return
+  batch, time, _ = inputs.shape
+  if jnp.shape(seq_lengths) != (batch,):
+    raise ValueError(
+        f"seq_lengths must have shape [batch] = ({batch},) for inputs of shape"
+        f" {inputs.shape}, got shape {jnp.shape(seq_lengths)}"
+    )
+  if not isinstance(seq_lengths, jax.core.Tracer):
+    lengths = np.asarray(seq_lengths)
+    if lengths.min() < 0 or lengths.max() > time:
+      raise ValueError(
+          f"seq_lengths must lie in [0, time={time}] for inputs of shape"
+          f" {inputs.shape}, got values from {lengths.min()} to {lengths.max()}"
+      )
+
+
+def _merge(merge: str, a: Array, b: Array) -> Array:
+  if merge == "concat":
+    return jnp.concatenate([a, b], axis=-1)
+  if merge == "sum":
+    return a + b
+  raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+
+
+class Recurrent(nn.Module):
+  """Runs a cell over time with ``nn.scan`` (one direction).
+
+  The input projection ``x @ W_ih + b_ih`` of all time steps is one matmul
+  before the scan; only the recurrent step is inside it. Parameters are
+  broadcast across time, so compile time does not grow with sequence length.
+
+  Attributes:
+    cell: a cell from ``seqjax.cells`` (it needs ``input_projection`` and
+      ``step``), e.g. ``LSTMCell(200)``.
+    reverse: run from the last valid step of each row to its first. Only
+      the valid prefix of each row is reversed, so the final carry is the
+      state after reading position 0.
+    unroll: scan unroll factor.
+  """
+
+  cell: nn.RNNCellBase
+  reverse: bool = False
+  unroll: int = 1
+
+  @nn.compact
+  def __call__(
+      self,
+      inputs: Array,
+      seq_lengths: Array | None = None,
+      initial_carry: Carry | None = None,
+      *,
+      reverse: bool | None = None,
+  ) -> tuple[Array, Carry]:
+    """Runs the layer.
+
+    Args:
+      inputs: [batch, time, features].
+      seq_lengths: [batch] ints in [0, time], or None for full-length rows.
+      initial_carry: the cell's carry for batch rows (e.g. (c, h) with
+        [batch, H] each for an LSTM), or None for zeros.
+      reverse: overrides the ``reverse`` attribute for this call.
+
+    Returns:
+      (outputs [batch, time, H], final_carry): the final carry of each row is
+      its carry at its last valid step.
+    """
+    reverse = self.reverse if reverse is None else reverse
+    _check_inputs(inputs, seq_lengths)
+    batch, time, features = inputs.shape
+
+    carry = self.cell.initialize_carry(None, (batch, features))
+    if initial_carry is not None:
+      if jax.tree.structure(initial_carry) != jax.tree.structure(carry) or any(
+          jnp.shape(a) != jnp.shape(b)
+          for a, b in zip(jax.tree.leaves(initial_carry), jax.tree.leaves(carry))
+      ):
+        raise ValueError(
+            f"initial_carry must have shapes {_shapes(carry)} for inputs of"
+            f" shape {inputs.shape}, got {_shapes(initial_carry)}"
+        )
+      carry = initial_carry
+
+    xp = self.cell.input_projection(inputs)
+    if seq_lengths is None:
+      body, xs = _step, xp
+    else:
+      # Past a row's end the carry is frozen. Running backwards, that keeps
+      # the initial carry through the padding and starts at position len-1.
+      body, xs = _masked_step, (xp, jnp.arange(time) < seq_lengths[:, None])
+    scan = nn.scan(
+        body,
+        variable_broadcast="params",
+        split_rngs={"params": False},
+        in_axes=1,
+        out_axes=1,
+        reverse=reverse,
+        unroll=self.unroll,
+    )
+    carry, outputs = scan(self.cell, carry, xs)
+    return outputs, carry
+
+
+class Bidirectional(nn.Module):
+  """A forward and a backward ``Recurrent`` over the same inputs.
+
+  ``backward`` always runs reversed (its ``reverse`` attribute is overridden),
+  ``forward`` always forward.
+
+  Attributes:
+    forward: the forward-direction layer.
+    backward: the backward-direction layer.
+    merge: "concat" (outputs [batch, time, 2H]) or "sum" ([batch, time, H]).
+  """
+
+  forward: Recurrent
+  backward: Recurrent
+  merge: str = "concat"
+
+  @nn.compact
+  def __call__(
+      self,
+      inputs: Array,
+      seq_lengths: Array | None = None,
+      initial_carry: tuple[Carry, Carry] | None = None,
+  ) -> tuple[Array, tuple[Carry, Carry]]:
+    """inputs [batch, time, features] -> (outputs, (fwd_carry, bwd_carry)).
+
+    ``initial_carry`` is a (fwd, bwd) pair or None for zeros.
+    """
+    fwd_init, bwd_init = (None, None) if initial_carry is None else initial_carry
+    fwd, fwd_carry = self.forward(inputs, seq_lengths, fwd_init, reverse=False)
+    bwd, bwd_carry = self.backward(inputs, seq_lengths, bwd_init, reverse=True)
+    return _merge(self.merge, fwd, bwd), (fwd_carry, bwd_carry)
+
+
+def hidden_sizes(hidden: int | Sequence[int], layers: int = 1) -> tuple[int, ...]:
+  """Per-layer hidden sizes: ``hidden`` repeated ``layers`` times if an int."""
+  if isinstance(hidden, numbers.Integral):
+    if layers < 1:
+      raise ValueError(f"layers must be >= 1, got {layers}")
+    return (int(hidden),) * layers
+  sizes = tuple(int(h) for h in hidden)
+  if not sizes or layers not in (1, len(sizes)):
+    raise ValueError(
+        f"hidden={list(sizes)} gives {len(sizes)} layers, which contradicts"
+        f" layers={layers}"
+    )
+  return sizes
+
+
+def zero_carry(
+    cell: str,
+    hidden_sizes: Sequence[int],
+    batch: int,
+    bidirectional: bool = False,
+    dtype: Any = jnp.float32,
+) -> tuple[Carry, ...]:
+  """Zero carries with the structure that ``Stacked`` returns.
+
+  One entry per layer: h [batch, H] ((c, h) for "lstm"), or a (fwd, bwd)
+  pair of those when bidirectional.
+  """
+  if cell not in CELLS:
+    raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+
+  def one(size):
+    h = jnp.zeros((batch, size), dtype)
+    return (h, h) if cell == "lstm" else h
+
+  return tuple((one(s), one(s)) if bidirectional else one(s) for s in hidden_sizes)
+
+
+class Stacked(nn.Module):
+  """A stack of (optionally bidirectional) recurrent layers.
+
+  Attributes:
+    cell: "rnn", "rnn_relu", "lstm" or "gru" (see ``seqjax.cells.make_cell``).
+    hidden: hidden size of every layer, or one size per layer.
+    layers: number of layers when ``hidden`` is an int.
+    dropout: dropout rate on the inputs of layers 2..L (not on the output).
+    variational: one dropout mask per sequence, reused at every time step.
+    bidirectional: each layer is a ``Bidirectional`` pair.
+    merge: how bidirectional outputs are merged: "concat" or "sum".
+    cell_kwargs: passed to ``make_cell`` (activation, init, init_scale,
+      forget_bias, dtype, ...); a mapping or a tuple of (key, value) pairs.
+    unroll: scan unroll factor.
+  """
+
+  cell: str = "lstm"
+  hidden: int | Sequence[int] = 200
+  layers: int = 1
+  dropout: float = 0.0
+  variational: bool = False
+  bidirectional: bool = False
+  merge: str = "concat"
+  cell_kwargs: Mapping[str, Any] = FrozenDict()
+  unroll: int = 1
+
+  def _recurrent(self, size: int, **module_kw) -> Recurrent:
+    # parent=None: the cell is adopted by (and named after) its Recurrent's field.
+    cell = make_cell(self.cell, size, parent=None, **dict(self.cell_kwargs))
+    return Recurrent(cell, unroll=self.unroll, **module_kw)
+
+  @nn.compact
+  def __call__(
+      self,
+      inputs: Array,
+      seq_lengths: Array | None = None,
+      initial_carry: tuple[Carry, ...] | None = None,
+      *,
+      deterministic: bool = True,
+  ) -> tuple[Array, tuple[Carry, ...]]:
+    """Runs the stack.
+
+    Args:
+      inputs: [batch, time, features].
+      seq_lengths: [batch] ints, or None for full-length rows.
+      initial_carry: one carry per layer (structure of ``zero_carry``), or
+        None for zeros.
+      deterministic: disables dropout; otherwise a "dropout" rng is needed.
+
+    Returns:
+      (outputs [batch, time, H_last] ([..., 2*H_last] for bidirectional
+      concat), carries): one final carry per layer.
+    """
+    sizes = hidden_sizes(self.hidden, self.layers)
+    if initial_carry is None:
+      initial_carry = (None,) * len(sizes)
+    elif len(initial_carry) != len(sizes):
+      raise ValueError(
+          f"initial_carry must have one entry per layer ({len(sizes)}), got"
+          f" {len(initial_carry)}"
+      )
+    x = inputs
+    carries = []
+    for i, (size, carry) in enumerate(zip(sizes, initial_carry)):
+      if i > 0 and self.dropout > 0:
+        broadcast_dims = (1,) if self.variational else ()
+        x = nn.Dropout(self.dropout, broadcast_dims=broadcast_dims)(
+            x, deterministic=deterministic
+        )
+      if self.bidirectional:
+        layer = Bidirectional(
+            self._recurrent(size, parent=None),
+            self._recurrent(size, reverse=True, parent=None),
+            merge=self.merge,
+            name=f"layer_{i}",
+        )
+      else:
+        layer = self._recurrent(size, name=f"layer_{i}")
+      x, carry = layer(x, seq_lengths, carry)
+      carries.append(carry)
+    return x, tuple(carries)
+
+  @nn.nowrap
+  def initialize_carry(self, batch_size: int, dtype: Any = jnp.float32):
+    """Zero carries for ``batch_size`` rows (see ``zero_carry``)."""
+    sizes = hidden_sizes(self.hidden, self.layers)
+    return zero_carry(self.cell, sizes, batch_size, self.bidirectional, dtype)

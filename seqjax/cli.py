@@ -1,0 +1,186 @@
+"""The ``seqjax`` command (also ``python -m seqjax``).
+
+Errors a user can act on print one line and exit 2 (usage/config) or 3 (data); see
+seqjax/errors.py. ``SEQJAX_DEBUG=1`` shows full tracebacks.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from seqjax.errors import SeqjaxError
+
+DEFAULT_EXPERIMENT = "sequences:parity"
+
+
+def _add_config_args(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument(
+        "config",
+        nargs=None if required else "?",
+        default=None if required else DEFAULT_EXPERIMENT,
+        metavar="CONFIG[:PRESET]",
+        help="experiment file in experiments/ or its short name, e.g. ptb_lm:zaremba-small"
+        + ("" if required else f" (default: {DEFAULT_EXPERIMENT})"),
+    )
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, e.g. --set model.hidden=128 (repeatable)",
+    )
+    p.add_argument("--data-dir", help="dataset root (default: $SEQJAX_DATA, else ./data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="seqjax", description="Recurrent sequence models in JAX/Flax.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train an experiment (no argument: the embedded default)")
+    _add_config_args(p, required=False)
+    p.add_argument("--workdir", help="run directory (default: ckpt/<config>-<preset>-<time>); "
+                   "the same command on the same workdir resumes")
+    p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run; prints one JSON object")
+    p.add_argument("workdir")
+    p.add_argument("--split", choices=["valid", "test"], default="valid")
+    p.add_argument("--checkpoint", choices=["best", "latest"], default="best")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sample", help="sample text from a language model run")
+    p.add_argument("workdir")
+    p.add_argument("--prompt", default="")
+    p.add_argument("--length", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir")
+    p.set_defaults(func=lambda a: _lazy("seqjax.tasks.lm", "sample_command")(a))
+
+    p = sub.add_parser("translate", help="translate with a seq2seq run (stdin lines when no TEXT)")
+    p.add_argument("workdir")
+    p.add_argument("text", nargs="*")
+    p.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
+    p.add_argument("--plot-attention", metavar="PNG", help="write an attention heatmap of the first input")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=lambda a: _lazy("seqjax.tasks.translate", "translate_command")(a))
+
+    p = sub.add_parser("classify", help="classify texts with a classifier run (stdin lines when no TEXT)")
+    p.add_argument("workdir")
+    p.add_argument("text", nargs="*")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=lambda a: _lazy("seqjax.tasks.classify", "classify_command")(a))
+
+    p = sub.add_parser("bench", help="throughput / compile time / memory of a train and eval step (JSON)")
+    _add_config_args(p, required=False)
+    p.set_defaults(config=None)
+    p.add_argument("--steps", type=int, default=20, help="timed steps")
+    p.set_defaults(func=lambda a: _lazy("seqjax.bench", "bench_command")(a))
+
+    p = sub.add_parser("sweep", help="run a grid of configs x seeds; results.csv, results.md, a plot")
+    _add_config_args(p, required=True)
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="a grid axis (repeatable)")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--sweep-dir", help="default: ckpt/sweep-<config>-<preset>")
+    p.add_argument("--metric", help="metric shown in the table and plot (default: the task's main metric)")
+    p.set_defaults(func=lambda a: _lazy("seqjax.sweep", "sweep_command")(a))
+
+    p = sub.add_parser("data", help="datasets: fetch NAME | check")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    f = dsub.add_parser("fetch", help="download a dataset (checksummed)")
+    f.add_argument("name")
+    f.add_argument("--data-dir")
+    f.set_defaults(func=cmd_data_fetch)
+    c = dsub.add_parser("check", help="show which datasets are present")
+    c.add_argument("--data-dir")
+    c.set_defaults(func=cmd_data_check)
+
+    p = sub.add_parser("experiments", help="list experiment configs and their presets")
+    p.add_argument("--keys", action="store_true", help="also list every shared config key")
+    p.set_defaults(func=cmd_experiments)
+    return ap
+
+
+def _lazy(module: str, name: str):
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_train(args) -> int:
+    from seqjax import config as config_lib
+    from seqjax.training import loop, mesh
+
+    mesh.maybe_initialize_distributed(args.distributed)
+    cfg = config_lib.resolve(args.config, args.overrides)
+    workdir = args.workdir or str(loop.default_workdir(cfg))
+    print(f"training {cfg.experiment}:{cfg.preset} in {workdir}", file=sys.stderr)
+    summary = loop.train(cfg, workdir, args.data_dir, echo=lambda s: print(s, file=sys.stderr))
+    best = summary["best"]
+    print(json.dumps({"workdir": workdir, "steps": summary["steps"], "wall_s": summary["wall_s"],
+                      "valid": best["valid"], "test": best["test"]}))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from seqjax.training.inference import load_run
+
+    run = load_run(args.workdir, args.data_dir, which=args.checkpoint)
+    metrics = run.engine.evaluate(run.params, args.split)
+    print(json.dumps({"workdir": args.workdir, "split": args.split, "checkpoint_step": run.step, **metrics}))
+    return 0
+
+
+def cmd_data_fetch(args) -> int:
+    from seqjax.data import fetch
+
+    path = fetch.fetch(args.name, fetch.data_dir(args.data_dir))
+    print(f"{args.name}: ready in {path}")
+    return 0
+
+
+def cmd_data_check(args) -> int:
+    from seqjax.data import fetch
+
+    root = fetch.data_dir(args.data_dir)
+    for name, present, path in fetch.check(root):
+        print(f"{name:14s} {'present' if present else 'missing'}  {path}")
+    return 0
+
+
+def cmd_experiments(args) -> int:
+    from seqjax import config as config_lib
+
+    for name, presets in config_lib.list_experiments().items():
+        print(name)
+        for preset, desc in presets.items():
+            print(f"  {name}:{preset:22s} {desc}")
+    if args.keys:
+        print("\nshared config keys (--set KEY=VALUE):")
+        for key, desc in config_lib.OPTIONS.items():
+            print(f"  {key:28s} {desc}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except SeqjaxError as e:
+        print(f"seqjax: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 — one line unless debugging
+        if os.environ.get("SEQJAX_DEBUG"):
+            raise
+        print(f"seqjax: error: {type(e).__name__}: {e} (SEQJAX_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Experiment configs: `ml_collections.ConfigDict` presets, dotted overrides, resolution.
+
+An experiment is a Python file in ``experiments/`` defining::
+
+    PRESETS = {"name": "one-line description", ...}   # the first one is the default
+    def get_config(preset: str) -> ml_collections.ConfigDict
+
+Configs start from :func:`base_config`, which holds the keys that mean the same in
+every experiment (DESIGN.md), so one ``--set model.cell=gru`` works across all of them.
+Every option is documented once, here, in :data:`OPTIONS`.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import json
+import pathlib
+from typing import Any, Iterable
+
+import ml_collections
+from ml_collections import config_dict
+
+from seqjax.errors import UsageError
+
+#: Every shared key with its meaning; experiment-specific keys are documented in their file.
+OPTIONS = {
+    "task": "which task adapter runs the experiment (sequences | lm | classify | translate)",
+    "seed": "PRNG seed for init, data order and dropout",
+    "model.cell": "recurrent cell: rnn (Elman tanh) | rnn_relu | lstm | gru",
+    "model.hidden": "hidden units: an int (every layer) or a per-layer list, e.g. [256,128]",
+    "model.layers": "number of stacked layers (when model.hidden is an int)",
+    "model.dropout": "dropout between layers (and on embeddings/outputs where the model has them)",
+    "model.variational": "reuse one dropout mask per sequence at every time step",
+    "model.bidirectional": "run a backward layer too and concatenate",
+    "model.init": "weight init: torch (U(+-1/sqrt(H))) | uniform (U(+-model.init_scale))",
+    "model.init_scale": "half-width of the uniform init when model.init=uniform",
+    "model.forget_bias": "added to the LSTM forget-gate bias at init",
+    "model.unroll": "time steps unrolled per scan iteration (speed knob, same numbers)",
+    "model.dtype": "compute dtype: float32 | bfloat16 (params stay float32)",
+    "data.batch_size": "examples (or parallel streams) per step, over all devices",
+    "data.eval_batch_size": "batch size for evaluation (0: same as data.batch_size)",
+    "data.max_examples": "cap the training set (0: all), for quick runs",
+    "optim.name": "sgd | momentum | adam | adamw | rmsprop",
+    "optim.lr": "peak learning rate",
+    "optim.clip_norm": "clip gradients by global norm (0: off)",
+    "optim.weight_decay": "decoupled weight decay (adamw) or L2 (others)",
+    "optim.momentum": "momentum for momentum/rmsprop",
+    "optim.b1": "Adam beta1",
+    "optim.b2": "Adam beta2",
+    "optim.eps": "Adam/RMSprop epsilon",
+    "schedule.name": "constant | step | exponential | cosine | plateau",
+    "schedule.decay_after": "step: epochs at the full lr before decaying (Zaremba: 4)",
+    "schedule.factor": "step: lr multiplier per epoch after decay_after; plateau: multiplier on a plateau",
+    "schedule.decay_rate": "exponential: lr * decay_rate ** (step / decay_steps)",
+    "schedule.decay_steps": "exponential: steps per decay_rate factor (0: one epoch)",
+    "schedule.warmup_steps": "cosine: linear warm-up steps",
+    "schedule.min_lr_ratio": "cosine: final lr as a fraction of optim.lr",
+    "schedule.patience": "plateau: evals without improvement before multiplying lr by factor",
+    "train.epochs": "epochs to train (used when train.steps is 0)",
+    "train.steps": "total optimizer steps; when > 0 it wins over train.epochs",
+    "train.eval_every": "evaluate every N steps (0: at the end of each epoch)",
+    "train.checkpoint_every": "checkpoint every N steps (0: at each evaluation)",
+    "train.keep_checkpoints": "how many recent checkpoints to keep (the best is kept apart)",
+    "train.log_every": "write train metrics every N steps",
+    "train.early_stop_patience": "stop after N evaluations without improvement (0: never)",
+    "train.progress": "show a progress bar (auto: only on a terminal) | on | off",
+}
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """The shared keys with their defaults (see :data:`OPTIONS`)."""
+    c = ml_collections.ConfigDict()
+    c.task = ""
+    c.seed = 0
+    c.model = dict(
+        cell="lstm",
+        hidden=config_dict.FieldReference(128, field_type=object),
+        layers=1,
+        dropout=0.0,
+        variational=False,
+        bidirectional=False,
+        init="torch",
+        init_scale=0.1,
+        forget_bias=0.0,
+        unroll=1,
+        dtype="float32",
+    )
+    c.data = dict(batch_size=32, eval_batch_size=0, max_examples=0)
+    c.optim = dict(
+        name="adam", lr=1e-3, clip_norm=0.0, weight_decay=0.0, momentum=0.9,
+        b1=0.9, b2=0.999, eps=1e-8,
+    )
+    c.schedule = dict(
+        name="constant", decay_after=0, factor=0.5, decay_rate=0.5, decay_steps=0,
+        warmup_steps=0, min_lr_ratio=0.0, patience=2,
+    )
+    c.train = dict(
+        epochs=1, steps=0, eval_every=0, checkpoint_every=0, keep_checkpoints=2,
+        log_every=50, early_stop_patience=0, progress="auto",
+    )
+    return c
+
+
+# --------------------------------------------------------------------------- files
+
+
+def experiments_dirs() -> list[pathlib.Path]:
+    """Where short config names are looked up: ./experiments, then the repo's."""
+    here = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+    dirs = [pathlib.Path.cwd() / "experiments", here]
+    return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]
+
+
+def find_config_file(name: str) -> pathlib.Path:
+    """``experiments/ptb_lm.py`` or the short name ``ptb_lm`` (dashes allowed)."""
+    p = pathlib.Path(name)
+    if p.suffix == ".py" or "/" in name:
+        if not p.is_file():
+            raise UsageError(f"config file {name} not found; `seqjax experiments` lists them")
+        return p
+    stem = name.replace("-", "_")
+    for d in experiments_dirs():
+        if (d / f"{stem}.py").is_file():
+            return d / f"{stem}.py"
+    known = [f.stem for d in experiments_dirs() for f in d.glob("*.py") if not f.stem.startswith("_")]
+    hint = difflib.get_close_matches(stem, known, n=3)
+    raise UsageError(
+        f"unknown experiment {name!r}; "
+        + (f"did you mean {', '.join(hint)}? " if hint else "")
+        + "`seqjax experiments` lists them"
+    )
+
+
+def load_module(path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(f"seqjax_experiment_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for attr in ("PRESETS", "get_config"):
+        if not hasattr(mod, attr):
+            raise UsageError(f"{path}: an experiment file must define {attr}")
+    return mod
+
+
+def list_experiments() -> dict[str, dict[str, str]]:
+    """``{config name: {preset: description}}`` for every experiment file."""
+    out = {}
+    for d in experiments_dirs():
+        for f in sorted(d.glob("*.py")):
+            if f.stem.startswith("_") or f.stem in out:
+                continue
+            out[f.stem] = dict(load_module(f).PRESETS)
+    return out
+
+
+def resolve(spec: str | None, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
+    """``CONFIG[:PRESET]`` plus ``key=value`` overrides -> a locked, resolved config.
+
+    The config records where it came from in ``experiment`` and ``preset``.
+    """
+    spec = spec or "sequences"
+    name, _, preset = spec.partition(":")
+    path = find_config_file(name)
+    mod = load_module(path)
+    presets = list(mod.PRESETS)
+    preset = preset or presets[0]
+    if preset not in mod.PRESETS:
+        hint = difflib.get_close_matches(preset, presets, n=1)
+        raise UsageError(
+            f"{path.name}: unknown preset {preset!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; presets: {', '.join(presets)}"
+        )
+    cfg = mod.get_config(preset)
+    with cfg.unlocked():
+        cfg.experiment = path.stem
+        cfg.preset = preset
+    cfg.lock()
+    apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def flat_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in cfg.items():
+        if isinstance(v, ml_collections.ConfigDict):
+            keys += flat_keys(v, f"{prefix}{k}.")
+        else:
+            keys.append(prefix + k)
+    return keys
+
+
+def parse_value(text: str) -> Any:
+    """``128`` -> int, ``0.5`` -> float, ``true`` -> bool, ``[256,128]`` -> list, else str."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return list(value) if isinstance(value, tuple) else value
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]) -> None:
+    """Apply ``key=value`` strings in place; exit-2 errors name the key and close ones."""
+    keys = flat_keys(cfg)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=0.01")
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+            raise UsageError(
+                f"--set {key}: unknown config key"
+                + (f"; closest: {', '.join(close)}" if close else "")
+                + "; `seqjax experiments --keys` lists them"
+            )
+        *parents, leaf = key.split(".")
+        node = cfg
+        for p in parents:
+            node = node[p]
+        value = parse_value(raw)
+        old = node[leaf]
+        if isinstance(old, str) and not isinstance(value, str):
+            value = raw  # e.g. --set data.pair=123 on a string key
+        try:
+            node[leaf] = value
+        except (TypeError, ValueError) as e:
+            raise UsageError(
+                f"--set {key}={raw}: expected {type(old).__name__} (current value {old!r})"
+            ) from e
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+    """Cross-field checks that a type alone cannot express."""
+    h = cfg.model.hidden
+    if isinstance(h, bool) or not (
+        isinstance(h, int) or (isinstance(h, (list, tuple)) and h and all(isinstance(x, int) for x in h))
+    ):
+        raise UsageError(f"model.hidden={h!r}: expected an int or a list of ints, e.g. [256,128]")
+    checks = {
+        "model.cell": (cfg.model.cell, ("rnn", "rnn_relu", "lstm", "gru")),
+        "optim.name": (cfg.optim.name, ("sgd", "momentum", "adam", "adamw", "rmsprop")),
+        "schedule.name": (cfg.schedule.name, ("constant", "step", "exponential", "cosine", "plateau")),
+        "model.dtype": (cfg.model.dtype, ("float32", "bfloat16", "float16")),
+        "model.init": (cfg.model.init, ("torch", "uniform")),
+        "train.progress": (cfg.train.progress, ("auto", "on", "off")),
+    }
+    for key, (value, choices) in checks.items():
+        if value not in choices:
+            raise UsageError(f"{key}={value!r}: choose one of {', '.join(choices)}")
+    positive = {"data.batch_size": cfg.data.batch_size, "optim.lr": cfg.optim.lr}
+    for key, value in positive.items():
+        if value <= 0:
+            raise UsageError(f"{key}={value}: must be > 0")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise UsageError(f"model.dropout={cfg.model.dropout}: must be in [0, 1)")
+
+
+def hidden_sizes(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """``model.hidden`` and ``model.layers`` -> one size per layer."""
+    h = cfg.model.hidden
+    return tuple(h) if isinstance(h, (list, tuple)) else (h,) * cfg.model.layers
+
+
+def cell_kwargs(cfg: ml_collections.ConfigDict) -> dict:
+    """Keyword arguments for ``seqjax.cells.make_cell`` from ``cfg.model``."""
+    import jax.numpy as jnp
+
+    kw = dict(init=cfg.model.init, init_scale=cfg.model.init_scale)
+    if cfg.model.cell == "lstm":
+        kw["forget_bias"] = cfg.model.forget_bias
+    if cfg.model.dtype != "float32":
+        kw["dtype"] = jnp.dtype(cfg.model.dtype)
+    return kw
+
+
+def to_json(cfg: ml_collections.ConfigDict) -> str:
+    return json.dumps(json.loads(cfg.to_json()), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+    """Rebuild a saved ``config.json`` (run directories) as a locked ConfigDict."""
+    cfg = base_config()
+    data = json.loads(text)
+    with cfg.unlocked():
+        _merge(cfg, data)
+    cfg.lock()
+    return cfg
+
+
+def _merge(cfg: ml_collections.ConfigDict, data: dict) -> None:
+    for k, v in data.items():
+        if isinstance(v, dict):
+            if k not in cfg:
+                cfg[k] = ml_collections.ConfigDict()
+            _merge(cfg[k], v)
+        elif k == "hidden" or k not in cfg or cfg[k] is None or v is None:
+            cfg[k] = config_dict.FieldReference(v, field_type=object) if k == "hidden" else v
+        else:
+            cfg[k] = v

@@ -1,0 +1,1 @@
+"""Models built from the recurrent core: language model, classifier, seq2seq, regressor."""

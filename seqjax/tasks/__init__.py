@@ -1,0 +1,25 @@
+"""Task adapters: how each kind of experiment feeds the one training loop.
+
+Task modules are imported lazily so that ``import seqjax`` stays light.
+"""
+from __future__ import annotations
+
+import importlib
+
+from seqjax.errors import UsageError
+
+#: ``cfg.task`` -> "module:Class"
+TASKS = {
+    "sequences": "seqjax.tasks.sequences:SequenceTask",
+    "lm": "seqjax.tasks.lm:LanguageModelTask",
+    "classify": "seqjax.tasks.classify:ClassifyTask",
+    "translate": "seqjax.tasks.translate:TranslateTask",
+}
+
+
+def make_task(cfg, data_dir=None):
+    """Instantiate the task named by ``cfg.task`` (loads its data)."""
+    if cfg.task not in TASKS:
+        raise UsageError(f"task={cfg.task!r}: choose one of {', '.join(TASKS)}")
+    module, cls = TASKS[cfg.task].split(":")
+    return getattr(importlib.import_module(module), cls)(cfg, data_dir)

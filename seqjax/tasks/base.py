@@ -1,0 +1,97 @@
+"""What an experiment hands the one training loop.
+
+A task owns its data and model and says how to compute a loss; the engine
+(:mod:`seqjax.training.loop`) owns everything else: optimizer, jit, sharding,
+checkpoints, logging. Adding an experiment means writing a config and, only when the
+kind of problem is new, a task.
+
+Batches are dicts of NumPy arrays whose leading axis is the batch (sharded over the
+``data`` mesh axis). Metrics are returned as *sums* (e.g. ``loss_sum``, ``count``,
+``correct``) so that padded rows and uneven batches average exactly; :meth:`Task.summarize`
+turns accumulated sums into the reported metrics.
+"""
+from __future__ import annotations
+
+import abc
+import pathlib
+from typing import Any, Iterator, Mapping
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+
+Batch = Mapping[str, np.ndarray]
+Metrics = dict[str, jax.Array]
+
+
+class Task(abc.ABC):
+    """Base class of the task adapters (sequences, lm, classify, translate)."""
+
+    #: the metric that decides "best" and early stopping, and whether lower is better
+    main_metric: str = "loss"
+    lower_is_better: bool = True
+    #: carries state across batches (truncated BPTT); the loop threads ``carry``
+    stateful: bool = False
+
+    def __init__(self, cfg: ml_collections.ConfigDict, data_dir: str | None = None):
+        self.cfg = cfg
+        self.data_dir = data_dir
+
+    # -- model ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def model(self) -> nn.Module:
+        """The flax module; ``init_batch`` must be a valid input to ``loss``."""
+
+    @abc.abstractmethod
+    def init_batch(self) -> Batch:
+        """A batch (any content, the real shapes) used to initialise parameters."""
+
+    def init_params(self, rng: jax.Array) -> Any:
+        batch = self.init_batch()
+        carry = self.initial_carry(len(next(iter(batch.values()))))
+        inputs = self.model_inputs(batch, carry)
+        return self.model().init({"params": rng, "dropout": rng}, **inputs)["params"]
+
+    def model_inputs(self, batch: Batch, carry: Any) -> dict:
+        """Keyword arguments of the model's ``__call__`` built from a batch."""
+        raise NotImplementedError
+
+    def initial_carry(self, batch_size: int) -> Any:
+        """Zero recurrent state for stateful tasks (``None`` otherwise)."""
+        return None
+
+    # -- data ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def steps_per_epoch(self) -> int:
+        """Number of training batches in one epoch."""
+
+    @abc.abstractmethod
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """Epoch ``epoch``'s batches from index ``start`` on; deterministic in (seed, epoch)."""
+
+    @abc.abstractmethod
+    def eval_batches(self, split: str) -> Iterator[Batch]:
+        """All of ``split`` (``valid`` or ``test``), every example counted once."""
+
+    def tokens(self, batch: Batch) -> int:
+        """Tokens (time steps) in a batch, for tokens/s."""
+        x = next(iter(batch.values()))
+        return int(np.prod(x.shape[:2]))
+
+    # -- loss and metrics ----------------------------------------------------------
+    @abc.abstractmethod
+    def loss(self, params, batch: Batch, carry: Any, rng: jax.Array, train: bool) -> tuple[jax.Array, tuple[Metrics, Any]]:
+        """Pure function: ``(objective, (metric sums, new carry))``; jit-compiled by the loop."""
+
+    @abc.abstractmethod
+    def summarize(self, sums: Mapping[str, float]) -> dict[str, float]:
+        """Accumulated metric sums -> reported metrics (must include ``loss`` and main_metric)."""
+
+    # -- run directory ---------------------------------------------------------------
+    def save_assets(self, workdir: pathlib.Path) -> None:
+        """Write what inference needs besides params (vocabularies) into the run dir."""
+
+    def final_report(self, params, summary: dict) -> dict:
+        """Extra end-of-run results (e.g. samples, BLEU), merged into summary.json."""
+        return {}

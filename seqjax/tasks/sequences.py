@@ -1,0 +1,167 @@
+"""Sequence basics: many-to-one problems on float inputs ``[N, T, D]``, generated on the fly.
+
+- ``parity``: bit strings of variable length (bits as +-1, zero padding after the end);
+  predict whether the number of +1 bits is odd. Train on lengths ``min_len..max_len``;
+  the test split also holds longer, never-seen lengths up to ``test_max_len``
+  (``acc_heldout`` reports those alone).
+- ``ar``: one-step forecasting of an AR(n) process ``x_t = sum_i a_i x_{t-i} + e_t``,
+  ``e_t ~ N(0, noise_std^2)``. The noise variance is the floor no predictor can beat;
+  ``mse_ratio = mse / noise_var``.
+
+``data.mask`` feeds the true lengths to the recurrent layers (masking); with
+``mask=False`` the model reads the zero-padded sequence to its last step, as an
+unmasked padded batch would.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from seqjax import config as config_lib
+from seqjax.errors import UsageError
+from seqjax.models.regressor import ManyToOne
+from seqjax.tasks.base import Task
+
+
+def make_parity(rng: np.random.Generator, n: int, min_len: int, max_len: int, pad_to: int):
+    """``x [n, pad_to, 1]`` (+-1 bits, 0 padding), ``lengths [n]``, ``y [n]`` (0 even, 1 odd)."""
+    lengths = rng.integers(min_len, max_len + 1, size=n)
+    bits = rng.integers(0, 2, size=(n, pad_to))
+    valid = np.arange(pad_to)[None, :] < lengths[:, None]
+    bits = bits * valid
+    x = np.where(valid, 2.0 * bits - 1.0, 0.0).astype(np.float32)[..., None]
+    return x, lengths.astype(np.int32), (bits.sum(1) % 2).astype(np.int32)
+
+
+def make_ar(rng: np.random.Generator, n: int, coeffs, noise_std: float, context: int):
+    """Windows of an AR(len(coeffs)) series: ``x [n, context, 1]``, ``y [n]`` (next value)."""
+    p = len(coeffs)
+    burn = 200
+    total = n + context + burn
+    e = rng.normal(0.0, noise_std, size=total)
+    s = np.zeros(total)
+    a = np.asarray(coeffs)
+    for t in range(p, total):
+        s[t] = a @ s[t - p : t][::-1] + e[t]
+    s = s[burn:]
+    idx = np.arange(n)[:, None] + np.arange(context)[None, :]
+    x = s[idx].astype(np.float32)[..., None]
+    y = s[np.arange(n) + context].astype(np.float32)
+    return x, np.full(n, context, np.int32), y
+
+
+class SequenceTask(Task):
+    def __init__(self, cfg, data_dir=None):
+        super().__init__(cfg, data_dir)
+        d = cfg.data
+        if d.problem not in ("parity", "ar"):
+            raise UsageError(f"data.problem={d.problem!r}: choose parity or ar")
+        self.classify = d.problem == "parity"
+        self.main_metric = "acc" if self.classify else "mse"
+        self.lower_is_better = not self.classify
+        rng = np.random.default_rng(cfg.seed)
+        n_train = d.max_examples or d.n_train
+        if self.classify:
+            if not 1 <= d.min_len <= d.max_len <= d.test_max_len:
+                raise UsageError("data: need 1 <= min_len <= max_len <= test_max_len")
+            self.splits = {
+                "train": make_parity(rng, n_train, d.min_len, d.max_len, d.max_len),
+                "valid": make_parity(rng, d.n_eval, d.min_len, d.max_len, d.max_len),
+                "test": make_parity(rng, d.n_eval, d.min_len, d.test_max_len, d.test_max_len),
+            }
+        else:
+            coeffs = list(d.ar_coeffs)
+            series = make_ar(rng, n_train + 2 * d.n_eval, coeffs, d.noise_std, d.max_len)
+            cut = [0, n_train, n_train + d.n_eval, n_train + 2 * d.n_eval]
+            names = ("train", "valid", "test")
+            self.splits = {k: tuple(a[cut[i] : cut[i + 1]] for a in series) for i, k in enumerate(names)}
+            self.noise_var = d.noise_std**2
+        self.heldout_from = d.max_len
+
+    # -- model -------------------------------------------------------------------------
+    @functools.cache
+    def model(self):
+        c = self.cfg.model
+        return ManyToOne(
+            out_features=2 if self.classify else 1,
+            cell=c.cell,
+            hidden=config_lib.hidden_sizes(self.cfg),
+            dropout=c.dropout,
+            variational=c.variational,
+            bidirectional=c.bidirectional,
+            cell_kwargs=config_lib.cell_kwargs(self.cfg),
+            unroll=c.unroll,
+        )
+
+    def init_batch(self):
+        return next(iter(self._batches("train", np.arange(self.cfg.data.batch_size))))
+
+    def model_inputs(self, batch, carry):
+        lengths = batch["lengths"] if self.cfg.data.mask else None
+        return {"inputs": batch["x"], "seq_lengths": lengths}
+
+    # -- data --------------------------------------------------------------------------
+    def steps_per_epoch(self):
+        return len(self.splits["train"][0]) // self.cfg.data.batch_size
+
+    def _batches(self, split: str, order: np.ndarray) -> Iterator[dict]:
+        x, lengths, y = self.splits[split]
+        b = self.cfg.data.batch_size if split == "train" else (self.cfg.data.eval_batch_size or self.cfg.data.batch_size)
+        for i in range(0, len(order), b):
+            idx = order[i : i + b]
+            weight = np.ones(b, np.float32)
+            if len(idx) < b:  # pad the last eval batch with weight-0 rows
+                weight[len(idx) :] = 0.0
+                idx = np.concatenate([idx, np.zeros(b - len(idx), idx.dtype)])
+            yield {"x": x[idx], "lengths": lengths[idx], "y": y[idx], "weight": weight}
+
+    def train_batches(self, epoch, start=0):
+        n, b = len(self.splits["train"][0]), self.cfg.data.batch_size
+        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(n)[: self.steps_per_epoch() * b]
+        return self._batches("train", order[start * b :])
+
+    def eval_batches(self, split):
+        return self._batches(split, np.arange(len(self.splits[split][0])))
+
+    def tokens(self, batch):
+        return int(batch["lengths"].sum())
+
+    # -- loss --------------------------------------------------------------------------
+    def loss(self, params, batch, carry, rng, train):
+        out = self.model().apply(
+            {"params": params}, **self.model_inputs(batch, carry), deterministic=not train, rngs={"dropout": rng}
+        )
+        w = batch["weight"]
+        if self.classify:
+            per = optax.softmax_cross_entropy_with_integer_labels(out.astype(jnp.float32), batch["y"])
+            correct = (jnp.argmax(out, -1) == batch["y"]) * w
+            held = (batch["lengths"] > self.heldout_from) * w
+            metrics = {
+                "loss_sum": (per * w).sum(),
+                "count": w.sum(),
+                "correct": correct.sum(),
+                "correct_heldout": (correct * held).sum(),
+                "count_heldout": held.sum(),
+            }
+        else:
+            per = (out[:, 0].astype(jnp.float32) - batch["y"]) ** 2
+            metrics = {"loss_sum": (per * w).sum(), "count": w.sum()}
+        return metrics["loss_sum"] / jnp.maximum(metrics["count"], 1.0), (metrics, carry)
+
+    def summarize(self, sums):
+        n = max(sums["count"], 1.0)
+        out = {"loss": sums["loss_sum"] / n}
+        if self.classify:
+            out["acc"] = sums["correct"] / n
+            if sums.get("count_heldout", 0) > 0:
+                out["acc_heldout"] = sums["correct_heldout"] / sums["count_heldout"]
+        else:
+            out["mse"] = out["loss"]
+            out["noise_var"] = self.noise_var
+            out["mse_ratio"] = out["mse"] / self.noise_var
+        return out

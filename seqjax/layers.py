@@ -136,24 +136,24 @@ class Recurrent(nn.Module):
         )
       carry = initial_carry
 
-    xp = self.cell.input_projection(inputs)
+    # The scan runs time-major: transposing the (narrower) inputs before the
+    # projection measured slightly faster on CPU than scanning over axis 1.
+    xp = self.cell.input_projection(jnp.swapaxes(inputs, 0, 1))  # [time, batch, G*H]
     if seq_lengths is None:
       body, xs = _step, xp
     else:
       # Past a row's end the carry is frozen. Running backwards, that keeps
       # the initial carry through the padding and starts at position len-1.
-      body, xs = _masked_step, (xp, jnp.arange(time) < seq_lengths[:, None])
+      body, xs = _masked_step, (xp, jnp.arange(time)[:, None] < seq_lengths)
     scan = nn.scan(
         body,
         variable_broadcast="params",
         split_rngs={"params": False},
-        in_axes=1,
-        out_axes=1,
         reverse=reverse,
         unroll=self.unroll,
     )
     carry, outputs = scan(self.cell, carry, xs)
-    return outputs, carry
+    return jnp.swapaxes(outputs, 0, 1), carry
 
 
 class Bidirectional(nn.Module):

@@ -1,0 +1,162 @@
+"""Cells against a NumPy implementation of PyTorch's RNN/LSTM/GRU equations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seqjax.cells import ElmanCell, GRUCell, LSTMCell, make_cell
+
+IN, H, B = 5, 4, 3
+
+
+def sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def torch_step(kind, p, carry, x):
+  """One step of torch.nn.RNN/LSTM/GRU in NumPy; p holds W_ih.T, W_hh.T, biases."""
+  h = carry[1] if kind == "lstm" else carry
+  xp = x @ p["ih"]["kernel"] + p["ih"]["bias"]
+  hp = h @ p["hh"]["kernel"] + p["hh"]["bias"]
+  if kind == "rnn":
+    h = np.tanh(xp + hp)
+    return h, h
+  if kind == "rnn_relu":
+    h = np.maximum(xp + hp, 0.0)
+    return h, h
+  if kind == "lstm":
+    i, f, g, o = np.split(xp + hp, 4, axis=-1)
+    c = sigmoid(f) * carry[0] + sigmoid(i) * np.tanh(g)
+    h = sigmoid(o) * np.tanh(c)
+    return (c, h), h
+  xr, xz, xn = np.split(xp, 3, axis=-1)
+  hr, hz, hn = np.split(hp, 3, axis=-1)
+  r, z = sigmoid(xr + hr), sigmoid(xz + hz)
+  n = np.tanh(xn + r * hn)
+  h = (1 - z) * n + z * h
+  return h, h
+
+
+CASES = [
+    ("rnn", {}),
+    ("rnn_relu", {}),
+    ("lstm", {}),
+    ("lstm", {"forget_bias": 1.0}),
+    ("gru", {}),
+]
+
+
+@pytest.mark.parametrize("kind,kw", CASES, ids=[f"{k}{kw}" for k, kw in CASES])
+def test_step_matches_torch_equations(kind, kw):
+  rng = np.random.default_rng(0)
+  cell = make_cell(kind, H, **kw)
+  x = rng.normal(size=(B, IN)).astype(np.float32)
+  carry = jax.tree.map(
+      lambda z: rng.normal(size=z.shape).astype(np.float32),
+      cell.initialize_carry(None, x.shape),
+  )
+  params = cell.init(jax.random.key(0), carry, x)["params"]
+  if "forget_bias" not in kw:  # random weights of scale ~1 exercise every gate
+    params = jax.tree.map(lambda w: rng.normal(size=w.shape).astype(np.float32), params)
+  params = jax.tree.map(np.asarray, params)
+
+  for _ in range(3):  # a few steps, feeding the carry back
+    new_carry, y = cell.apply({"params": params}, carry, x)
+    ref_carry, ref_y = torch_step(kind, params, carry, x)
+    np.testing.assert_allclose(y, ref_y, atol=1e-5, rtol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
+        new_carry,
+        ref_carry,
+    )
+    carry = jax.tree.map(np.asarray, new_carry)
+
+
+def test_step_equals_input_projection_then_step():
+  cell = GRUCell(H)
+  x = np.ones((B, IN), np.float32)
+  carry = cell.initialize_carry(None, x.shape)
+  variables = cell.init(jax.random.key(0), carry, x)
+  xp = cell.apply(variables, x, method="input_projection")
+  assert xp.shape == (B, 3 * H)
+  _, y1 = cell.apply(variables, carry, xp, method="step")
+  _, y2 = cell.apply(variables, carry, x)
+  np.testing.assert_array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("kind,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
+def test_param_shapes_and_carry(kind, gates):
+  cell = make_cell(kind, H)
+  x = jnp.ones((B, IN))
+  carry = cell.initialize_carry(jax.random.key(0), x.shape)
+  if kind == "lstm":
+    assert [c.shape for c in carry] == [(B, H), (B, H)]
+  else:
+    assert carry.shape == (B, H)
+  assert all(float(jnp.abs(c).max()) == 0 for c in jax.tree.leaves(carry))
+  params = cell.init(jax.random.key(0), carry, x)["params"]
+  shapes = jax.tree.map(jnp.shape, params)
+  assert shapes == {
+      "ih": {"kernel": (IN, gates * H), "bias": (gates * H,)},
+      "hh": {"kernel": (H, gates * H), "bias": (gates * H,)},
+  }
+  assert cell.num_feature_axes == 1
+
+
+def _init_params(cell, features_in=IN):
+  x = jnp.ones((1, features_in))
+  return cell.init(jax.random.key(1), cell.initialize_carry(None, x.shape), x)["params"]
+
+
+@pytest.mark.parametrize("cls", [ElmanCell, LSTMCell, GRUCell])
+def test_torch_init_range(cls):
+  hidden = 64
+  bound = 1 / np.sqrt(hidden)
+  for w in jax.tree.leaves(_init_params(cls(hidden))):
+    w = np.asarray(w)
+    assert np.abs(w).max() <= bound
+    assert np.abs(w).max() > 0.9 * bound  # uses the whole range
+    assert abs(w.mean()) < 0.2 * bound
+
+
+def test_uniform_init_range_and_forget_bias():
+  hidden, scale, fb = 32, 0.05, 1.0
+  params = _init_params(
+      make_cell("lstm", hidden, init="uniform", init_scale=scale, forget_bias=fb)
+  )
+  for w in (params["ih"]["kernel"], params["ih"]["bias"], params["hh"]["kernel"]):
+    assert scale * 0.9 < np.abs(w).max() <= scale
+  b = np.asarray(params["hh"]["bias"]).reshape(4, hidden)  # gates i, f, g, o
+  assert np.all(np.abs(b[[0, 2, 3]]) <= scale)
+  assert np.all(np.abs(b[1] - fb) <= scale)
+
+
+def test_bfloat16_compute_keeps_carry_dtype():
+  x = np.random.default_rng(0).normal(size=(B, IN)).astype(np.float32)
+  cell32, cell16 = LSTMCell(H), LSTMCell(H, dtype=jnp.bfloat16)
+  carry = cell32.initialize_carry(None, x.shape)
+  variables = cell32.init(jax.random.key(0), carry, x)
+  (c32, h32), _ = cell32.apply(variables, carry, x)
+  (c16, h16), y16 = cell16.apply(variables, carry, x)
+  assert c16.dtype == h16.dtype == jnp.float32
+  np.testing.assert_allclose(h16, h32, atol=2e-2)
+
+
+def test_bad_names_raise():
+  with pytest.raises(ValueError, match="cell must be one of .*'lstm'.*got 'transformer'"):
+    make_cell("transformer", H)
+  with pytest.raises(ValueError, match="activation"):
+    ElmanCell(H, activation="sigmoid")
+  with pytest.raises(ValueError, match="weight_init"):
+    make_cell("gru", H, init="xavier")
+  with pytest.raises(ValueError, match="rnn_relu"):
+    make_cell("rnn_relu", H, activation="tanh")
+
+
+def test_feature_mismatch_is_readable():
+  cell = GRUCell(H)
+  variables = {"params": _init_params(cell)}
+  x = jnp.ones((B, IN + 1))
+  with pytest.raises(ValueError, match=r"6 features .*\(3, 6\).* expect 5"):
+    cell.apply(variables, cell.initialize_carry(None, x.shape), x)

@@ -72,7 +72,7 @@ def _words(cleaned: str) -> list[str]:
 
 def encode_texts(texts: list[str], vocab: Vocab) -> list[np.ndarray]:
     """Tokenize and encode each text: a list of ``int32 [len_i]`` arrays (unknown -> ``<unk>``)."""
-    return [vocab.encode(tokenize(t)) for t in texts]
+    return vocab.encode_many(tokenize(t) for t in texts)
 
 
 class TextSplit(NamedTuple):
@@ -226,7 +226,7 @@ def load_agnews(data_dir: str | os.PathLike | None = None, *, max_examples: int 
 
     def split(texts, labels, idx, toks=None):
         toks = toks if toks is not None else [_words(texts[i]) for i in idx]
-        return TextSplit([vocab.encode(t) for t in toks], labels[idx], [texts[i] for i in idx])
+        return TextSplit(vocab.encode_many(toks), labels[idx], [texts[i] for i in idx])
 
     return TextClassData(
         train=split(train_texts, train_labels, train_idx, train_tok),

@@ -77,7 +77,7 @@ def test_synthetic_split_and_round_trip(tmp_path):
         n = sum("".join(d.src_vocab.decode(s)).lower() == "go." for s, _ in split)
         assert n in (0, 3)
     short = load_translation(tmp_path, level="word", max_len=2, valid_size=0, test_size=1)
-    assert short.dropped_long == 2  # "I see." and "I try." -> 3 word tokens
+    assert short.dropped_long == 3  # "I see.", "I try." and "Vai embora." have 3 word tokens
     assert all(len(s) <= 2 and len(t) <= 4 for s, t in short.train)
 
 

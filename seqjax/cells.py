@@ -100,8 +100,8 @@ class _FusedCell(nn.RNNCellBase):
       fan_in = self.variables["params"]["ih"]["kernel"].shape[0]
       if x.shape[-1] != fan_in:
         raise ValueError(
-            f"inputs have {x.shape[-1]} features (shape {x.shape}) but the"
-            f" cell's parameters expect {fan_in}"
+            f"inputs have {x.shape[-1]} features (last axis) but the cell's"
+            f" parameters expect {fan_in}"
         )
     return self.ih(x)
 

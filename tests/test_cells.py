@@ -158,5 +158,5 @@ def test_feature_mismatch_is_readable():
   cell = GRUCell(H)
   variables = {"params": _init_params(cell)}
   x = jnp.ones((B, IN + 1))
-  with pytest.raises(ValueError, match=r"6 features .*\(3, 6\).* expect 5"):
+  with pytest.raises(ValueError, match="6 features .* expect 5"):
     cell.apply(variables, cell.initialize_carry(None, x.shape), x)

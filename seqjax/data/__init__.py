@@ -12,9 +12,11 @@ Submodules:
 - ``batching``  length buckets and padding for variable-length examples
 
 All arrays are numpy; token ids are ``int32``, weights ``float32``.
+The download function is ``seqjax.data.fetch.fetch``; it is not re-exported here, so that
+``seqjax.data.fetch`` stays the module.
 """
 
-from seqjax.data.fetch import DATASETS, check, data_dir, fetch, require
+from seqjax.data.fetch import DATASETS, check, data_dir, require
 from seqjax.data.vocab import Vocab, build_vocab
 
-__all__ = ["DATASETS", "Vocab", "build_vocab", "check", "data_dir", "fetch", "require"]
+__all__ = ["DATASETS", "Vocab", "build_vocab", "check", "data_dir", "require"]

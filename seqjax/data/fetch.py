@@ -111,7 +111,7 @@ DATASETS: dict[str, Dataset] = {
         ),
         Dataset(
             "tatoeba-por",
-            # manythings.org re-releases its files; no stable checksum exists (fetch prints the sha256).
+            # manythings.org re-releases its files: no stable checksum; record yours in data/README.md.
             {"por-eng/por.txt": None},
             url="https://www.manythings.org/anki/por-eng.zip",
             members={"por-eng/por.txt": "por.txt"},

@@ -185,8 +185,8 @@ def load_agnews(data_dir: str | os.PathLike | None = None, *, max_examples: int 
                 min_freq: int = 1, on_error: str = "raise") -> TextClassData:
     """Load AG News, split train/valid, build the vocabulary, encode.
 
-    The training CSV is shuffled with ``seed`` and its first ``valid_size`` rows (an int, or
-    a fraction < 1 of the rows) become the validation split. The vocabulary is built from
+    The training CSV is shuffled with ``seed`` and its first ``valid_size`` rows (a count, or
+    a float < 1: a fraction of the rows) become the validation split. The vocabulary is built from
     the remaining training split only (``vocab_size`` = total size, the 2 specials included;
     ``None`` = no cap). ``max_examples`` caps each split (train, valid and test) at that many
     examples, after the shuffle (the test subset is a seeded random one).
@@ -208,7 +208,7 @@ def load_agnews(data_dir: str | os.PathLike | None = None, *, max_examples: int 
     test_texts, test_labels, skipped_test = _read_csv(folder / "test.csv", on_error, cache)
 
     n = len(train_texts)
-    n_valid = int(round(valid_size * n)) if isinstance(valid_size, float) else int(valid_size)
+    n_valid = round(valid_size * n) if isinstance(valid_size, float) and valid_size < 1 else int(valid_size)
     if not 0 <= n_valid < n:
         raise UsageError(f"data.valid_size={valid_size} leaves no training rows ({n} rows)")
     rng = np.random.default_rng(seed)

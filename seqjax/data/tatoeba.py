@@ -144,7 +144,7 @@ class TranslationData:
 
 
 def _count(size: int | float, total: int, key: str) -> int:
-    n = int(round(size * total)) if isinstance(size, float) else int(size)
+    n = round(size * total) if isinstance(size, float) and size < 1 else int(size)
     if n < 0:
         raise UsageError(f"data.{key}={size} must be >= 0")
     return n
@@ -166,7 +166,7 @@ def load_translation(data_dir: str | os.PathLike | None = None, *, pair: str = "
     translations, and all pairs of one source land in the same split, so no test source
     sentence is seen in training. Sources are shuffled with ``seed``; whole groups go to
     test until it holds at least ``test_size`` pairs, then to valid until ``valid_size``
-    (an int = pairs, a float = fraction of the pairs), the rest to train. Vocabularies come
+    (a count of pairs, or a float < 1: a fraction of the pairs), the rest to train. Vocabularies come
     from the training split (``*_vocab_size`` = total size, specials included; ``None`` = all).
     """
     _check_level(level)

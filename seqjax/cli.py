@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 — one line unless debugging
         if os.environ.get("SEQJAX_DEBUG"):
             raise
-        print(f"seqjax: error: {type(e).__name__}: {e} (SEQJAX_DEBUG=1 shows the traceback)", file=sys.stderr)
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"seqjax: error: {type(e).__name__}: {first} (SEQJAX_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
 
 

@@ -16,6 +16,7 @@ import difflib
 import importlib.util
 import json
 import pathlib
+import sys
 from typing import Any, Iterable
 
 import ml_collections
@@ -135,7 +136,11 @@ def find_config_file(name: str) -> pathlib.Path:
 def load_module(path: pathlib.Path):
     spec = importlib.util.spec_from_file_location(f"seqjax_experiment_{path.stem}", path)
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    sys.path.insert(0, str(path.parent))  # experiment files may share helpers (_lm_common.py)
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(path.parent))
     for attr in ("PRESETS", "get_config"):
         if not hasattr(mod, attr):
             raise UsageError(f"{path}: an experiment file must define {attr}")
@@ -274,13 +279,14 @@ def hidden_sizes(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
 def cell_kwargs(cfg: ml_collections.ConfigDict) -> dict:
     """Keyword arguments for ``seqjax.cells.make_cell`` from ``cfg.model``."""
     import jax.numpy as jnp
+    from flax.core import FrozenDict
 
     kw = dict(init=cfg.model.init, init_scale=cfg.model.init_scale)
     if cfg.model.cell == "lstm":
         kw["forget_bias"] = cfg.model.forget_bias
     if cfg.model.dtype != "float32":
         kw["dtype"] = jnp.dtype(cfg.model.dtype)
-    return kw
+    return FrozenDict(kw)  # hashable: models are static arguments of jitted functions
 
 
 def to_json(cfg: ml_collections.ConfigDict) -> str:

@@ -182,10 +182,14 @@ def default_workdir(cfg: ml_collections.ConfigDict) -> pathlib.Path:
     return pathlib.Path("ckpt") / f"{cfg.experiment}-{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _is_better(task: Task, value: float, best: float | None) -> bool:
-    if best is None:
+def _is_better(task: Task, metrics: dict, best: dict) -> bool:
+    """Main metric first; on a tie (e.g. accuracy 1.0 twice) the lower loss wins."""
+    if not best:
         return True
-    return value < best if task.lower_is_better else value > best
+    sign = 1.0 if task.lower_is_better else -1.0
+    new = (sign * metrics[task.main_metric], metrics["loss"])
+    old = (sign * best[task.main_metric], best["loss"])
+    return new < old
 
 
 class _Interrupted(Exception):
@@ -257,9 +261,8 @@ def train(
         m = engine.evaluate(state.params, "valid")
         prog.last_eval = m
         logger.write(int(state.step), prog.epoch + 1, "valid", m)
-        value = m[task.main_metric]
-        if _is_better(task, value, prog.best):
-            prog.best, prog.best_step, prog.best_metrics, prog.bad_evals = value, int(state.step), m, 0
+        if _is_better(task, m, prog.best_metrics):
+            prog.best, prog.best_step, prog.best_metrics, prog.bad_evals = m[task.main_metric], int(state.step), m, 0
             ckpt.save_best(int(state.step), state.params, {"step": int(state.step), **m})
         else:
             prog.bad_evals += 1

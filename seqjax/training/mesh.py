@@ -12,7 +12,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from seqjax.errors import UsageError
 
@@ -25,8 +25,8 @@ def maybe_initialize_distributed(enabled: bool) -> None:
 
 
 def make_mesh() -> Mesh:
-    """All devices on one ``data`` axis."""
-    return jax.make_mesh((jax.device_count(),), ("data",))
+    """All devices on one ``data`` axis (Auto: jit's partitioner places the rest)."""
+    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, key: str = "data.batch_size") -> None:

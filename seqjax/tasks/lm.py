@@ -1,0 +1,189 @@
+"""Language modelling with truncated BPTT: word level (PTB) and character level.
+
+The train stream is cut into ``batch_size`` parallel rows walked in windows of ``bptt``
+steps (:func:`seqjax.data.lm.bptt_windows`); the recurrent carry is threaded from one
+window to the next (no gradient across windows) and reset at the start of each epoch and
+of each evaluation. Evaluation counts every token of the split exactly once.
+
+Metrics: ``loss`` (nats per token), ``ppl`` for words, ``bpc`` (bits per character) and
+``nats_per_char`` for characters.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from seqjax import config as config_lib
+from seqjax.data.lm import LMCorpus, bptt_windows, load_lm_corpus
+from seqjax.data.vocab import Vocab
+from seqjax.errors import UsageError
+from seqjax.layers import zero_carry
+from seqjax.models.language_model import LanguageModel
+from seqjax.tasks.base import Task
+
+
+class LanguageModelTask(Task):
+    stateful = True
+
+    def __init__(self, cfg, data_dir=None, corpus: LMCorpus | None = None):
+        super().__init__(cfg, data_dir)
+        d = cfg.data
+        self.corpus = corpus or load_lm_corpus(d.corpus, data_dir, max_tokens=d.max_tokens or None)
+        self.word = self.corpus.level == "word"
+        self.main_metric = "ppl" if self.word else "bpc"
+        self._windows = {}
+
+    # -- model -------------------------------------------------------------------------
+    @functools.cache
+    def model(self) -> LanguageModel:
+        c = self.cfg.model
+        sizes = config_lib.hidden_sizes(self.cfg)
+        if c.tie_weights and c.embed != sizes[-1]:
+            raise UsageError(f"model.tie_weights needs model.embed ({c.embed}) == the last hidden size ({sizes[-1]})")
+        return LanguageModel(
+            vocab_size=len(self.corpus.vocab),
+            embed=c.embed,
+            cell=c.cell,
+            hidden=sizes,
+            dropout=c.dropout,
+            variational=c.variational,
+            tie_weights=c.tie_weights,
+            init_scale=c.init_scale if c.init == "uniform" else 0.0,
+            cell_kwargs=config_lib.cell_kwargs(self.cfg),
+            unroll=c.unroll,
+            dtype=None if c.dtype == "float32" else jnp.dtype(c.dtype),
+        )
+
+    def initial_carry(self, batch_size):
+        return zero_carry(self.cfg.model.cell, config_lib.hidden_sizes(self.cfg), batch_size)
+
+    def init_batch(self):
+        return self.windows("train")[0]
+
+    def model_inputs(self, batch, carry):
+        return {"tokens": batch["inputs"], "carry": carry}
+
+    # -- data --------------------------------------------------------------------------
+    def windows(self, split: str):
+        if split not in self._windows:
+            d = self.cfg.data
+            b = {"train": d.batch_size, "valid": d.eval_batch_size or d.batch_size, "test": d.test_batch_size or d.eval_batch_size or d.batch_size}[split]
+            self._windows[split] = bptt_windows(self.corpus.split(split), b, d.bptt, cover_all=split != "train")
+        return self._windows[split]
+
+    def steps_per_epoch(self):
+        return len(self.windows("train"))
+
+    def train_batches(self, epoch, start=0):
+        w = self.windows("train")
+        return (w[k] for k in range(start, len(w)))
+
+    def eval_batches(self, split):
+        return iter(self.windows(split))
+
+    def tokens(self, batch):
+        return int(batch["weights"].sum())
+
+    # -- loss --------------------------------------------------------------------------
+    def loss(self, params, batch, carry, rng, train):
+        logits, carry = self.model().apply(
+            {"params": params}, batch["inputs"], carry, deterministic=not train, rngs={"dropout": rng}
+        )
+        w = batch["weights"]
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]) * w
+        metrics = {"loss_sum": ce.sum(), "count": w.sum()}
+        if self.cfg.data.sum_over_time:
+            # TF sequence_loss(average_across_timesteps=False): summed over the BPTT steps,
+            # averaged over the batch (Zaremba's "lr 1" is on this scale).
+            objective = ce.sum() / w.shape[0]
+        else:
+            objective = ce.sum() / jnp.maximum(w.sum(), 1.0)
+        carry = jax.lax.stop_gradient(carry)
+        return objective, (metrics, carry)
+
+    def summarize(self, sums):
+        nats = sums["loss_sum"] / max(sums["count"], 1.0)
+        if self.word:
+            return {"loss": nats, "ppl": math.exp(min(nats, 50.0))}
+        return {"loss": nats, "bpc": nats / math.log(2), "nats_per_char": nats}
+
+    # -- run directory -----------------------------------------------------------------
+    def save_assets(self, workdir):
+        self.corpus.vocab.save(pathlib.Path(workdir) / "vocab.json")
+
+    def final_report(self, params, summary):
+        if self.word or not self.cfg.sample.prompt_on_finish:
+            return {}
+        text = sample(self, params, self.cfg.sample.prompt, self.cfg.sample.length, self.cfg.sample.temperature, 0)
+        return {"sample": {"prompt": self.cfg.sample.prompt, "temperature": self.cfg.sample.temperature, "text": text}}
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def _start_ids(task: LanguageModelTask, prompt: str) -> np.ndarray:
+    """Prompt -> ids; unknown tokens map to ``<unk>`` (or are dropped when there is none)."""
+    vocab: Vocab = task.corpus.vocab
+    ids = vocab.encode(task.corpus.text_to_tokens(prompt)) if prompt else np.zeros(0, np.int32)
+    if len(ids) == 0:  # an empty prompt starts from the start-of-line token
+        start = vocab.eos_id if vocab.eos_id is not None else vocab.stoi.get("\n", 0)
+        ids = np.array([start], np.int32)
+    return ids
+
+
+@functools.partial(jax.jit, static_argnames=("model", "length", "greedy"))
+def _generate(model, params, prompt, carry, rng, temperature, *, length: int, greedy: bool):
+    """Run ``prompt [1, P]`` then sample ``length`` tokens in one ``lax.scan`` -> ``[length]``."""
+    logits, carry = model.apply({"params": params}, prompt, carry)
+
+    def step(state, key):
+        last_logits, carry = state
+        if greedy:
+            tok = jnp.argmax(last_logits, -1)
+        else:
+            tok = jax.random.categorical(key, last_logits / temperature, axis=-1)
+        logits, carry = model.apply({"params": params}, tok[:, None], carry)
+        return (logits[:, -1], carry), tok[0]
+
+    _, toks = jax.lax.scan(step, (logits[:, -1], carry), jax.random.split(rng, length))
+    return toks
+
+
+def sample(task: LanguageModelTask, params, prompt: str, length: int, temperature: float, seed: int) -> str:
+    """Continue ``prompt`` by ``length`` tokens; temperature 0 is greedy. Returns the continuation."""
+    if length < 0 or temperature < 0:
+        raise UsageError("--length and --temperature must be >= 0")
+    ids = _start_ids(task, prompt)
+    toks = _generate(
+        task.model(),
+        params,
+        jnp.asarray(ids)[None],
+        task.initial_carry(1),
+        jax.random.PRNGKey(seed),
+        jnp.float32(max(temperature, 1e-6)),
+        length=length,
+        greedy=temperature == 0,
+    )
+    return task.corpus.tokens_to_text(task.corpus.vocab.decode(np.asarray(toks)))
+
+
+def sample_command(args) -> int:
+    """``seqjax sample WORKDIR --prompt TEXT [--length N] [--temperature T] [--seed S]``."""
+    from seqjax.training.inference import load_run
+
+    run = load_run(args.workdir, args.data_dir)
+    if not isinstance(run.task, LanguageModelTask):
+        raise UsageError(f"{args.workdir}: a {run.cfg.task} run; `seqjax sample` needs a language model run")
+    params = jax.device_get(run.params)
+    text = sample(run.task, params, args.prompt, args.length, args.temperature, args.seed)
+    sep = "" if run.task.corpus.level == "char" or not args.prompt else " "
+    sys.stdout.write(args.prompt + sep + text + "\n")
+    return 0
+

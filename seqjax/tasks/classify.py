@@ -1,0 +1,227 @@
+"""Text classification (AG News): token ids -> one of ``num_classes`` labels.
+
+Batches are length-bucketed (``seqjax.data.batching``): every batch is padded to one of
+the few bucket boundaries, so the train step compiles once per boundary, not per batch.
+A batch is ``{"tokens": int32 [B, T], "lengths": int32 [B], "labels": int32 [B],
+"weight": float32 [B]}``; rows that only fill a bucket's last batch have weight 0.
+
+The run directory gets ``vocab.json`` and ``classes.json`` (:meth:`ClassifyTask.save_assets`),
+so ``seqjax classify WORKDIR TEXT...`` loads the model from the run alone, without the data.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import sys
+from typing import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from seqjax import config as config_lib
+from seqjax.data.agnews import load_agnews, tokenize
+from seqjax.data.batching import length_buckets, pad_batch
+from seqjax.data.vocab import Vocab
+from seqjax.errors import DataError, UsageError
+from seqjax.models.classifier import POOLINGS, TextClassifier
+from seqjax.tasks.base import Task
+
+VOCAB_FILE = "vocab.json"
+CLASSES_FILE = "classes.json"
+
+
+def boundaries(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """Padded lengths of the batches: ``data.buckets`` below ``data.max_len``, then
+    ``data.max_len``. ``data.buckets=[]`` (or ``[max_len]``) is one shape: no bucketing."""
+    max_len = cfg.data.max_len
+    if max_len < 1:
+        raise UsageError(f"data.max_len={max_len}: must be >= 1")
+    buckets = list(cfg.data.buckets or [])
+    if any(not isinstance(b, int) or b < 1 for b in buckets) or buckets != sorted(set(buckets)):
+        raise UsageError(f"data.buckets={buckets}: expected increasing positive ints, e.g. [32,48,64,128]")
+    return (*[b for b in buckets if b < max_len], max_len)
+
+
+class ClassifyTask(Task):
+    main_metric = "acc"
+    lower_is_better = False
+
+    def __init__(self, cfg: ml_collections.ConfigDict, data_dir: str | None = None, *,
+                 vocab: Vocab | None = None, class_names: Sequence[str] | None = None):
+        """Loads the data, or, given ``vocab`` and ``class_names`` (inference from a run
+        directory, see :meth:`from_run`), nothing: the data methods are then unavailable."""
+        super().__init__(cfg, data_dir)
+        d = cfg.data
+        if cfg.model.pooling not in POOLINGS:
+            raise UsageError(f"model.pooling={cfg.model.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        self.bounds = boundaries(cfg)
+        self.eval_batch_size = d.eval_batch_size or d.batch_size
+        if vocab is not None:
+            self.data = None
+            self.vocab, self.class_names = vocab, list(class_names)
+            return
+        valid = d.valid_size
+        self.data = load_agnews(
+            data_dir, max_examples=d.max_examples or None, valid_size=valid, seed=cfg.seed,
+            vocab_size=d.vocab_size or None, min_freq=d.min_freq, on_error=d.on_error,
+        )
+        self.vocab, self.class_names = self.data.vocab, list(self.data.class_names)
+        self.splits = {"train": self.data.train, "valid": self.data.valid, "test": self.data.test}
+        self.lengths = {k: np.minimum([len(t) for t in s.tokens], d.max_len) for k, s in self.splits.items()}
+        if len(self.splits["train"].tokens) == 0:
+            raise DataError("ag_news: no training examples left after the validation split")
+
+    @classmethod
+    def from_run(cls, workdir: str | pathlib.Path, cfg: ml_collections.ConfigDict) -> ClassifyTask:
+        """The task of a run directory for inference: vocabulary and class names from its
+        assets, no dataset read."""
+        workdir = pathlib.Path(workdir)
+        vocab = Vocab.load(workdir / VOCAB_FILE)
+        try:
+            class_names = json.loads((workdir / CLASSES_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"missing {workdir / CLASSES_FILE}; was {workdir} written by 'seqjax train'?") from None
+        return cls(cfg, vocab=vocab, class_names=class_names)
+
+    # -- model -------------------------------------------------------------------------
+    @functools.cache
+    def model(self) -> TextClassifier:
+        c = self.cfg.model
+        return TextClassifier(
+            vocab_size=len(self.vocab),
+            num_classes=len(self.class_names),
+            embed_dim=c.embed,
+            cell=c.cell,
+            hidden=config_lib.hidden_sizes(self.cfg),
+            bidirectional=c.bidirectional,
+            dropout=c.dropout,
+            embed_dropout=c.embed_dropout,
+            variational=c.variational,
+            pooling=c.pooling,
+            cell_kwargs=config_lib.cell_kwargs(self.cfg),
+            unroll=c.unroll,
+        )
+
+    def init_batch(self):
+        b = self.cfg.data.batch_size
+        z = np.zeros(b, np.int32)
+        return {"tokens": np.zeros((b, self.bounds[0]), np.int32), "lengths": z, "labels": z,
+                "weight": np.zeros(b, np.float32)}
+
+    def model_inputs(self, batch, carry=None):
+        return {"tokens": batch["tokens"], "seq_lengths": batch["lengths"] if self.cfg.data.mask else None}
+
+    # -- data --------------------------------------------------------------------------
+    def _require_data(self):
+        if self.data is None:
+            raise UsageError("this classifier was loaded for inference only (no dataset)")
+
+    def batches(self, split: str, *, shuffle: bool, epoch: int = 0):
+        """The :class:`~seqjax.data.batching.Batch` index lists of ``split`` for one epoch."""
+        self._require_data()
+        b = self.cfg.data.batch_size if split == "train" else self.eval_batch_size
+        return length_buckets(self.lengths[split], b, self.bounds, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch)
+
+    def _materialize(self, split: str, plan) -> Iterator[dict]:
+        s = self.splits[split]
+        for bt in plan:
+            tokens, lengths, weight = pad_batch(s.tokens, bt.indices, bt.length)
+            labels = np.where(bt.indices >= 0, s.labels[np.maximum(bt.indices, 0)], 0).astype(np.int32)
+            yield {"tokens": tokens, "lengths": lengths, "labels": labels, "weight": weight}
+
+    @functools.cache
+    def steps_per_epoch(self):
+        return len(self.batches("train", shuffle=False))
+
+    def train_batches(self, epoch, start=0):
+        return self._materialize("train", self.batches("train", shuffle=True, epoch=epoch)[start:])
+
+    def eval_batches(self, split):
+        return self._materialize(split, self.batches(split, shuffle=False))
+
+    def tokens(self, batch):
+        """Real (unpadded) tokens of the batch."""
+        return int(batch["lengths"].sum())
+
+    # -- loss --------------------------------------------------------------------------
+    def loss(self, params, batch, carry, rng, train):
+        logits = self.model().apply({"params": params}, **self.model_inputs(batch), deterministic=not train,
+                                    rngs={"dropout": rng})
+        w = batch["weight"]
+        per = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
+        metrics = {
+            "loss_sum": (per * w).sum(),
+            "count": w.sum(),
+            "correct": ((jnp.argmax(logits, -1) == batch["labels"]) * w).sum(),
+        }
+        return metrics["loss_sum"] / jnp.maximum(metrics["count"], 1.0), (metrics, carry)
+
+    def summarize(self, sums):
+        n = max(sums["count"], 1.0)
+        return {"loss": sums["loss_sum"] / n, "acc": sums["correct"] / n}
+
+    # -- run directory ---------------------------------------------------------------
+    def save_assets(self, workdir):
+        workdir = pathlib.Path(workdir)
+        self.vocab.save(workdir / VOCAB_FILE)
+        (workdir / CLASSES_FILE).write_text(json.dumps(self.class_names) + "\n", encoding="utf-8")
+
+    # -- inference ---------------------------------------------------------------------
+    def predict(self, params, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities of raw texts: ``(labels int [n], probs float32 [n, C])``.
+
+        Texts are tokenized as in training (unknown words -> ``<unk>``, an empty text is a
+        row of length 0) and batched by length into the same padded shapes as evaluation,
+        so a text gets the probabilities that ``seqjax eval`` scored.
+        """
+        ids = [self.vocab.encode(tokenize(t)) for t in texts]
+        lengths = np.minimum([len(i) for i in ids], self.cfg.data.max_len)
+        probs = np.zeros((len(texts), len(self.class_names)), np.float32)
+        apply = self._probs_fn()
+        for bt in length_buckets(lengths, self.eval_batch_size, self.bounds, shuffle=False):
+            tokens, lens, _ = pad_batch(ids, bt.indices, bt.length)
+            p = np.asarray(apply(params, tokens, lens if self.cfg.data.mask else None))
+            real = bt.indices >= 0
+            probs[bt.indices[real]] = p[real]
+        return probs.argmax(-1), probs
+
+    @functools.cache
+    def _probs_fn(self):
+        model = self.model()
+        return jax.jit(lambda params, tokens, lengths: jax.nn.softmax(model.apply({"params": params}, tokens, lengths)))
+
+
+def load_classifier(workdir: str | pathlib.Path, which: str = "best") -> tuple[ClassifyTask, object]:
+    """``(task, params)`` of a classifier run directory, from its config, assets and
+    checkpoint only (the dataset is not read)."""
+    from seqjax.training.checkpoint import restore_params
+
+    workdir = pathlib.Path(workdir)
+    cfg_path = workdir / "config.json"
+    if not cfg_path.is_file():
+        raise UsageError(f"{workdir}: not a run directory (no config.json); pass the --workdir of a `seqjax train` run")
+    cfg = config_lib.from_json(cfg_path.read_text())
+    if cfg.task != "classify":
+        raise UsageError(f"{workdir} is a {cfg.task!r} run, not a classifier; `seqjax classify` needs one")
+    task = ClassifyTask.from_run(workdir, cfg)
+    like = jax.eval_shape(task.init_params, jax.random.PRNGKey(0))
+    try:
+        params, _ = restore_params(workdir, like, which)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from e
+    return task, params
+
+
+def classify_command(args) -> int:
+    """``seqjax classify WORKDIR [TEXT]...``: one ``label<TAB>probability`` line per text
+    (per stdin line when no TEXT is given)."""
+    texts = list(args.text) if args.text else [line.rstrip("\r\n") for line in sys.stdin]
+    task, params = load_classifier(args.workdir)
+    labels, probs = task.predict(params, texts)
+    for label, p in zip(labels.tolist(), probs):
+        print(f"{task.class_names[label]}\t{p[label]:.4f}")
+    return 0

@@ -345,11 +345,16 @@ def _mean_std(xs: list[float]) -> tuple[float | None, float | None]:
 
 
 def _num(x: float | None, ref: float | None = None) -> str:
-    """4 decimals below 100 (accuracies, losses), 1 above (perplexities, seconds)."""
+    """1 decimal from 100 (perplexities), 4 down to 1e-3 (accuracies, losses), then 3 significant.
+
+    ``ref`` (the mean, for a std) sets the scale, so ``0.9500 ± 0.0012`` lines up.
+    """
     if x is None:
         return ""
     scale = abs(ref if ref is not None else x)
-    return f"{x:.1f}" if scale >= 100 else f"{x:.4f}"
+    if scale >= 100:
+        return f"{x:.1f}"
+    return f"{x:.4f}" if scale >= 1e-3 or scale == 0 else f"{x:.2e}"
 
 
 def _pm(mean: float | None, std: float | None) -> str:

@@ -19,6 +19,13 @@ def data(seed=0):
   return query, keys, values
 
 
+def random_variables(attention, *args):
+  """Variables of the right shapes drawn in NumPy (the init is not under test)."""
+  shapes = jax.eval_shape(attention.init, jax.random.key(0), *args)
+  rng = np.random.default_rng(0)
+  return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
+
+
 def reference(params, query, keys, values, mask):
   scores = np.tanh(
       (query @ params["query"]["kernel"])[:, None] + keys @ params["key"]["kernel"]
@@ -32,14 +39,14 @@ def reference(params, query, keys, values, mask):
 def test_matches_numpy_reference_and_masks_padding():
   query, keys, values = data()
   attention = BahdanauAttention(F)
-  variables = attention.init(jax.random.key(0), query, keys, values, MASK)
+  variables = random_variables(attention, query, keys, values, MASK)
   params = jax.tree.map(np.asarray, variables["params"])
   assert jax.tree.map(np.shape, params) == {
       "query": {"kernel": (DQ, F)},
       "key": {"kernel": (DK, F)},
       "v": (F,),
   }
-  context, weights = attention.apply(variables, query, keys, values, MASK)
+  context, weights = jax.jit(attention.apply)(variables, query, keys, values, MASK)
   ref_context, ref_weights = reference(params, query, keys, values, MASK)
   np.testing.assert_allclose(weights, ref_weights, atol=1e-6)
   np.testing.assert_allclose(context, ref_context, atol=1e-5)
@@ -54,9 +61,9 @@ def test_matches_numpy_reference_and_masks_padding():
 def test_no_mask_and_values_default_to_keys():
   query, keys, _ = data(1)
   attention = BahdanauAttention(F)
-  variables = attention.init(jax.random.key(0), query, keys)
+  variables = random_variables(attention, query, keys)
   params = jax.tree.map(np.asarray, variables["params"])
-  context, weights = attention.apply(variables, query, keys)
+  context, weights = jax.jit(attention.apply)(variables, query, keys)
   all_valid = np.ones((B, S), bool)
   ref_context, ref_weights = reference(params, query, keys, keys, all_valid)
   np.testing.assert_allclose(weights, ref_weights, atol=1e-6)
@@ -66,12 +73,16 @@ def test_no_mask_and_values_default_to_keys():
 def test_precomputed_keys_give_the_same_result():
   query, keys, values = data(2)
   attention = BahdanauAttention(F)
-  variables = attention.init(jax.random.key(0), query, keys, values, MASK)
-  projected = attention.apply(variables, keys, method="project_keys")
+  variables = random_variables(attention, query, keys, values, MASK)
+
+  @jax.jit
+  def both(variables):
+    projected = attention.apply(variables, keys, method="project_keys")
+    expected = attention.apply(variables, query, keys, values, MASK)
+    got = attention.apply(variables, query, keys, values, MASK, precomputed_keys=projected)
+    return projected, expected, got
+
+  projected, expected, got = both(variables)
   assert projected.shape == (B, S, F)
-  expected = attention.apply(variables, query, keys, values, MASK)
-  got = attention.apply(
-      variables, query, keys, values, MASK, precomputed_keys=projected
-  )
   for a, b in zip(got, expected):
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, b, atol=1e-6)

@@ -47,6 +47,12 @@ CASES = [
 ]
 
 
+def random_params(cell, carry, x, rng):
+  """Parameters of the right shapes with weights of scale ~1, so every gate works."""
+  shapes = jax.eval_shape(cell.init, jax.random.key(0), carry, x)["params"]
+  return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
+
+
 @pytest.mark.parametrize("kind,kw", CASES, ids=[f"{k}{kw}" for k, kw in CASES])
 def test_step_matches_torch_equations(kind, kw):
   rng = np.random.default_rng(0)
@@ -56,13 +62,10 @@ def test_step_matches_torch_equations(kind, kw):
       lambda z: rng.normal(size=z.shape).astype(np.float32),
       cell.initialize_carry(None, x.shape),
   )
-  params = cell.init(jax.random.key(0), carry, x)["params"]
-  if "forget_bias" not in kw:  # random weights of scale ~1 exercise every gate
-    params = jax.tree.map(lambda w: rng.normal(size=w.shape).astype(np.float32), params)
-  params = jax.tree.map(np.asarray, params)
-
+  params = random_params(cell, carry, x, rng)
+  step = jax.jit(cell.apply)
   for _ in range(3):  # a few steps, feeding the carry back
-    new_carry, y = cell.apply({"params": params}, carry, x)
+    new_carry, y = step({"params": params}, carry, x)
     ref_carry, ref_y = torch_step(kind, params, carry, x)
     np.testing.assert_allclose(y, ref_y, atol=1e-5, rtol=1e-5)
     jax.tree.map(
@@ -75,13 +78,18 @@ def test_step_matches_torch_equations(kind, kw):
 
 def test_step_equals_input_projection_then_step():
   cell = GRUCell(H)
-  x = np.ones((B, IN), np.float32)
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(B, IN)).astype(np.float32)
   carry = cell.initialize_carry(None, x.shape)
-  variables = cell.init(jax.random.key(0), carry, x)
-  xp = cell.apply(variables, x, method="input_projection")
+  variables = {"params": random_params(cell, carry, x, rng)}
+
+  @jax.jit
+  def both(variables, carry, x):
+    xp = cell.apply(variables, x, method="input_projection")
+    return xp, cell.apply(variables, carry, xp, method="step"), cell.apply(variables, carry, x)
+
+  xp, (_, y1), (_, y2) = both(variables, carry, x)
   assert xp.shape == (B, 3 * H)
-  _, y1 = cell.apply(variables, carry, xp, method="step")
-  _, y2 = cell.apply(variables, carry, x)
   np.testing.assert_array_equal(y1, y2)
 
 
@@ -95,8 +103,8 @@ def test_param_shapes_and_carry(kind, gates):
   else:
     assert carry.shape == (B, H)
   assert all(float(jnp.abs(c).max()) == 0 for c in jax.tree.leaves(carry))
-  params = cell.init(jax.random.key(0), carry, x)["params"]
-  shapes = jax.tree.map(jnp.shape, params)
+  shapes = jax.tree.map(jnp.shape, jax.eval_shape(cell.init, jax.random.key(0), carry, x))
+  shapes = shapes["params"]
   assert shapes == {
       "ih": {"kernel": (IN, gates * H), "bias": (gates * H,)},
       "hh": {"kernel": (H, gates * H), "bias": (gates * H,)},
@@ -106,7 +114,8 @@ def test_param_shapes_and_carry(kind, gates):
 
 def _init_params(cell, features_in=IN):
   x = jnp.ones((1, features_in))
-  return cell.init(jax.random.key(1), cell.initialize_carry(None, x.shape), x)["params"]
+  carry = cell.initialize_carry(None, x.shape)
+  return jax.jit(cell.init)(jax.random.key(1), carry, x)["params"]
 
 
 @pytest.mark.parametrize("cls", [ElmanCell, LSTMCell, GRUCell])
@@ -136,9 +145,9 @@ def test_bfloat16_compute_keeps_carry_dtype():
   x = np.random.default_rng(0).normal(size=(B, IN)).astype(np.float32)
   cell32, cell16 = LSTMCell(H), LSTMCell(H, dtype=jnp.bfloat16)
   carry = cell32.initialize_carry(None, x.shape)
-  variables = cell32.init(jax.random.key(0), carry, x)
-  (c32, h32), _ = cell32.apply(variables, carry, x)
-  (c16, h16), y16 = cell16.apply(variables, carry, x)
+  variables = {"params": random_params(cell32, carry, x, np.random.default_rng(0))}
+  (c32, h32), _ = jax.jit(cell32.apply)(variables, carry, x)
+  (c16, h16), _ = jax.jit(cell16.apply)(variables, carry, x)
   assert c16.dtype == h16.dtype == jnp.float32
   np.testing.assert_allclose(h16, h32, atol=2e-2)
 
@@ -156,7 +165,8 @@ def test_bad_names_raise():
 
 def test_feature_mismatch_is_readable():
   cell = GRUCell(H)
-  variables = {"params": _init_params(cell)}
-  x = jnp.ones((B, IN + 1))
+  x = jnp.ones((B, IN))
+  carry = cell.initialize_carry(None, x.shape)
+  variables = jax.eval_shape(cell.init, jax.random.key(0), carry, x)
   with pytest.raises(ValueError, match="6 features .* expect 5"):
-    cell.apply(variables, cell.initialize_carry(None, x.shape), x)
+    jax.eval_shape(cell.apply, variables, carry, jnp.ones((B, IN + 1)))

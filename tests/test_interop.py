@@ -104,9 +104,9 @@ def test_live_torch_modules(mode):
 
   maker = _fixture_maker()
   torch.manual_seed(1)
-  bidirectional = mode in ("LSTM", "GRU")
+  gated = mode in ("LSTM", "GRU")
   batch_first = mode != "GRU"
-  module = maker.make_module(mode, 2, bidirectional, batch_first)
+  module = maker.make_module(mode, 2 if gated else 1, gated, batch_first)
   shape = (maker.BATCH, maker.TIME, maker.FEATURES)
   x = torch.randn(shape if batch_first else (shape[1], shape[0], shape[2]))
   lengths = [3, maker.TIME, 1]

@@ -23,7 +23,7 @@ the matmuls while the state stays in the carry's dtype (float32 by default).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -69,10 +69,7 @@ class _FusedCell(nn.RNNCellBase):
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
-  num_gates = 1
-
-  def _hh_bias_init(self, scale: float):
-    return _uniform(scale)
+  num_gates: ClassVar[int]
 
   def __post_init__(self):
     if self.weight_init not in INITS:
@@ -84,15 +81,21 @@ class _FusedCell(nn.RNNCellBase):
       scale = 1.0 / math.sqrt(self.features)
     else:
       scale = self.init_scale
-    dense = lambda bias_init: nn.Dense(
-        self.num_gates * self.features,
-        kernel_init=_uniform(scale),
-        bias_init=bias_init,
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-    )
+
+    def dense(bias_init):
+      return nn.Dense(
+          self.num_gates * self.features,
+          kernel_init=_uniform(scale),
+          bias_init=bias_init,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+      )
+
     self.ih = dense(_uniform(scale))
     self.hh = dense(self._hh_bias_init(scale))
+
+  def _hh_bias_init(self, scale: float):
+    return _uniform(scale)
 
   def input_projection(self, x: Array) -> Array:
     """``x @ W_ih + b_ih``: [..., in] -> [..., G*H]."""

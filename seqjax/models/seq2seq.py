@@ -1,0 +1,275 @@
+"""Recurrent encoder-decoder (seq2seq), optionally with Bahdanau attention.
+
+Shapes: ``B`` batch, ``S`` source length, ``T`` target length, ``V`` target vocabulary,
+``H`` hidden size of each layer, ``De`` encoder output size (``H``, or ``2H`` when the
+encoder is bidirectional), ``A`` attention size.
+
+Encoder: token embedding (or one-hot, ``embed=0``, as in the Keras character example)
+-> :class:`seqjax.layers.Stacked` (any cell, optionally bidirectional), masked by the
+source lengths, so padding never changes a result.
+
+Bridge: the encoder's final carry of layer ``l`` starts decoder layer ``l``. When the
+encoder is unidirectional with the decoder's sizes this is the identity (the Keras
+example passes ``[state_h, state_c]`` unchanged); when it is bidirectional, each part of
+a carry (``h``, and ``c`` for an LSTM) is ``Dense([fwd; bwd])`` (``tanh`` for ``h``, linear
+for ``c``).
+
+Decoder, one step (``Decoder.step``), for ``attention="bahdanau"`` (Bahdanau et al. 2015,
+as the TensorFlow NMT-with-attention tutorial does it)::
+
+    c_t, a_t = attention(query = h_{t-1} (top layer), keys = encoder outputs,
+                         masked over source padding)            # a_t: [B, S]
+    h_t      = cell(h_{t-1}, [emb(y_{t-1}); c_t])                # context fed to the cell
+    logits_t = W_o [h_t; c_t] + b_o                              # and to the readout
+
+The context comes from the *previous* state (Bahdanau), not from ``h_t`` (Luong), so it
+can be fed into the cell. ``[emb; c] @ W_ih`` is split as ``emb @ W_e + c @ W_c``: the
+embedding half (``cell.input_projection``) is one matmul over all target positions before
+the time loop, only ``c @ W_c`` (``Decoder.context_in``, no bias) is inside it. The keys
+are projected once per source (``BahdanauAttention.project_keys``). Without attention the
+step is ``h_t = cell(h_{t-1}, emb(y_{t-1}))``, ``logits_t = W_o h_t + b_o``, and the whole
+layer-0 input projection is hoisted.
+
+Training uses teacher forcing: ``Seq2Seq.__call__`` scans ``Decoder.step`` over the gold
+target inputs with ``nn.scan``; the readout (the ``[.., V]`` matmul) is outside the scan,
+over all positions at once. Decoding (``seqjax.decoding``) calls ``Seq2Seq.encode`` once and
+``Seq2Seq.decode_step`` per token, which runs the very same ``Decoder.step``.
+
+Dropout (``dropout``): on source and target embeddings, between encoder layers
+(``Stacked``) and on the readout input; none inside the decoder's time loop.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.core import FrozenDict
+
+from seqjax.attention import BahdanauAttention
+from seqjax.cells import make_cell
+from seqjax.layers import Stacked
+
+Array = jax.Array
+Carry = Any
+Memory = dict  # {"mask": [B, S] bool, "values": [B, S, De], "keys": [B, S, A]} (no values/keys without attention)
+
+ATTENTIONS = ("none", "bahdanau")
+
+
+def top_hidden(carry: Carry) -> Array:
+    """The ``h`` of one layer's carry: ``h [B, H]`` itself, or the second of LSTM ``(c, h)``."""
+    return carry[1] if isinstance(carry, tuple) else carry
+
+
+class Embedder(nn.Module):
+    """Token ids ``[...]`` -> ``[..., features]``: ``nn.Embed``, or one-hot when ``features=0``."""
+
+    vocab: int
+    features: int
+
+    @nn.compact
+    def __call__(self, tokens: Array) -> Array:
+        if self.features == 0:
+            return jax.nn.one_hot(tokens, self.vocab, dtype=jnp.float32)
+        return nn.Embed(self.vocab, self.features)(tokens)
+
+
+class Decoder(nn.Module):
+    """Decoder cells, attention and readout; ``step`` is one time step.
+
+    Attributes:
+      vocab: target vocabulary size V.
+      cell: "rnn" | "rnn_relu" | "lstm" | "gru".
+      sizes: hidden size of each layer.
+      embed: target embedding size (0: one-hot).
+      attention: "none" | "bahdanau".
+      attention_units: A.
+      dropout: on the readout input (embedding dropout is applied by the caller).
+      cell_kwargs: for ``seqjax.cells.make_cell``.
+    """
+
+    vocab: int
+    cell: str
+    sizes: Sequence[int]
+    embed: int
+    attention: str = "none"
+    attention_units: int = 128
+    dropout: float = 0.0
+    cell_kwargs: Mapping[str, Any] = FrozenDict()
+
+    def setup(self):
+        self.embedding = Embedder(self.vocab, self.embed)
+        self.cells = [make_cell(self.cell, h, **dict(self.cell_kwargs)) for h in self.sizes]
+        if self.attention == "bahdanau":
+            self.attn = BahdanauAttention(self.attention_units)
+            self.context_in = nn.Dense(self.cells[0].num_gates * self.sizes[0], use_bias=False)
+        self.readout_dropout = nn.Dropout(self.dropout)
+        self.readout = nn.Dense(self.vocab)
+
+    def embed_and_project(self, tokens: Array) -> Array:
+        """``tokens [...]`` -> layer 0's input projection ``emb @ W_e + b [..., G*H0]``."""
+        return self.cells[0].input_projection(self.embedding(tokens))
+
+    def embed_tokens(self, tokens: Array) -> Array:
+        """``tokens [...]`` -> embeddings ``[..., E]``."""
+        return self.embedding(tokens)
+
+    def project_embeddings(self, emb: Array) -> Array:
+        """``emb [..., E]`` -> ``[..., G*H0]`` (hoisted out of the time loop)."""
+        return self.cells[0].input_projection(emb)
+
+    def memory(self, outputs: Array, mask: Array) -> Memory:
+        """Encoder ``outputs [B, S, De]``, ``mask [B, S]`` -> what every step attends to
+        (keys projected once here)."""
+        if self.attention == "none":
+            return {"mask": mask}
+        return {"mask": mask, "values": outputs, "keys": self.attn.project_keys(outputs)}
+
+    def step(self, carries: tuple[Carry, ...], xp: Array, memory: Memory):
+        """One step.
+
+        Args:
+          carries: one carry per layer (``h [B, H]``, or ``(c, h)`` for an LSTM).
+          xp: layer 0's projected input ``emb(y_{t-1}) @ W_e + b`` ``[B, G*H0]``.
+          memory: from :meth:`memory`.
+
+        Returns:
+          ``(carries, (h_t [B, H_top], context [B, De] (0-wide without attention),
+          weights [B, S]))``; weights are 0 on source padding (all 0 without attention).
+        """
+        mask = memory["mask"]
+        if self.attention == "bahdanau":
+            context, weights = self.attn(
+                top_hidden(carries[-1]), memory["values"], mask=mask, precomputed_keys=memory["keys"]
+            )
+            xp = xp + self.context_in(context)
+        else:
+            context = jnp.zeros((xp.shape[0], 0), xp.dtype)
+            weights = jnp.zeros(mask.shape, jnp.float32)
+        new, x = [], None
+        for i, cell in enumerate(self.cells):
+            carry, x = cell.step(carries[i], xp if i == 0 else cell.input_projection(x))
+            new.append(carry)
+        return tuple(new), (x, context, weights)
+
+    def logits(self, h: Array, context: Array, deterministic: bool = True) -> Array:
+        """``h [..., H]``, ``context [..., De]`` -> ``[..., V]`` (float32)."""
+        feat = jnp.concatenate([h, context], axis=-1) if self.attention == "bahdanau" else h
+        feat = self.readout_dropout(feat, deterministic=deterministic)
+        return self.readout(feat).astype(jnp.float32)
+
+
+def _teacher_step(decoder: Decoder, carries, xp, memory):
+    return decoder.step(carries, xp, memory)
+
+
+class Seq2Seq(nn.Module):
+    """Encoder-decoder; see the module docstring.
+
+    Attributes:
+      src_vocab, tgt_vocab: vocabulary sizes.
+      cell: "rnn" | "rnn_relu" | "lstm" | "gru" (encoder and decoder).
+      hidden: hidden size of every layer (int) or one per layer; the decoder has the same
+        layers as the encoder.
+      embed: embedding size of source and target tokens (0: one-hot, as the Keras example).
+      bidirectional: bidirectional encoder (outputs ``[B, S, 2H]``; carries bridged).
+      attention: "none" | "bahdanau".
+      attention_units: A (0: the top hidden size).
+      dropout: see the module docstring.
+      cell_kwargs: for ``seqjax.cells.make_cell``.
+      unroll: encoder scan unroll.
+    """
+
+    src_vocab: int
+    tgt_vocab: int
+    cell: str = "lstm"
+    hidden: int | Sequence[int] = 256
+    layers: int = 1
+    embed: int = 128
+    bidirectional: bool = False
+    attention: str = "none"
+    attention_units: int = 0
+    dropout: float = 0.0
+    cell_kwargs: Mapping[str, Any] = FrozenDict()
+    unroll: int = 1
+
+    def setup(self):
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
+        sizes = (self.hidden,) * self.layers if isinstance(self.hidden, int) else tuple(self.hidden)
+        self.sizes = sizes
+        self.src_embedding = Embedder(self.src_vocab, self.embed)
+        self.embed_dropout = nn.Dropout(self.dropout)
+        self.encoder = Stacked(
+            cell=self.cell, hidden=sizes, dropout=self.dropout, bidirectional=self.bidirectional,
+            cell_kwargs=self.cell_kwargs, unroll=self.unroll,
+        )
+        if self.bidirectional:
+            self.bridge_h = [nn.Dense(h, name=f"bridge_h_{i}") for i, h in enumerate(sizes)]
+            if self.cell == "lstm":
+                self.bridge_c = [nn.Dense(h, name=f"bridge_c_{i}") for i, h in enumerate(sizes)]
+        self.decoder = Decoder(
+            vocab=self.tgt_vocab, cell=self.cell, sizes=sizes, embed=self.embed,
+            attention=self.attention, attention_units=self.attention_units or sizes[-1],
+            dropout=self.dropout, cell_kwargs=self.cell_kwargs,
+        )
+
+    def _bridge(self, carries: tuple) -> tuple:
+        if not self.bidirectional:
+            return carries
+        out = []
+        for i, (fwd, bwd) in enumerate(carries):
+            if self.cell == "lstm":
+                (cf, hf), (cb, hb) = fwd, bwd
+                c = self.bridge_c[i](jnp.concatenate([cf, cb], -1))
+                h = jnp.tanh(self.bridge_h[i](jnp.concatenate([hf, hb], -1)))
+                out.append((c, h))
+            else:
+                out.append(jnp.tanh(self.bridge_h[i](jnp.concatenate([fwd, bwd], -1))))
+        return tuple(out)
+
+    def encode(self, src: Array, src_lengths: Array, deterministic: bool = True) -> tuple[Memory, tuple]:
+        """``src [B, S]`` ids, ``src_lengths [B]`` -> ``(memory, decoder carries)``.
+
+        ``memory["mask"]`` is ``[B, S]`` (True on real tokens); with attention it also holds
+        ``values`` (encoder outputs ``[B, S, De]``) and ``keys`` (projected, ``[B, S, A]``).
+        Carries: one per decoder layer.
+        """
+        x = self.embed_dropout(self.src_embedding(src), deterministic=deterministic)
+        outputs, carries = self.encoder(x, src_lengths, deterministic=deterministic)
+        mask = jnp.arange(src.shape[1])[None, :] < src_lengths[:, None]
+        return self.decoder.memory(outputs, mask), self._bridge(carries)
+
+    def __call__(self, src: Array, src_lengths: Array, tgt_in: Array, *, deterministic: bool = True):
+        """Teacher forcing.
+
+        Args:
+          src: ``[B, S]`` source ids (padding after ``src_lengths``).
+          src_lengths: ``[B]``.
+          tgt_in: ``[B, T]`` decoder inputs ``<sos> y_1 .. y_{T-1}`` (gold tokens).
+
+        Returns:
+          ``(logits [B, T, V] float32, attention [B, T, S])`` (attention all 0 without
+          attention, and exactly 0 on source padding).
+        """
+        memory, carries = self.encode(src, src_lengths, deterministic)
+        emb = self.embed_dropout(self.decoder.embed_tokens(tgt_in), deterministic=deterministic)
+        xp = self.decoder.project_embeddings(jnp.swapaxes(emb, 0, 1))  # [T, B, G*H0], one matmul
+        scan = nn.scan(
+            _teacher_step, variable_broadcast="params", split_rngs={"params": False},
+            in_axes=(0, nn.broadcast),
+        )
+        _, (h, context, weights) = scan(self.decoder, carries, xp, memory)
+        logits = self.decoder.logits(jnp.swapaxes(h, 0, 1), jnp.swapaxes(context, 0, 1), deterministic)
+        return logits, jnp.swapaxes(weights, 0, 1)
+
+    def decode_step(self, memory: Memory, carries: tuple, tokens: Array):
+        """One decoding step: previous tokens ``[N]`` -> ``(logits [N, V], carries, attention [N, S])``.
+
+        ``memory`` and ``carries`` as returned by :meth:`encode` (rows may be repeated per beam).
+        """
+        xp = self.decoder.embed_and_project(tokens)
+        carries, (h, context, weights) = self.decoder.step(carries, xp, memory)
+        return self.decoder.logits(h, context), carries, weights

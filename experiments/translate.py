@@ -1,0 +1,86 @@
+"""English -> X translation on Tatoeba pairs: recurrent encoder-decoder, with and without
+Bahdanau attention; greedy and beam-search decoding; BLEU / chrF with sacrebleu.
+
+    seqjax train translate:char-lstm --set data.pair=spa-eng      # the seed (Keras char LSTM)
+    seqjax train translate:word-gru-attention --set data.pair=spa-eng --workdir ckpt/es-att
+    seqjax translate ckpt/es-att "I liked that hair" --beam 5 --plot-attention att.png
+
+Data: ``$SEQJAX_DATA/por-eng/por.txt`` (default, the seed's pair) or
+``--set data.pair=spa-eng`` (``spa-eng/spa.txt``, the TensorFlow attention tutorial's
+file). The files are sorted by length, so ``data.max_pairs`` keeps the shortest pairs,
+as the seed (num_samples=10000) and the tutorial (num_examples=30000) do. Pairs are split
+by source sentence (no test source is seen in training; seqjax/data/tatoeba.py).
+Results: experiments/results/translate.md.
+
+Presets: ``char-lstm`` is the seed: character level, one-hot inputs, LSTM 512 encoder and
+decoder, the encoder's final (h, c) handed to the decoder, rmsprop lr 1e-3, batch 64,
+10,000 pairs, no attention. ``word-gru-attention`` follows the TensorFlow tutorial (30,000
+pairs, word level, embeddings 256, GRU, Bahdanau attention, adam, batch 64) but with 256 GRU
+units instead of the tutorial's 1024: the runs behind results/translate.md are on a shared
+2-core CPU, where 1024 units cost ~10x the time per step
+(``--set model.hidden=1024 model.attention_units=1024`` restores the tutorial's size on a
+GPU). ``word-gru`` is the same model without attention (the ablation).
+
+Keys beyond the shared ones (seqjax/config.py OPTIONS):
+  data.pair            por-eng | spa-eng
+  data.level           char | word (word: lowercased words and punctuation marks)
+  data.max_pairs       read only the first (= shortest) N pairs of the file (0: all)
+  data.max_len         drop pairs whose source or target has more tokens than this
+                       (<sos>/<eos> not counted); also the truncation length of inputs to
+                       `seqjax translate`
+  data.valid_size      pairs held out for validation (an int, or a fraction < 1)
+  data.test_size       pairs held out for the final BLEU/chrF test (int or fraction)
+  data.src_vocab_size  source vocabulary size, specials included (0: every training token)
+  data.tgt_vocab_size  target vocabulary size, specials included (0: every training token)
+  data.buckets         padded lengths of the batches (bucket boundaries) below
+                       data.max_len + 1, which is always the last; [] = one shape
+  model.embed          embedding width of source and target tokens (0: one-hot, the seed)
+  model.attention      none | bahdanau
+  model.attention_units  Bahdanau attention size (0: the top hidden size)
+  decode.beam          beam size for the final test report (greedy is always reported too)
+  decode.alpha         length-penalty exponent (0: none)
+  decode.penalty       gnmt ((5+len)/6)^alpha | simple len^alpha | none
+  decode.max_len       most tokens generated (0: data.max_len + 1)
+  decode.batch_size    sentences decoded per compiled batch (0: data.eval_batch_size)
+"""
+from seqjax.config import base_config
+
+PRESETS = {
+    "char-lstm": "the seed: char level, one-hot, LSTM 512 enc+dec, rmsprop, 10k pairs, no attention",
+    "char-lstm-attention": "char-lstm with Bahdanau attention (keys/values: encoder outputs)",
+    "word-gru-attention": "TF tutorial setup (30k pairs, word level, emb 256, Bahdanau) with GRU 256",
+    "word-gru": "word-gru-attention without attention (the ablation)",
+    "tiny": "seconds on CPU, for tests and smoke checks",
+}
+
+
+def get_config(preset: str):
+    c = base_config()
+    c.task = "translate"
+    c.data.update(dict(
+        pair="por-eng", level="char", max_pairs=10000, max_len=40, valid_size=1000, test_size=1000,
+        src_vocab_size=0, tgt_vocab_size=0, buckets=[16, 24, 32], batch_size=64, eval_batch_size=256,
+    ))
+    c.model.update(dict(cell="lstm", hidden=512, layers=1, embed=0, attention="none", attention_units=0))
+    c.optim.update(dict(name="rmsprop", lr=1e-3, eps=1e-7, momentum=0.0))
+    c.train.update(dict(epochs=100, log_every=50, early_stop_patience=10))
+    c.decode = dict(beam=5, alpha=0.6, penalty="gnmt", max_len=0, batch_size=0)
+    if preset == "char-lstm":
+        pass
+    elif preset == "char-lstm-attention":
+        c.model.attention = "bahdanau"
+    elif preset in ("word-gru-attention", "word-gru"):
+        c.data.update(dict(level="word", max_pairs=30000, max_len=12, buckets=[8], valid_size=1500, test_size=1500))
+        c.model.update(dict(cell="gru", hidden=256, embed=256, attention="bahdanau", dropout=0.1))
+        c.optim.update(dict(name="adam", lr=2e-3, clip_norm=5.0, eps=1e-8))
+        c.train.update(dict(epochs=12, early_stop_patience=3))
+        if preset == "word-gru":
+            c.model.attention = "none"
+    elif preset == "tiny":
+        c.data.update(dict(max_pairs=600, max_len=12, buckets=[], valid_size=50, test_size=50,
+                           batch_size=32, eval_batch_size=64))
+        c.model.update(dict(cell="gru", hidden=16, embed=8, attention="bahdanau"))
+        c.optim.update(dict(name="adam", lr=1e-2))
+        c.train.update(dict(epochs=2, log_every=5, early_stop_patience=0))
+        c.decode.update(dict(beam=3))
+    return c

@@ -1,0 +1,366 @@
+"""Translation (Tatoeba English -> X): a seq2seq model trained with teacher forcing.
+
+A batch is ``{"src": int32 [B, L], "src_len": int32 [B], "tgt": int32 [B, L + 1],
+"weight": float32 [B]}`` with ``tgt = <sos> y_1 .. y_n <eos> <pad>..``; the decoder reads
+``tgt[:, :-1]`` and predicts ``tgt[:, 1:]``. Pairs are length-bucketed by
+``max(len(src), len(tgt) - 1)`` (``seqjax.data.batching``), so the train step compiles
+once per bucket boundary; rows that only fill a bucket's last batch have weight 0.
+
+Loss: token cross-entropy averaged over the real (non-padding) target tokens of the batch
+(``<eos>`` included). Metrics (as sums, so every token counts once): ``loss``, ``ppl``,
+``acc`` (token accuracy under teacher forcing).
+
+At the end of training (:meth:`TranslateTask.final_report`) the best parameters translate
+the held-out test split with greedy decoding and beam search (``decode.beam``), both
+batched and jit-compiled (``seqjax.decoding``); sacrebleu gives corpus BLEU and chrF
+against the references (lowercased on both sides at word level, where the model's
+vocabulary is lowercase), and the wall time per sentence is recorded. The seed's
+sentences (:data:`SEED_SENTENCES`) are translated too.
+
+The run directory gets ``src_vocab.json`` and ``tgt_vocab.json``, so ``seqjax translate
+WORKDIR TEXT...`` needs the run alone, not the dataset. Unknown characters or words map
+to ``<unk>``; inputs longer than ``data.max_len`` tokens are truncated with a warning.
+"""
+from __future__ import annotations
+
+import functools
+import pathlib
+import sys
+import time
+from typing import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from seqjax import config as config_lib
+from seqjax import decoding
+from seqjax.data import tatoeba
+from seqjax.data.batching import length_buckets, pad_batch
+from seqjax.data.vocab import Vocab
+from seqjax.errors import UsageError
+from seqjax.models.seq2seq import ATTENTIONS, Seq2Seq
+from seqjax.tasks.base import Task
+
+SRC_VOCAB_FILE = "src_vocab.json"
+TGT_VOCAB_FILE = "tgt_vocab.json"
+
+#: The sentences the seed (the Keras character-level example) translates.
+SEED_SENTENCES = ("You'll do it now!", "Are you wrong", "Can you help me?", "I hate you all",
+                  "I liked that hair")
+
+
+def boundaries(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """Padded source/decoder lengths: ``data.buckets`` below ``data.max_len + 1``, then
+    ``data.max_len + 1`` (a target of ``max_len`` tokens plus ``<eos>``). ``data.buckets=[]``
+    is one shape: no bucketing."""
+    if cfg.data.max_len < 1:
+        raise UsageError(f"data.max_len={cfg.data.max_len}: must be >= 1")
+    top = cfg.data.max_len + 1
+    buckets = list(cfg.data.buckets or [])
+    if any(not isinstance(b, int) or b < 1 for b in buckets) or buckets != sorted(set(buckets)):
+        raise UsageError(f"data.buckets={buckets}: expected increasing positive ints, e.g. [8,16]")
+    return (*[b for b in buckets if b < top], top)
+
+
+class TranslateTask(Task):
+    main_metric = "loss"
+    lower_is_better = True
+
+    def __init__(self, cfg: ml_collections.ConfigDict, data_dir: str | None = None, *,
+                 src_vocab: Vocab | None = None, tgt_vocab: Vocab | None = None):
+        """Loads the data, or, given both vocabularies (inference from a run directory, see
+        :meth:`from_run`), nothing: the data methods are then unavailable."""
+        super().__init__(cfg, data_dir)
+        d, m = cfg.data, cfg.model
+        if m.attention not in ATTENTIONS:
+            raise UsageError(f"model.attention={m.attention!r}: choose one of {', '.join(ATTENTIONS)}")
+        if cfg.decode.beam < 1:
+            raise UsageError(f"decode.beam={cfg.decode.beam}: must be >= 1")
+        if cfg.decode.penalty not in decoding.PENALTIES:
+            raise UsageError(f"decode.penalty={cfg.decode.penalty!r}: choose one of {', '.join(decoding.PENALTIES)}")
+        self.level = d.level
+        self.bounds = boundaries(cfg)
+        self.eval_batch_size = d.eval_batch_size or d.batch_size
+        self.decode_batch_size = cfg.decode.batch_size or self.eval_batch_size
+        if src_vocab is not None and tgt_vocab is not None:
+            self.data = None
+            self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+            return
+        self.data = tatoeba.load_translation(
+            data_dir, pair=d.pair, level=d.level, max_pairs=d.max_pairs or None, max_len=d.max_len,
+            valid_size=d.valid_size, test_size=d.test_size, seed=cfg.seed,
+            src_vocab_size=d.src_vocab_size or None, tgt_vocab_size=d.tgt_vocab_size or None,
+        )
+        self.src_vocab, self.tgt_vocab = self.data.src_vocab, self.data.tgt_vocab
+        train = self.data.train
+        if d.max_examples and d.max_examples < len(train):
+            keep = np.sort(np.random.default_rng([cfg.seed, 1]).permutation(len(train))[: d.max_examples])
+            train = [train[i] for i in keep]
+        self.splits = {"train": train, "valid": self.data.valid, "test": self.data.test}
+        self.keys = {k: np.array([max(len(s), len(t) - 1) for s, t in v], np.int64) for k, v in self.splits.items()}
+
+    @classmethod
+    def from_run(cls, workdir: str | pathlib.Path, cfg: ml_collections.ConfigDict) -> TranslateTask:
+        """The task of a run directory for inference: vocabularies from its assets."""
+        workdir = pathlib.Path(workdir)
+        return cls(cfg, src_vocab=Vocab.load(workdir / SRC_VOCAB_FILE), tgt_vocab=Vocab.load(workdir / TGT_VOCAB_FILE))
+
+    # -- model -------------------------------------------------------------------------
+    @functools.cache
+    def model(self) -> Seq2Seq:
+        c = self.cfg.model
+        return Seq2Seq(
+            src_vocab=len(self.src_vocab), tgt_vocab=len(self.tgt_vocab), cell=c.cell,
+            hidden=config_lib.hidden_sizes(self.cfg), embed=c.embed, bidirectional=c.bidirectional,
+            attention=c.attention, attention_units=c.attention_units, dropout=c.dropout,
+            cell_kwargs=config_lib.cell_kwargs(self.cfg), unroll=c.unroll,
+        )
+
+    def init_batch(self):
+        b, n = self.cfg.data.batch_size, self.bounds[0]
+        return {"src": np.zeros((b, n), np.int32), "src_len": np.ones(b, np.int32),
+                "tgt": np.zeros((b, n + 1), np.int32), "weight": np.zeros(b, np.float32)}
+
+    def model_inputs(self, batch, carry=None):
+        return {"src": batch["src"], "src_lengths": batch["src_len"], "tgt_in": batch["tgt"][:, :-1]}
+
+    # -- data --------------------------------------------------------------------------
+    def _require_data(self):
+        if self.data is None:
+            raise UsageError("this translation model was loaded for inference only (no dataset)")
+
+    def batches(self, split: str, *, shuffle: bool, epoch: int = 0):
+        """The :class:`~seqjax.data.batching.Batch` index lists of ``split`` for one epoch."""
+        self._require_data()
+        b = self.cfg.data.batch_size if split == "train" else self.eval_batch_size
+        return length_buckets(self.keys[split], b, self.bounds, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch)
+
+    def _materialize(self, split: str, plan) -> Iterator[dict]:
+        pairs = self.splits[split]
+        src, tgt = [p[0] for p in pairs], [p[1] for p in pairs]
+        pad = self.tgt_vocab.pad_id
+        for bt in plan:
+            s, s_len, weight = pad_batch(src, bt.indices, bt.length, pad)
+            t, _, _ = pad_batch(tgt, bt.indices, bt.length + 1, pad)
+            yield {"src": s, "src_len": s_len, "tgt": t, "weight": weight}
+
+    @functools.cache
+    def steps_per_epoch(self):
+        return len(self.batches("train", shuffle=False))
+
+    def train_batches(self, epoch, start=0):
+        return self._materialize("train", self.batches("train", shuffle=True, epoch=epoch)[start:])
+
+    def eval_batches(self, split):
+        return self._materialize(split, self.batches(split, shuffle=False))
+
+    def tokens(self, batch):
+        """Real target tokens predicted in the batch (``<eos>`` included)."""
+        return int((batch["tgt"][:, 1:] != self.tgt_vocab.pad_id).sum())
+
+    # -- loss --------------------------------------------------------------------------
+    def loss(self, params, batch, carry, rng, train):
+        logits, _ = self.model().apply({"params": params}, **self.model_inputs(batch), deterministic=not train,
+                                       rngs={"dropout": rng})
+        labels = batch["tgt"][:, 1:]
+        mask = (labels != self.tgt_vocab.pad_id) * batch["weight"][:, None]
+        per = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        metrics = {
+            "loss_sum": (per * mask).sum(),
+            "count": mask.sum(),
+            "correct": ((jnp.argmax(logits, -1) == labels) * mask).sum(),
+        }
+        return metrics["loss_sum"] / jnp.maximum(metrics["count"], 1.0), (metrics, carry)
+
+    def summarize(self, sums):
+        n = max(sums["count"], 1.0)
+        loss = sums["loss_sum"] / n
+        return {"loss": loss, "ppl": float(np.exp(min(loss, 50.0))), "acc": sums["correct"] / n}
+
+    # -- run directory ---------------------------------------------------------------
+    def save_assets(self, workdir):
+        workdir = pathlib.Path(workdir)
+        self.src_vocab.save(workdir / SRC_VOCAB_FILE)
+        self.tgt_vocab.save(workdir / TGT_VOCAB_FILE)
+
+    # -- decoding ----------------------------------------------------------------------
+    @property
+    def decode_max_len(self) -> int:
+        """Most target tokens generated (``<eos>`` included): ``decode.max_len`` or
+        ``data.max_len + 1``."""
+        return self.cfg.decode.max_len or self.cfg.data.max_len + 1
+
+    @functools.lru_cache(maxsize=8)
+    def decode_fn(self, beam: int):
+        """``jit((params, src [N, L], src_len [N]) -> Decoded)``: greedy for ``beam=1``, else
+        beam search (``Decoded`` fields then have a beam axis). One compilation per
+        ``(beam, N, L)``; :meth:`translate_ids` always calls it with the same ``N`` and ``L``."""
+        model, v, d = self.model(), self.tgt_vocab, self.cfg.decode
+        if beam > 1 and 2 * beam > len(v):
+            raise UsageError(f"beam {beam} is too wide for a target vocabulary of {len(v)} tokens")
+        kw = dict(sos_id=v.sos_id, eos_id=v.eos_id, max_len=self.decode_max_len, pad_id=v.pad_id)
+
+        def run(params, src, src_len):
+            memory, state = model.apply({"params": params}, src, src_len, method=Seq2Seq.encode)
+            step = decoding.seq2seq_step_fn(model, params)
+            if beam == 1:
+                return decoding.greedy(step, memory, state, **kw)
+            return decoding.beam_search(step, memory, state, beam=beam, alpha=d.alpha, penalty=d.penalty, **kw)
+
+        return jax.jit(run)
+
+    def encode_sources(self, texts: Sequence[str], warn=None) -> list[np.ndarray]:
+        """Texts -> source ids, unknown tokens as ``<unk>``, truncated to ``data.max_len``
+        (``warn(message)`` is called for each truncated text)."""
+        out, max_len = [], self.cfg.data.max_len
+        for i, text in enumerate(texts):
+            ids = tatoeba.encode_source(text, self.src_vocab, self.level)
+            if len(ids) > max_len:
+                if warn is not None:
+                    warn(f"input {i + 1} has {len(ids)} {self.level} tokens; truncated to data.max_len={max_len}")
+                ids = ids[:max_len]
+            out.append(ids)
+        return out
+
+    def translate_ids(self, params, src: Sequence[np.ndarray], beam: int = 1) -> decoding.Decoded:
+        """Source id lists -> best hypothesis per source, as NumPy :class:`Decoded` fields
+        without a beam axis: ``tokens [n, max_len]``, ``lengths [n]``, ``scores [n]``,
+        ``attention [n, max_len, data.max_len]``. Batches are padded to one shape
+        (``decode.batch_size`` rows of ``data.max_len`` tokens), so decoding compiles once."""
+        fn, b, n_src = self.decode_fn(beam), self.decode_batch_size, self.cfg.data.max_len
+        parts = []
+        for start in range(0, len(src), b):
+            idx = np.arange(start, min(start + b, len(src)))
+            idx = np.concatenate([idx, np.full(b - len(idx), -1)])
+            s, s_len, _ = pad_batch(src, idx, n_src, self.src_vocab.pad_id)
+            out = jax.device_get(fn(params, s, s_len))
+            if beam > 1:  # keep the best hypothesis
+                out = out._replace(**{f: getattr(out, f)[:, 0] for f in ("tokens", "lengths", "scores", "attention")})
+            parts.append([np.asarray(x)[: (idx >= 0).sum()] for x in out[:4]])
+        if not parts:
+            return decoding.Decoded(*(np.zeros((0,)) for _ in range(4)), steps=0)
+        return decoding.Decoded(*(np.concatenate(p) for p in zip(*parts)), steps=0)
+
+    def detokenize(self, ids) -> str:
+        return tatoeba.decode_target(ids, self.tgt_vocab, self.level)
+
+    def translate(self, params, texts: Sequence[str], beam: int = 1, warn=None) -> tuple[list[str], decoding.Decoded]:
+        """Raw texts -> (translations, :class:`Decoded` as in :meth:`translate_ids`)."""
+        out = self.translate_ids(params, self.encode_sources(texts, warn), beam)
+        return [self.detokenize(t) for t in out.tokens], out
+
+    def score(self, hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+        """Corpus BLEU and chrF (sacrebleu); lowercased at word level."""
+        from sacrebleu.metrics import BLEU, CHRF
+
+        lower = self.level == "word"
+        bleu = BLEU(lowercase=lower).corpus_score(list(hyps), [list(refs)])
+        chrf = CHRF(lowercase=lower).corpus_score(list(hyps), [list(refs)])
+        return {"bleu": round(bleu.score, 2), "chrf": round(chrf.score, 2)}
+
+    def evaluate_translation(self, params, split: str = "test", beams: Sequence[int] = (1,)) -> dict:
+        """BLEU, chrF and decode time per sentence of ``split`` for each beam size.
+
+        Time: wall time of all batches after one warm-up batch (compilation excluded)."""
+        self._require_data()
+        pairs = self.data.test_pairs if split == "test" else self.data.valid_pairs
+        src = [p[0] for p in self.splits[split]]
+        refs = [r for _, r in pairs]
+        out = {}
+        for beam in beams:
+            self.translate_ids(params, src[: self.decode_batch_size], beam)  # compile
+            t0 = time.perf_counter()
+            dec = self.translate_ids(params, src, beam)
+            dt = time.perf_counter() - t0
+            hyps = [self.detokenize(t) for t in dec.tokens]
+            name = "greedy" if beam == 1 else f"beam{beam}"
+            out[name] = {**self.score(hyps, refs), "decode_ms_per_sentence": round(1000 * dt / max(len(src), 1), 3),
+                         "sentences": len(src)}
+        return out
+
+    def final_report(self, params, summary):
+        """BLEU/chrF on the test split (greedy and beam ``decode.beam``), translations of the
+        seed's sentences. The beam (else greedy) BLEU/chrF are also added to
+        ``summary["best"]["test"]``, so the ``test`` line of metrics.jsonl carries them."""
+        beams = sorted({1, self.cfg.decode.beam})
+        report = self.evaluate_translation(params, "test", beams)
+        main = report["greedy" if self.cfg.decode.beam == 1 else f"beam{self.cfg.decode.beam}"]
+        summary["best"]["test"].update(bleu=main["bleu"], chrf=main["chrf"])
+        samples = {}
+        for beam in beams:
+            hyps, _ = self.translate(params, SEED_SENTENCES, beam)
+            samples["greedy" if beam == 1 else f"beam{beam}"] = dict(zip(SEED_SENTENCES, hyps))
+        return {"translation": {"test": report, "samples": samples}}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def load_translator(workdir: str | pathlib.Path, which: str = "best") -> tuple[TranslateTask, object]:
+    """``(task, params)`` of a translation run directory, from its config, vocabularies and
+    checkpoint only (the dataset is not read)."""
+    from seqjax.training.checkpoint import restore_params
+
+    workdir = pathlib.Path(workdir)
+    cfg_path = workdir / "config.json"
+    if not cfg_path.is_file():
+        raise UsageError(f"{workdir}: not a run directory (no config.json); pass the --workdir of a `seqjax train` run")
+    cfg = config_lib.from_json(cfg_path.read_text())
+    if cfg.task != "translate":
+        raise UsageError(f"{workdir} is a {cfg.task!r} run, not a translation model; `seqjax translate` needs one")
+    task = TranslateTask.from_run(workdir, cfg)
+    like = jax.eval_shape(task.init_params, jax.random.PRNGKey(0))
+    try:
+        params, _ = restore_params(workdir, like, which)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from e
+    return task, params
+
+
+def plot_attention(path: str, src_tokens: Sequence[str], tgt_tokens: Sequence[str], weights: np.ndarray,
+                   title: str = "") -> None:
+    """Heatmap of ``weights [len(tgt_tokens), len(src_tokens)]`` (rows: output tokens)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h, w = len(tgt_tokens), len(src_tokens)
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.45 * w + 1.5), max(2.5, 0.4 * h + 1.2)))
+    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-9), aspect="auto")
+    ax.set_xticks(range(w), [repr(t)[1:-1] if t == " " else t for t in src_tokens], rotation=90)
+    ax.set_yticks(range(h), tgt_tokens)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def translate_command(args) -> int:
+    """``seqjax translate WORKDIR [TEXT]... [--beam K] [--plot-attention PNG]``: one
+    translation per line (per stdin line when no TEXT is given)."""
+    if args.beam < 1:
+        raise UsageError(f"--beam {args.beam}: must be >= 1")
+    texts = list(args.text) if args.text else [line.rstrip("\r\n") for line in sys.stdin]
+    task, params = load_translator(args.workdir)
+    warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)
+    hyps, out = task.translate(params, texts, args.beam, warn=warn)
+    for h in hyps:
+        print(h)
+    if args.plot_attention and texts:
+        if task.cfg.model.attention == "none":
+            warn(f"{args.workdir} has no attention (model.attention=none); no heatmap written")
+        else:
+            src = task.src_vocab.decode(task.encode_sources(texts[:1])[0])
+            n = int(out.lengths[0])
+            tgt = task.tgt_vocab.decode(out.tokens[0, :n])
+            plot_attention(args.plot_attention, src, tgt, np.asarray(out.attention[0, :n, : len(src)]),
+                           title=f"{texts[0]} -> {hyps[0]}")
+            print(f"attention heatmap: {args.plot_attention}", file=sys.stderr)
+    return 0

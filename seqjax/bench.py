@@ -1,0 +1,278 @@
+"""``seqjax bench``: throughput, compile time and memory of an experiment's real train and
+eval steps, on synthetic batches.
+
+    seqjax bench                                   # PTB-small LM step (the default shapes below)
+    seqjax bench ptb_lm:zaremba-medium --steps 20
+    seqjax bench agnews:bilstm-2x64 --set data.batch_size=128
+    seqjax bench --set data.bptt=3500 --steps 2    # compile time against sequence length
+
+The experiment's task is built with a synthetic vocabulary (and, for language models, a
+random token stream) instead of its dataset, so the command needs neither the data files
+nor ``datasets`` nor ``torch``. The step that is timed is the engine's own
+(:func:`seqjax.training.loop.build`): the jit-compiled, state-donating ``train_step`` that
+``seqjax train`` runs (forward, backward, clipping, optimizer update, metric sums) and
+the ``eval_step`` of ``seqjax eval``.
+
+Prints one JSON object:
+
+- ``train_tokens_per_s`` / ``eval_tokens_per_s``: tokens (time steps of real rows) per
+  second over ``--steps`` consecutive steps after warm-up, one host sync at the end (the
+  statistic the peers in ``../shared/peers`` report);
+- ``step_ms``: wall milliseconds per train step (the same run); ``eval_step_ms`` likewise;
+- ``compile_s``: trace + lower + XLA compile of the train step (ahead-of-time, no run);
+  ``eval_compile_s`` likewise;
+- ``peak_memory_mb``: the device allocator's peak (GPU/TPU) or, on CPU, the process's
+  peak resident set size; ``step_memory_mb``: what XLA reports the compiled train step
+  needs (arguments + outputs + temporaries, ``compiled.memory_analysis()``);
+- ``device``, ``xla_flags`` and the shapes (``config``, ``batch``, ``eval_batch``,
+  ``seq_len``, ``vocab``, ``cell``, ``hidden``, ``layers``, ``params``).
+
+Default shapes (no CONFIG): ``ptb_lm:zaremba-small`` with ``data.bptt=35`` and
+``data.eval_batch_size=64`` — vocabulary 10,000, embedding and hidden 200, 2 LSTM layers,
+batch 20, BPTT 35 — the shapes of ``../shared/peers/torch_lm.py`` and ``flax_lm.py`` at
+their defaults, so ``experiments/bench_peers.py`` can put them side by side.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from seqjax import config as config_lib
+from seqjax.errors import UsageError
+
+DEFAULT_CONFIG = "ptb_lm:zaremba-small"
+DEFAULT_OVERRIDES = ("data.bptt=35", "data.eval_batch_size=64")
+
+#: vocabulary sizes of the LM corpora (their real sizes), used for the synthetic stream
+LM_VOCAB = {"ptb": 10000, "ptb_char": 50, "shakespeare": 65, "toy": 64}
+#: vocabulary size for classify/translate presets that do not cap it (0 / unset)
+DEFAULT_VOCAB = {"char": 100, "word": 10000}
+WARMUP = 2
+
+
+def _vocab(size: int, specials=()):
+    from seqjax.data.vocab import Vocab
+
+    specials = list(specials)
+    return Vocab(specials + [f"w{i}" for i in range(max(size - len(specials), 1))])
+
+
+def synthetic_task(cfg, steps_per_epoch: int = 100):
+    """The task of ``cfg`` with synthetic data: the real model, loss and metrics.
+
+    Returns ``(task, make_batch)``: ``make_batch(rng, split)`` gives one random batch of
+    the shapes that the training (``split="train"``) or evaluation loop would feed at the
+    longest bucket, as host NumPy arrays.
+    """
+    rng0 = np.random.default_rng(cfg.seed)
+    d = cfg.data
+    eval_b = d.get("eval_batch_size", 0) or d.batch_size
+    size = {"train": d.batch_size, "valid": eval_b}
+
+    if cfg.task == "lm":
+        from seqjax.data.lm import LMCorpus
+        from seqjax.tasks.lm import LanguageModelTask
+
+        level = "char" if d.corpus in ("ptb_char", "shakespeare") else "word"
+        v = LM_VOCAB.get(d.corpus, DEFAULT_VOCAB[level])
+        n = d.batch_size * d.bptt * 2 + 1  # a couple of windows: steps_per_epoch only feeds the schedule
+        stream = lambda: rng0.integers(0, v, size=n).astype(np.int32)  # noqa: E731
+        corpus = LMCorpus(stream(), stream(), stream(), _vocab(v), level, d.corpus)
+        task = LanguageModelTask(cfg, corpus=corpus)
+
+        def make_batch(rng, split):
+            b, t = size[split], d.bptt
+            return {"inputs": rng.integers(0, v, (b, t)).astype(np.int32),
+                    "targets": rng.integers(0, v, (b, t)).astype(np.int32),
+                    "weights": np.ones((b, t), np.float32)}
+
+        return task, make_batch
+
+    if cfg.task == "classify":
+        from seqjax.data.vocab import PAD, UNK
+        from seqjax.tasks.classify import ClassifyTask
+
+        v = d.get("vocab_size", 0) or DEFAULT_VOCAB["word"]
+        classes = [f"class{i}" for i in range(int(d.get("num_classes", 4) or 4))]
+        task = ClassifyTask(cfg, vocab=_vocab(v, (PAD, UNK)), class_names=classes)
+        t = task.bounds[-1]
+
+        def make_batch(rng, split):
+            b = size[split]
+            return {"tokens": rng.integers(2, v, (b, t)).astype(np.int32),
+                    "lengths": np.full(b, t, np.int32),
+                    "labels": rng.integers(0, len(classes), b).astype(np.int32),
+                    "weight": np.ones(b, np.float32)}
+
+    elif cfg.task == "translate":
+        from seqjax.data.vocab import EOS, PAD, SOS, UNK
+        from seqjax.tasks.translate import TranslateTask
+
+        specials = (PAD, UNK, SOS, EOS)
+        sv = d.get("src_vocab_size", 0) or DEFAULT_VOCAB[d.level]
+        tv = d.get("tgt_vocab_size", 0) or DEFAULT_VOCAB[d.level]
+        task = TranslateTask(cfg, src_vocab=_vocab(sv, specials), tgt_vocab=_vocab(tv, specials))
+        t = task.bounds[-1]
+
+        def make_batch(rng, split):
+            b = size[split]
+            tgt = rng.integers(4, tv, (b, t + 1)).astype(np.int32)
+            tgt[:, 0] = task.tgt_vocab.sos_id
+            return {"src": rng.integers(4, sv, (b, t)).astype(np.int32),
+                    "src_len": np.full(b, t, np.int32), "tgt": tgt,
+                    "weight": np.ones(b, np.float32)}
+
+    elif cfg.task == "sequences":
+        from seqjax.tasks.sequences import SequenceTask
+
+        task = SequenceTask(cfg)  # generates its own data; cheap at the bench's sizes
+
+        def make_batch(rng, split):
+            batches = task.train_batches(0) if split == "train" else task.eval_batches("valid")
+            return next(iter(batches))
+
+        return task, make_batch
+    else:
+        raise UsageError(f"task={cfg.task!r}: seqjax bench knows lm, classify, translate, sequences")
+
+    task.steps_per_epoch = lambda: steps_per_epoch  # the data methods need the dataset
+    return task, make_batch
+
+
+def _device() -> str:
+    d = jax.devices()[0]
+    kind = getattr(d, "device_kind", d.platform)
+    return f"{jax.device_count()}x {d.platform}:{kind}"
+
+
+def _peak_memory_mb() -> tuple[float, str]:
+    stats = None
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 — backends without allocator stats
+        pass
+    if stats and "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 2**20, "device_peak_bytes_in_use"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 2**10), "process_max_rss"
+
+
+def _step_memory_mb(compiled) -> float | None:
+    try:
+        m = compiled.memory_analysis()
+        total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+        return total / 2**20
+    except Exception:  # noqa: BLE001 — not every backend reports it
+        return None
+
+
+def _block(tree) -> None:
+    jax.block_until_ready(tree)
+
+
+def run_bench(cfg, steps: int = 20) -> dict[str, Any]:
+    """Measures ``cfg``'s train and eval steps on synthetic batches; returns the JSON dict."""
+    from seqjax.training import loop
+    from seqjax.training import mesh as mesh_lib
+
+    if steps < 1:
+        raise UsageError(f"--steps {steps}: must be >= 1")
+    task, make_batch = synthetic_task(cfg)
+    engine = loop.build(cfg, task=task)
+    mesh = engine.mesh
+    rng = np.random.default_rng(cfg.seed)
+    shard = lambda b: mesh_lib.shard_batch(b, mesh)  # noqa: E731
+
+    # ---- train step: AOT compile, warm up, then `steps` steps with one sync at the end
+    state = engine.init_state()
+    host = make_batch(rng, "train")
+    tokens_per_step = task.tokens(host)
+    shaped = next(x for x in host.values() if np.ndim(x) >= 2)  # the first [B, T, ...] array
+    train_batches = [shard(host)] + [shard(make_batch(rng, "train")) for _ in range(min(steps, 4) - 1)]
+    t0 = time.perf_counter()
+    train_step = engine.train_step.lower(state, train_batches[0]).compile()
+    compile_s = time.perf_counter() - t0
+    for i in range(WARMUP):
+        state = train_step(state, train_batches[i % len(train_batches)])
+    _block(state)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        state = train_step(state, train_batches[i % len(train_batches)])
+    _block(state)
+    train_s = time.perf_counter() - t0
+
+    # ---- eval step
+    params = state.params
+    host = make_batch(rng, "valid")
+    eval_tokens, eval_b = task.tokens(host), len(next(iter(host.values())))
+    eval_batches = [shard(host)] + [shard(make_batch(rng, "valid")) for _ in range(min(steps, 4) - 1)]
+    carry = shard(task.initial_carry(eval_b)) if task.stateful else None
+    t0 = time.perf_counter()
+    eval_step = engine.eval_step.lower(params, eval_batches[0], carry).compile()
+    eval_compile_s = time.perf_counter() - t0
+    for i in range(WARMUP):
+        out = eval_step(params, eval_batches[i % len(eval_batches)], carry)
+    _block(out)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        out = eval_step(params, eval_batches[i % len(eval_batches)], carry)
+    _block(out)
+    eval_s = time.perf_counter() - t0
+
+    peak, peak_source = _peak_memory_mb()
+    m = cfg.model
+    return {
+        "config": f"{cfg.experiment}:{cfg.preset}",
+        "task": cfg.task,
+        "device": _device(),
+        "train_tokens_per_s": round(steps * tokens_per_step / train_s, 1),
+        "eval_tokens_per_s": round(steps * eval_tokens / eval_s, 1),
+        "step_ms": round(1000 * train_s / steps, 3),
+        "eval_step_ms": round(1000 * eval_s / steps, 3),
+        "compile_s": round(compile_s, 3),
+        "eval_compile_s": round(eval_compile_s, 3),
+        "peak_memory_mb": round(peak, 1),
+        "peak_memory_source": peak_source,
+        "step_memory_mb": None if (s := _step_memory_mb(train_step)) is None else round(s, 1),
+        "steps": steps,
+        "cell": m.cell,
+        "hidden": list(config_lib.hidden_sizes(cfg)),
+        "layers": len(config_lib.hidden_sizes(cfg)),
+        "bidirectional": bool(m.get("bidirectional", False)),
+        "unroll": m.get("unroll", 1),
+        "dtype": m.get("dtype", "float32"),
+        "vocab": _vocab_size(task),
+        "batch": int(shaped.shape[0]),
+        "eval_batch": eval_b,
+        "seq_len": int(shaped.shape[1]),
+        "tokens_per_step": tokens_per_step,
+        "params": int(sum(np.prod(p.shape) for p in jax.tree.leaves(params))),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "jax": jax.__version__,
+    }
+
+
+def _vocab_size(task) -> int | None:
+    for attr in ("corpus", "vocab", "tgt_vocab"):
+        v = getattr(task, attr, None)
+        if v is not None:
+            return len(v.vocab) if attr == "corpus" else len(v)
+    return None
+
+
+def bench_command(args) -> int:
+    """``seqjax bench [CONFIG[:PRESET]] [--set k=v]... [--steps N]``: one JSON object."""
+    if args.config is None:
+        spec, overrides = DEFAULT_CONFIG, [*DEFAULT_OVERRIDES, *args.overrides]
+    else:
+        spec, overrides = args.config, list(args.overrides)
+    cfg = config_lib.resolve(spec, overrides)
+    print(json.dumps(run_bench(cfg, args.steps)))
+    return 0

@@ -1,0 +1,84 @@
+"""`seqjax bench`: one JSON object with positive numbers, for any task, without the datasets."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from seqjax import bench, config
+from seqjax.cli import main
+
+NUMBERS = ("train_tokens_per_s", "eval_tokens_per_s", "compile_s", "step_ms", "peak_memory_mb")
+
+
+def _check(out: dict) -> None:
+    for key in NUMBERS:
+        assert isinstance(out[key], (int, float)) and out[key] > 0, (key, out[key])
+    assert out["device"] and out["batch"] > 0 and out["seq_len"] > 0
+    # throughput and step time describe the same timed steps
+    assert out["train_tokens_per_s"] == pytest.approx(1000 * out["tokens_per_step"] / out["step_ms"], rel=1e-2)
+
+
+def test_cli_prints_one_json_object_without_datasets_or_torch():
+    """The CLI path in a fresh interpreter where `import datasets` / `import torch` fail."""
+    code = (
+        "import sys; sys.modules['datasets'] = None; sys.modules['torch'] = None\n"
+        "from seqjax.cli import main; sys.exit(main(['bench', 'sequences:tiny', '--steps', '2']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    out = json.loads(lines[0])
+    _check(out)
+    assert out["config"] == "sequences:tiny" and out["steps"] == 2
+
+
+def test_lm_tiny_on_synthetic_tokens(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    # no dataset anywhere: the synthetic corpus replaces it
+    rc = main(["bench", "ptb_lm:tiny", "--steps", "2", "--set", "data.bptt=12",
+               "--set", "data.eval_batch_size=4", "--data-dir", str(tmp_path)])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    _check(out)
+    assert (out["task"], out["vocab"], out["batch"], out["eval_batch"], out["seq_len"]) == ("lm", 10000, 8, 4, 12)
+    assert out["tokens_per_step"] == 8 * 12
+    # parameters of the 2x32 LSTM LM: embedding + 2 layers + softmax
+    v, e, h = 10000, 32, 32
+    assert out["params"] == v * e + (4 * h * (e + h) + 8 * h) + (4 * h * (h + h) + 8 * h) + h * v + v
+
+
+def test_default_shapes_are_the_peers():
+    """No CONFIG: PTB-small shapes (vocab 10k, 2x200 LSTM, batch 20, bptt 35, eval batch 64)."""
+    cfg = config.resolve(bench.DEFAULT_CONFIG, bench.DEFAULT_OVERRIDES)
+    task, make_batch = bench.synthetic_task(cfg)
+    import numpy as np
+
+    batch = make_batch(np.random.default_rng(0), "train")
+    assert batch["inputs"].shape == (20, 35) and len(task.corpus.vocab) == 10000
+    assert config.hidden_sizes(cfg) == (200, 200) and cfg.model.cell == "lstm"
+    assert make_batch(np.random.default_rng(0), "valid")["inputs"].shape == (64, 35)
+
+
+@pytest.mark.parametrize("spec", ["agnews:tiny", "translate:tiny"])
+def test_other_tasks_without_data(spec, monkeypatch, capsys, tmp_path):
+    module = {"agnews:tiny": "seqjax.tasks.classify", "translate:tiny": "seqjax.tasks.translate"}[spec]
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} not in this tree yet")
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    rc = main(["bench", spec, "--steps", "1", "--data-dir", str(tmp_path)])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    _check(out)
+    cfg = config.resolve(spec)
+    longest = cfg.data.max_len + (1 if cfg.task == "translate" else 0)
+    assert out["seq_len"] == longest and out["batch"] == cfg.data.batch_size
+
+
+def test_bad_steps_is_a_usage_error(capsys):
+    assert main(["bench", "sequences:tiny", "--steps", "0"]) == 2
+    assert "--steps" in capsys.readouterr().err

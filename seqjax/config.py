@@ -124,7 +124,7 @@ def find_config_file(name: str) -> pathlib.Path:
     for d in experiments_dirs():
         if (d / f"{stem}.py").is_file():
             return d / f"{stem}.py"
-    known = [f.stem for d in experiments_dirs() for f in d.glob("*.py") if not f.stem.startswith("_")]
+    known = [f.stem for d in experiments_dirs() for f in d.glob("*.py") if is_config_file(f)]
     hint = difflib.get_close_matches(stem, known, n=3)
     raise UsageError(
         f"unknown experiment {name!r}; "
@@ -147,12 +147,17 @@ def load_module(path: pathlib.Path):
     return mod
 
 
+def is_config_file(path: pathlib.Path) -> bool:
+    """Experiment configs define ``get_config``; other scripts in experiments/ don't."""
+    return "def get_config(" in path.read_text()
+
+
 def list_experiments() -> dict[str, dict[str, str]]:
     """``{config name: {preset: description}}`` for every experiment file."""
     out = {}
     for d in experiments_dirs():
         for f in sorted(d.glob("*.py")):
-            if f.stem.startswith("_") or f.stem in out:
+            if f.stem.startswith("_") or f.stem in out or not is_config_file(f):
                 continue
             out[f.stem] = dict(load_module(f).PRESETS)
     return out

@@ -315,7 +315,8 @@ def train(
             if calls_left <= 0:
                 raise _Interrupted
     except (KeyboardInterrupt, _Interrupted) as e:
-        state = flush_train_logs(state, t_last, tokens_since)
+        # The unlogged metric sums stay in the checkpointed state: resuming logs exactly
+        # the rows an uninterrupted run would have.
         prog.wall_s = wall0 + time.perf_counter() - t_session
         checkpoint(state)
         ckpt.close()

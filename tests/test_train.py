@@ -1,0 +1,121 @@
+"""The training engine: a step learns, resume is exact, divergence stops cleanly,
+checkpoints fall back, 1 device == 4 devices."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from seqjax import config as config_lib
+from seqjax.errors import TrainingError
+from seqjax.training import loop
+from seqjax.training.checkpoint import Checkpoints, restore_params
+
+
+def tiny(*overrides):
+    return config_lib.resolve("sequences:tiny", ["train.progress=off", *overrides])
+
+
+def test_train_step_changes_params_and_lowers_loss():
+    engine = loop.build(tiny("optim.lr=0.01"))
+    state = engine.init_state()
+    batch = next(iter(engine.task.train_batches(0)))
+    sharded = loop.mesh_lib.shard_batch(batch, engine.mesh)
+    before = jax.device_get(state.params)
+    loss0 = float(engine.task.loss(state.params, batch, None, jax.random.PRNGKey(0), False)[0])
+    for _ in range(20):
+        state = engine.train_step(state, sharded)
+    after = jax.device_get(state.params)
+    changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != b)), before, after))
+    assert all(changed)
+    assert float(engine.task.loss(state.params, batch, None, jax.random.PRNGKey(0), False)[0]) < loss0 - 0.05
+    assert int(state.step) == 20
+
+
+def _final_params(workdir, cfg):
+    like = jax.eval_shape(loop.build(cfg).task.init_params, jax.random.PRNGKey(0))
+    params, _ = restore_params(workdir, like, which="latest")
+    return jax.device_get(params)
+
+
+@pytest.mark.parametrize("stop_at", [5, 16])  # mid-epoch and exactly at an epoch boundary
+def test_resume_equals_uninterrupted(tmp_path, stop_at):
+    # dropout makes the RNG part of the state that must resume exactly
+    o = ["model.layers=2", "model.dropout=0.3", "train.epochs=2", "train.log_every=3"]
+    straight = loop.train(tiny(*o), tmp_path / "straight", echo=lambda s: None)
+    out = loop.train(tiny(*o), tmp_path / "resumed", stop_after=stop_at, echo=lambda s: None)
+    assert out == {"interrupted_at": stop_at, "workdir": str(tmp_path / "resumed")}
+    resumed = loop.train(tiny(*o), tmp_path / "resumed", echo=lambda s: None)
+    a, b = _final_params(tmp_path / "straight", tiny(*o)), _final_params(tmp_path / "resumed", tiny(*o))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
+    assert straight["best"]["test"]["acc"] == pytest.approx(resumed["best"]["test"]["acc"])
+    rows = lambda d: [json.loads(ln) for ln in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rs]  # noqa: E731
+    assert strip(rows(tmp_path / "straight")) == strip(rows(tmp_path / "resumed"))
+
+
+def test_run_directory_contents(tmp_path):
+    summary = loop.train(tiny(), tmp_path, echo=lambda s: None)
+    for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoints", "best", "tb"):
+        assert (tmp_path / name).exists(), name
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["experiment"] == "sequences" and cfg["preset"] == "tiny"
+    splits = {json.loads(ln)["split"] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()}
+    assert {"train", "train_epoch", "valid", "test"} <= splits
+    assert summary["steps"] == 2 * (512 // 32)
+
+
+def test_nonfinite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
+    cfg = tiny("optim.name=sgd", "optim.lr=1e30", "optim.clip_norm=0.0", "train.epochs=3",
+               "train.checkpoint_every=1", "train.log_every=1", "model.cell=rnn_relu")
+    with pytest.raises(TrainingError, match=r"non-finite loss at step \d+") as e:
+        loop.train(cfg, tmp_path, echo=lambda s: None)
+    bad = int(str(e.value).split("step ")[1].split(";")[0])
+    ck = Checkpoints(tmp_path)
+    saved = ck.latest.all_steps()
+    ck.close()
+    assert saved and max(saved) < bad
+    like = jax.eval_shape(loop.build(cfg).task.init_params, jax.random.PRNGKey(0))
+    params, _ = restore_params(tmp_path, like, which="latest")
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(params)))
+
+
+def test_corrupt_latest_checkpoint_falls_back(tmp_path):
+    o = ["train.epochs=2", "train.checkpoint_every=4", "train.keep_checkpoints=3"]
+    loop.train(tiny(*o), tmp_path, stop_after=12, echo=lambda s: None)
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps[-1] == 12
+    for f in (tmp_path / "checkpoints" / "12").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    messages = []
+    with pytest.warns(UserWarning, match="step 12 is unreadable"):
+        loop.train(tiny(*o), tmp_path, echo=messages.append)
+    assert any("from step 8" in m for m in messages)
+
+
+def test_one_device_equals_four_devices(tmp_path):
+    script = (
+        "import json, sys, jax\n"
+        "from seqjax import config as c\n"
+        "from seqjax.training import loop\n"
+        "cfg = c.resolve('sequences:tiny', ['train.progress=off', 'train.log_every=1'])\n"
+        "loop.train(cfg, sys.argv[1], echo=lambda s: None)\n"
+        "print(jax.device_count())\n"
+    )
+    losses = {}
+    for n in (1, 4):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+        wd = tmp_path / f"d{n}"
+        out = subprocess.run([sys.executable, "-c", script, str(wd)], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip().splitlines()[-1] == str(n)
+        rows = [json.loads(ln) for ln in (wd / "metrics.jsonl").read_text().splitlines()]
+        losses[n] = [r["loss"] for r in rows if r["split"] in ("train", "valid")]
+    assert len(losses[1]) > 10
+    np.testing.assert_allclose(losses[1], losses[4], rtol=1e-4, atol=1e-5)

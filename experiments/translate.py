@@ -70,7 +70,8 @@ def get_config(preset: str):
     elif preset == "char-lstm-attention":
         c.model.attention = "bahdanau"
     elif preset in ("word-gru-attention", "word-gru"):
-        c.data.update(dict(level="word", max_pairs=30000, max_len=12, buckets=[8], valid_size=1500, test_size=1500))
+        c.data.update(dict(level="word", max_pairs=30000, max_len=12, buckets=[8], valid_size=1500,
+                           test_size=1500, src_vocab_size=6000, tgt_vocab_size=4000))
         c.model.update(dict(cell="gru", hidden=256, embed=256, attention="bahdanau", dropout=0.1))
         c.optim.update(dict(name="adam", lr=2e-3, clip_norm=5.0, eps=1e-8))
         c.train.update(dict(epochs=12, early_stop_patience=3))

@@ -139,12 +139,16 @@ def _start_ids(task: LanguageModelTask, prompt: str) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("model", "length", "greedy"))
-def _generate(model, params, prompt, carry, rng, temperature, *, length: int, greedy: bool):
-    """Run ``prompt [1, P]`` then sample ``length`` tokens in one ``lax.scan`` -> ``[length]``."""
+def _generate(model, params, prompt, carry, rng, temperature, allowed, *, length: int, greedy: bool):
+    """Run ``prompt [1, P]`` then sample ``length`` tokens in one ``lax.scan`` -> ``[length]``.
+
+    ``allowed [V]`` bool: tokens that may be generated.
+    """
     logits, carry = model.apply({"params": params}, prompt, carry)
 
     def step(state, key):
         last_logits, carry = state
+        last_logits = jnp.where(allowed, last_logits, -jnp.inf)
         if greedy:
             tok = jnp.argmax(last_logits, -1)
         else:
@@ -161,6 +165,8 @@ def sample(task: LanguageModelTask, params, prompt: str, length: int, temperatur
     if length < 0 or temperature < 0:
         raise UsageError("--length and --temperature must be >= 0")
     ids = _start_ids(task, prompt)
+    # never generate a token the training text does not contain (e.g. <unk> of a char model)
+    allowed = np.bincount(task.corpus.train, minlength=len(task.corpus.vocab)) > 0
     toks = _generate(
         task.model(),
         params,
@@ -168,6 +174,7 @@ def sample(task: LanguageModelTask, params, prompt: str, length: int, temperatur
         task.initial_carry(1),
         jax.random.PRNGKey(seed),
         jnp.float32(max(temperature, 1e-6)),
+        jnp.asarray(allowed),
         length=length,
         greedy=temperature == 0,
     )

@@ -88,13 +88,15 @@ def _shapes(step_fn: StepFn, memory, state, n: int):
 
 
 def greedy(step_fn: StepFn, memory, state, *, sos_id: int, eos_id: int, max_len: int,
-           pad_id: int = 0) -> Decoded:
+           pad_id: int = 0, active: Array | None = None) -> Decoded:
     """Greedy decoding of a batch: ``argmax`` at every step until ``<eos>`` or ``max_len``.
 
     Args:
       step_fn: see the module docstring.
       memory, state: pytrees with leading axis B.
       sos_id, eos_id, pad_id: special ids; ``max_len``: most tokens generated.
+      active: ``[B]`` bool, False for filler rows of a padded batch: they count as finished
+        from the start (so they never hold up the early exit) and output nothing.
 
     Returns:
       :class:`Decoded` with ``tokens [B, max_len]``, ``lengths [B]``, ``scores [B]`` (sum of
@@ -106,7 +108,7 @@ def greedy(step_fn: StepFn, memory, state, *, sos_id: int, eos_id: int, max_len:
         t=jnp.zeros((), jnp.int32),
         prev=jnp.full((b,), sos_id, jnp.int32),
         state=state,
-        done=jnp.zeros((b,), bool),
+        done=jnp.zeros((b,), bool) if active is None else ~jnp.asarray(active, bool),
         tokens=jnp.full((b, max_len), pad_id, jnp.int32),
         lengths=jnp.zeros((b,), jnp.int32),
         scores=jnp.zeros((b,), jnp.float32),
@@ -153,7 +155,7 @@ def _gather(x: Array, idx: Array) -> Array:
 
 class BeamState(NamedTuple):
     """The ``while_loop`` carry of :func:`beam_search` (exposed for the Python-loop
-    reference in ``experiments/translate_decode_speed.py``)."""
+    reference in ``experiments/_translate_decode_speed.py``)."""
 
     t: Array  # int32 []
     state: Any  # decoder state, leaves [B*K, ...]
@@ -240,7 +242,8 @@ def beam_finalize(c: BeamState, *, max_len: int, alpha: float, penalty: str) -> 
 
 
 def beam_search(step_fn: StepFn, memory, state, *, beam: int, sos_id: int, eos_id: int,
-                max_len: int, alpha: float = 0.6, penalty: str = "gnmt", pad_id: int = 0) -> Decoded:
+                max_len: int, alpha: float = 0.6, penalty: str = "gnmt", pad_id: int = 0,
+                active: Array | None = None) -> Decoded:
     """Beam search over a batch, in one ``lax.while_loop``.
 
     Args:
@@ -249,6 +252,8 @@ def beam_search(step_fn: StepFn, memory, state, *, beam: int, sos_id: int, eos_i
       beam: K; needs ``K * 2 <= V``.
       alpha, penalty: length penalty (module docstring); ``alpha >= 0``.
       max_len: most tokens generated.
+      active: ``[B]`` bool, False for filler rows: they do not hold up the early exit (their
+        output is meaningless).
 
     Returns:
       :class:`Decoded` with a beam axis: ``tokens [B, K, max_len]``, ``scores [B, K]``
@@ -261,8 +266,10 @@ def beam_search(step_fn: StepFn, memory, state, *, beam: int, sos_id: int, eos_i
     memory, init = beam_init(step_fn, memory, state, beam=beam, max_len=max_len, pad_id=pad_id)
     kw = dict(max_len=max_len, alpha=alpha, penalty=penalty)
 
+    idle = jnp.zeros((_batch_size(state),), bool) if active is None else ~jnp.asarray(active, bool)
+
     def cond(c):
-        return (c.t < max_len) & ~jnp.all(beam_done(c, **kw))
+        return (c.t < max_len) & ~jnp.all(beam_done(c, **kw) | idle)
 
     def body(c):
         return beam_step(step_fn, memory, c, sos_id=sos_id, eos_id=eos_id, **kw)

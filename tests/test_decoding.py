@@ -178,3 +178,22 @@ def test_early_exit_when_all_finished():
     g = decoding.greedy(table_step_fn(TABLE), _mem(2), jnp.zeros(2, jnp.int32), sos_id=SOS,
                         eos_id=EOS, max_len=50)
     assert int(g.steps) == 3
+
+
+def test_inactive_filler_rows_do_not_hold_up_the_loop():
+    """A padded batch's filler rows (active=False) count as finished from the start."""
+
+    def step(memory, state, tokens):  # row 1 never emits eos; the others do at once
+        logits = jnp.where(memory["stuck"][:, None], jax.nn.one_hot(A, 6), jax.nn.one_hot(EOS, 6))
+        return 10.0 * logits, state, jnp.zeros((tokens.shape[0], 2))
+
+    mem = {"stuck": jnp.array([False, True, False])}
+    active = jnp.array([True, False, True])
+    g = decoding.greedy(step, mem, jnp.zeros(3), sos_id=SOS, eos_id=EOS, max_len=40)
+    assert int(g.steps) == 40  # without the mask the stuck row runs to max_len
+    g = decoding.greedy(step, mem, jnp.zeros(3), sos_id=SOS, eos_id=EOS, max_len=40, active=active)
+    assert int(g.steps) == 1
+    np.testing.assert_array_equal(g.lengths, [1, 0, 1])
+    bs = decoding.beam_search(step, mem, jnp.zeros(3), beam=2, sos_id=SOS, eos_id=EOS, max_len=40, active=active)
+    assert int(bs.steps) == 1
+    np.testing.assert_array_equal(bs.tokens[[0, 2], 0, 0], [EOS, EOS])

@@ -195,7 +195,7 @@ class TranslateTask(Task):
 
     @functools.lru_cache(maxsize=8)
     def decode_fn(self, beam: int):
-        """``jit((params, src [N, L], src_len [N]) -> Decoded)``: greedy for ``beam=1``, else
+        """``jit((params, src [N, L], src_len [N], active [N]) -> Decoded)``: greedy for ``beam=1``, else
         beam search (``Decoded`` fields then have a beam axis). One compilation per
         ``(beam, N, L)``; :meth:`translate_ids` always calls it with the same ``N`` and ``L``."""
         model, v, d = self.model(), self.tgt_vocab, self.cfg.decode
@@ -203,12 +203,13 @@ class TranslateTask(Task):
             raise UsageError(f"beam {beam} is too wide for a target vocabulary of {len(v)} tokens")
         kw = dict(sos_id=v.sos_id, eos_id=v.eos_id, max_len=self.decode_max_len, pad_id=v.pad_id)
 
-        def run(params, src, src_len):
+        def run(params, src, src_len, active):
             memory, state = model.apply({"params": params}, src, src_len, method=Seq2Seq.encode)
             step = decoding.seq2seq_step_fn(model, params)
             if beam == 1:
-                return decoding.greedy(step, memory, state, **kw)
-            return decoding.beam_search(step, memory, state, beam=beam, alpha=d.alpha, penalty=d.penalty, **kw)
+                return decoding.greedy(step, memory, state, active=active, **kw)
+            return decoding.beam_search(step, memory, state, beam=beam, alpha=d.alpha, penalty=d.penalty,
+                                        active=active, **kw)
 
         return jax.jit(run)
 
@@ -229,20 +230,24 @@ class TranslateTask(Task):
         """Source id lists -> best hypothesis per source, as NumPy :class:`Decoded` fields
         without a beam axis: ``tokens [n, max_len]``, ``lengths [n]``, ``scores [n]``,
         ``attention [n, max_len, data.max_len]``. Batches are padded to one shape
-        (``decode.batch_size`` rows of ``data.max_len`` tokens), so decoding compiles once."""
+        (``decode.batch_size`` rows of ``data.max_len`` tokens), so decoding compiles once.
+        Sources are decoded in order of length, so that a batch's rows end at similar steps
+        and its ``while_loop`` exits early; results come back in the input order."""
         fn, b, n_src = self.decode_fn(beam), self.decode_batch_size, self.cfg.data.max_len
+        order = np.argsort([len(x) for x in src], kind="stable")
         parts = []
         for start in range(0, len(src), b):
-            idx = np.arange(start, min(start + b, len(src)))
+            idx = order[start:start + b]
             idx = np.concatenate([idx, np.full(b - len(idx), -1)])
-            s, s_len, _ = pad_batch(src, idx, n_src, self.src_vocab.pad_id)
-            out = jax.device_get(fn(params, s, s_len))
+            s, s_len, active = pad_batch(src, idx, n_src, self.src_vocab.pad_id)
+            out = jax.device_get(fn(params, s, s_len, active > 0))
             if beam > 1:  # keep the best hypothesis
                 out = out._replace(**{f: getattr(out, f)[:, 0] for f in ("tokens", "lengths", "scores", "attention")})
             parts.append([np.asarray(x)[: (idx >= 0).sum()] for x in out[:4]])
         if not parts:
             return decoding.Decoded(*(np.zeros((0,)) for _ in range(4)), steps=0)
-        return decoding.Decoded(*(np.concatenate(p) for p in zip(*parts)), steps=0)
+        inverse = np.argsort(order, kind="stable")
+        return decoding.Decoded(*(np.concatenate(p)[inverse] for p in zip(*parts)), steps=0)
 
     def detokenize(self, ids) -> str:
         return tatoeba.decode_target(ids, self.tgt_vocab, self.level)

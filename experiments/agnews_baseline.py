@@ -34,13 +34,12 @@ def main(argv=None) -> dict:
                           min_df=1, sublinear_tf=True)
     x_train = vec.fit_transform(d.train.texts)
     x_valid, x_test = vec.transform(d.valid.texts), vec.transform(d.test.texts)
-    valid_acc = {}
+    valid_acc, models = {}, {}
     for c in [float(v) for v in args.grid.split(",")]:
-        clf = LogisticRegression(C=c, max_iter=2000)
-        clf.fit(x_train, d.train.labels)
-        valid_acc[c] = float(np.mean(clf.predict(x_valid) == d.valid.labels))
+        models[c] = LogisticRegression(C=c, max_iter=2000).fit(x_train, d.train.labels)
+        valid_acc[c] = float(np.mean(models[c].predict(x_valid) == d.valid.labels))
     best_c = max(valid_acc, key=valid_acc.get)
-    clf = LogisticRegression(C=best_c, max_iter=2000).fit(x_train, d.train.labels)
+    clf = models[best_c]
     out = {
         "model": "tfidf(1-2gram, sublinear tf) + logistic regression",
         "train": len(d.train.texts), "valid": len(d.valid.texts), "test": len(d.test.texts),

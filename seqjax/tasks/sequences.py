@@ -6,7 +6,8 @@
   (``acc_heldout`` reports those alone).
 - ``ar``: one-step forecasting of an AR(n) process ``x_t = sum_i a_i x_{t-i} + e_t``,
   ``e_t ~ N(0, noise_std^2)``. The noise variance is the floor no predictor can beat;
-  ``mse_ratio = mse / noise_var``.
+  ``oracle_mse`` is that floor measured on the same examples (the true coefficients'
+  predictions) and ``mse_ratio = mse / oracle_mse``.
 
 ``data.mask`` feeds the true lengths to the recurrent layers (masking); with
 ``mask=False`` the model reads the zero-padded sequence to its last step, as an
@@ -28,18 +29,19 @@ from seqjax.models.regressor import ManyToOne
 from seqjax.tasks.base import Task
 
 
-def make_parity(rng: np.random.Generator, n: int, min_len: int, max_len: int, pad_to: int):
+def make_parity(rng: np.random.Generator, n: int, min_len: int, max_len: int, pad_to: int) -> dict:
     """``x [n, pad_to, 1]`` (+-1 bits, 0 padding), ``lengths [n]``, ``y [n]`` (0 even, 1 odd)."""
     lengths = rng.integers(min_len, max_len + 1, size=n)
     bits = rng.integers(0, 2, size=(n, pad_to))
     valid = np.arange(pad_to)[None, :] < lengths[:, None]
     bits = bits * valid
     x = np.where(valid, 2.0 * bits - 1.0, 0.0).astype(np.float32)[..., None]
-    return x, lengths.astype(np.int32), (bits.sum(1) % 2).astype(np.int32)
+    return {"x": x, "lengths": lengths.astype(np.int32), "y": (bits.sum(1) % 2).astype(np.int32)}
 
 
-def make_ar(rng: np.random.Generator, n: int, coeffs, noise_std: float, context: int):
-    """Windows of an AR(len(coeffs)) series: ``x [n, context, 1]``, ``y [n]`` (next value)."""
+def make_ar(rng: np.random.Generator, n: int, coeffs, noise_std: float, context: int) -> dict:
+    """Windows of an AR(len(coeffs)) series: ``x [n, context, 1]``, ``y [n]`` (the next value)
+    and ``oracle [n]``, the prediction of the true coefficients (its error is the noise)."""
     p = len(coeffs)
     burn = 200
     total = n + context + burn
@@ -52,7 +54,8 @@ def make_ar(rng: np.random.Generator, n: int, coeffs, noise_std: float, context:
     idx = np.arange(n)[:, None] + np.arange(context)[None, :]
     x = s[idx].astype(np.float32)[..., None]
     y = s[np.arange(n) + context].astype(np.float32)
-    return x, np.full(n, context, np.int32), y
+    oracle = (x[:, ::-1][:, :p, 0] @ a).astype(np.float32)
+    return {"x": x, "lengths": np.full(n, context, np.int32), "y": y, "oracle": oracle}
 
 
 class SequenceTask(Task):
@@ -79,7 +82,7 @@ class SequenceTask(Task):
             series = make_ar(rng, n_train + 2 * d.n_eval, coeffs, d.noise_std, d.max_len)
             cut = [0, n_train, n_train + d.n_eval, n_train + 2 * d.n_eval]
             names = ("train", "valid", "test")
-            self.splits = {k: tuple(a[cut[i] : cut[i + 1]] for a in series) for i, k in enumerate(names)}
+            self.splits = {k: {f: a[cut[i] : cut[i + 1]] for f, a in series.items()} for i, k in enumerate(names)}
             self.noise_var = d.noise_std**2
         self.heldout_from = d.max_len
 
@@ -107,10 +110,10 @@ class SequenceTask(Task):
 
     # -- data --------------------------------------------------------------------------
     def steps_per_epoch(self):
-        return len(self.splits["train"][0]) // self.cfg.data.batch_size
+        return len(self.splits["train"]["y"]) // self.cfg.data.batch_size
 
     def _batches(self, split: str, order: np.ndarray) -> Iterator[dict]:
-        x, lengths, y = self.splits[split]
+        arrays = self.splits[split]
         b = self.cfg.data.batch_size if split == "train" else (self.cfg.data.eval_batch_size or self.cfg.data.batch_size)
         for i in range(0, len(order), b):
             idx = order[i : i + b]
@@ -118,15 +121,15 @@ class SequenceTask(Task):
             if len(idx) < b:  # pad the last eval batch with weight-0 rows
                 weight[len(idx) :] = 0.0
                 idx = np.concatenate([idx, np.zeros(b - len(idx), idx.dtype)])
-            yield {"x": x[idx], "lengths": lengths[idx], "y": y[idx], "weight": weight}
+            yield {**{k: a[idx] for k, a in arrays.items()}, "weight": weight}
 
     def train_batches(self, epoch, start=0):
-        n, b = len(self.splits["train"][0]), self.cfg.data.batch_size
+        n, b = len(self.splits["train"]["y"]), self.cfg.data.batch_size
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(n)[: self.steps_per_epoch() * b]
         return self._batches("train", order[start * b :])
 
     def eval_batches(self, split):
-        return self._batches(split, np.arange(len(self.splits[split][0])))
+        return self._batches(split, np.arange(len(self.splits[split]["y"])))
 
     def tokens(self, batch):
         return int(batch["lengths"].sum())
@@ -150,7 +153,8 @@ class SequenceTask(Task):
             }
         else:
             per = (out[:, 0].astype(jnp.float32) - batch["y"]) ** 2
-            metrics = {"loss_sum": (per * w).sum(), "count": w.sum()}
+            oracle = (batch["oracle"] - batch["y"]) ** 2
+            metrics = {"loss_sum": (per * w).sum(), "count": w.sum(), "oracle_sum": (oracle * w).sum()}
         return metrics["loss_sum"] / jnp.maximum(metrics["count"], 1.0), (metrics, carry)
 
     def summarize(self, sums):
@@ -163,5 +167,6 @@ class SequenceTask(Task):
         else:
             out["mse"] = out["loss"]
             out["noise_var"] = self.noise_var
-            out["mse_ratio"] = out["mse"] / self.noise_var
+            out["oracle_mse"] = sums["oracle_sum"] / n  # the true AR predictor on the same examples
+            out["mse_ratio"] = out["mse"] / out["oracle_mse"]
         return out

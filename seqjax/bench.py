@@ -259,6 +259,30 @@ def run_bench(cfg, steps: int = 20) -> dict[str, Any]:
     }
 
 
+def compile_times(cfg) -> dict[str, Any]:
+    """Trace + lower + compile time of ``cfg``'s train and eval steps, without running them
+    (``compile_s``, ``eval_compile_s``, ``seq_len``): compile time against sequence length
+    without paying for a step at T = 3500."""
+    from seqjax.training import loop
+    from seqjax.training import mesh as mesh_lib
+
+    task, make_batch = synthetic_task(cfg)
+    engine = loop.build(cfg, task=task)
+    rng = np.random.default_rng(cfg.seed)
+    state = engine.init_state()
+    host = make_batch(rng, "train")
+    t0 = time.perf_counter()
+    engine.train_step.lower(state, mesh_lib.shard_batch(host, engine.mesh)).compile()
+    compile_s = time.perf_counter() - t0
+    eval_host = make_batch(rng, "valid")
+    eval_b = len(next(iter(eval_host.values())))
+    carry = task.initial_carry(eval_b) if task.stateful else None
+    t0 = time.perf_counter()
+    engine.eval_step.lower(state.params, mesh_lib.shard_batch(eval_host, engine.mesh), carry).compile()
+    return {"compile_s": round(compile_s, 3), "eval_compile_s": round(time.perf_counter() - t0, 3),
+            "seq_len": int(next(x for x in host.values() if np.ndim(x) >= 2).shape[1]), "device": _device()}
+
+
 def _vocab_size(task) -> int | None:
     for attr in ("corpus", "vocab", "tgt_vocab"):
         v = getattr(task, attr, None)

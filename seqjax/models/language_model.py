@@ -30,6 +30,8 @@ class LanguageModel(nn.Module):
       tie_weights: the softmax reuses the embedding matrix (needs E == last hidden size).
       init_scale: if > 0, embedding and softmax weights ~ U(+-init_scale) (the cells'
         own init comes from cell_kwargs); otherwise flax defaults.
+      rnn_backend: "scan" or "cudnn" (LSTM layers as cuDNN kernels on a GPU; see
+        ``seqjax.layers.Recurrent``).
     """
 
     vocab_size: int
@@ -43,6 +45,7 @@ class LanguageModel(nn.Module):
     cell_kwargs: Any = None
     unroll: int = 1
     dtype: Any = None
+    rnn_backend: str = "scan"
 
     @nn.compact
     def __call__(self, tokens, carry=None, *, deterministic: bool = True):
@@ -64,6 +67,7 @@ class LanguageModel(nn.Module):
             variational=self.variational,
             cell_kwargs=self.cell_kwargs or {},
             unroll=self.unroll,
+            backend=self.rnn_backend,
             name="rnn",
         )(x, initial_carry=carry, deterministic=deterministic)
         if self.dropout > 0:
@@ -74,5 +78,8 @@ class LanguageModel(nn.Module):
         else:
             dense_init = _uniform(self.init_scale) if self.init_scale > 0 else nn.initializers.lecun_normal()
             bias_init = _uniform(self.init_scale) if self.init_scale > 0 else nn.initializers.zeros
-            logits = nn.Dense(self.vocab_size, kernel_init=dense_init, bias_init=bias_init, dtype=self.dtype, name="out")(x)
+            out = nn.Dense(self.vocab_size, kernel_init=dense_init, bias_init=bias_init, dtype=self.dtype, name="out")
+            # One 2-D [B*T, H] x [H, V] matmul: with 3-D operands XLA:CPU contracts the weight
+            # gradient over (B, T) through a transposed copy of the [B, T, V] logits gradient.
+            logits = out(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.vocab_size)
         return logits.astype(jnp.float32), carry

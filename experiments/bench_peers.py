@@ -1,0 +1,199 @@
+"""Side-by-side speed of seqjax and its peers, interleaved on one machine; medians and ratios.
+
+    python experiments/bench_peers.py                        # PTB-small LSTM: seqjax, torch, flax
+    python experiments/bench_peers.py --variant small --variant h650 --variant gru --variant rnn
+    python experiments/bench_peers.py --variant small --xla "onednn=--xla_cpu_use_onednn=true"
+    python experiments/bench_peers.py --compile-vs-length    # seqjax compile_s at T = 35, 350, 3500
+
+Each round runs every contestant once, as a fresh process, in the same order (A B C A B
+C ...), so slow phases of a shared machine hit all of them alike; the table gives the
+median over rounds of each figure and the ratio of the medians against seqjax. The
+contestants are ``seqjax bench`` (this checkout), ``../shared/peers/torch_lm.py`` (PyTorch
+``nn.RNN/LSTM/GRU``, skipped with a note when torch is not installed) and
+``../shared/peers/flax_lm.py`` (flax's own ``nn.RNN``), at the same shapes: vocabulary,
+embedding = hidden, layers, batch, BPTT, eval batch. ``--xla NAME=FLAGS`` adds seqjax run
+under ``XLA_FLAGS=FLAGS`` as another contestant (repeatable).
+
+Raw JSON lines go to ``--jsonl`` (default /tmp/bench_peers.jsonl); the Markdown table is
+printed (and appended to ``--md`` when given), headed by the commit, machine and load.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PEERS = pathlib.Path(os.environ.get("SEQJAX_PEERS", ROOT.parent / "shared" / "peers"))
+
+#: name -> (cell, hidden, layers, batch, bptt, eval batch); vocabulary 10,000 throughout
+VARIANTS = {
+    "small": ("lstm", 200, 2, 20, 35, 64),  # Zaremba small (BPTT 35, as the peers' default)
+    "h650": ("lstm", 650, 2, 20, 35, 64),  # Zaremba medium width
+    "gru": ("gru", 200, 2, 20, 35, 64),
+    "rnn": ("rnn", 200, 2, 20, 35, 64),  # Elman tanh
+    "large": ("lstm", 1500, 2, 20, 35, 64),  # Zaremba large width (GPU)
+}
+FIGURES = ("train_tokens_per_s", "eval_tokens_per_s", "compile_s")
+
+
+def seqjax_cmd(variant, steps, extra=()):
+    cell, h, layers, b, t, eb = VARIANTS[variant]
+    sets = [f"model.cell={cell}", f"model.hidden={h}", f"model.embed={h}", f"model.layers={layers}",
+            f"data.batch_size={b}", f"data.bptt={t}", f"data.eval_batch_size={eb}", *extra]
+    cmd = [sys.executable, "-m", "seqjax", "bench", "ptb_lm:zaremba-small", "--steps", str(steps)]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def compile_cmd(sets):
+    """seqjax's train/eval step compile time alone (seqjax.bench.compile_times), PTB-small shapes."""
+    code = ("import json, sys; from seqjax import bench, config; "
+            "cfg = config.resolve(bench.DEFAULT_CONFIG, [*bench.DEFAULT_OVERRIDES, *sys.argv[1:]]); "
+            "print(json.dumps(bench.compile_times(cfg)))")
+    return [sys.executable, "-c", code, *sets]
+
+
+def peer_cmd(script, variant, steps):
+    cell, h, layers, b, t, eb = VARIANTS[variant]
+    return [sys.executable, str(PEERS / script), "--cell", cell, "--hidden", str(h), "--layers", str(layers),
+            "--batch", str(b), "--bptt", str(t), "--eval-batch", str(eb), "--steps", str(steps)]
+
+
+def have_torch() -> bool:
+    return subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
+
+
+def run(cmd, env=None, timeout=900) -> dict | None:
+    cwd = pathlib.Path(env["PYTHONPATH"]) if env and "PYTHONPATH" in env else ROOT  # --tree: its experiments/
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
+    if proc.returncode != 0:
+        print(f"FAILED ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def header() -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "seqjax"], capture_output=True, text=True,
+                           cwd=ROOT).stdout.strip()
+    import jax  # noqa: PLC0415 — only for the version line
+
+    return (f"commit {commit}{' (+ uncommitted seqjax changes)' if dirty else ''}, {platform.node()}, "
+            f"{os.cpu_count()} CPUs, jax {jax.__version__}, {time.strftime('%Y-%m-%d %H:%M')}")
+
+
+def table(variant, results, rounds, load_before, load_after) -> str:
+    names = list(results)
+    med = {n: {f: statistics.median(r[f] for r in results[n]) if results[n] and all(f in r for r in results[n])
+               else None for f in FIGURES} for n in names}
+    base = med.get("seqjax")
+    cell, h, layers, b, t, eb = VARIANTS[variant]
+    lines = [f"**{variant}**: {cell}, vocab 10000, embed = hidden {h}, {layers} layers, batch {b}, bptt {t}, "
+             f"eval batch {eb}; medians of {rounds} interleaved rounds; load avg {load_before} -> {load_after}", "",
+             "| contestant | train tok/s | eval tok/s | compile s | seqjax train × | seqjax eval × | runs |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for n in names:
+        m = med[n]
+        if m["train_tokens_per_s"] is None:
+            lines.append(f"| {n} | – | – | – | – | – | {len(results[n])} |")
+            continue
+        tr = f"{base['train_tokens_per_s'] / m['train_tokens_per_s']:.2f}" if base and base["train_tokens_per_s"] else "–"
+        ev = f"{base['eval_tokens_per_s'] / m['eval_tokens_per_s']:.2f}" if base and base["eval_tokens_per_s"] else "–"
+        comp = f"{m['compile_s']:.2f}" if m["compile_s"] is not None else "–"
+        lines.append(f"| {n} | {m['train_tokens_per_s']:,.0f} | {m['eval_tokens_per_s']:,.0f} | {comp} | {tr} | {ev} "
+                     f"| {len(results[n])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--variant", action="append", choices=sorted(VARIANTS), help="default: small")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=40, help="timed steps per run (the peers' default)")
+    ap.add_argument("--xla", action="append", default=[], metavar="NAME=FLAGS", help="extra seqjax contestant")
+    ap.add_argument("--tree", action="append", default=[], metavar="NAME=DIR",
+                    help="extra seqjax contestant: another checkout (e.g. `git archive` of an older commit)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra --set for every seqjax contestant")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-flax", action="store_true")
+    ap.add_argument("--compile-vs-length", action="store_true", help="seqjax compile_s at bptt 35, 350, 3500")
+    ap.add_argument("--jsonl", default="/tmp/bench_peers.jsonl")
+    ap.add_argument("--md", help="append the tables to this file")
+    args = ap.parse_args()
+
+    out = [f"_{header()}_\n"]
+    raw = open(args.jsonl, "a")
+    if args.compile_vs_length:
+        rows = {35: [], 350: [], 3500: []}
+        l0 = load()
+        for _ in range(args.rounds):
+            for t in rows:
+                r = run(compile_cmd([f"data.bptt={t}", *args.sets]))
+                if r:
+                    rows[t].append(r)
+                    raw.write(json.dumps({"contestant": f"seqjax-T{t}", **r}) + "\n")
+                    raw.flush()
+        base = statistics.median(r["compile_s"] for r in rows[35])
+        out.append(f"**compile time vs sequence length** (PTB-small LSTM train and eval steps, "
+                   f"`seqjax.bench.compile_times` with data.bptt=T; medians of {args.rounds} interleaved rounds; "
+                   f"load avg {l0} -> {load()})\n")
+        out.append("| T | train step compile_s | eval step compile_s | train × T=35 |\n| ---: | ---: | ---: | ---: |")
+        for t, rs in rows.items():
+            c = statistics.median(r["compile_s"] for r in rs)
+            ec = statistics.median(r["eval_compile_s"] for r in rs)
+            out.append(f"| {t} | {c:.2f} | {ec:.2f} | {c / base:.2f} |")
+        out.append("")
+    torch_ok = not args.no_torch and have_torch()
+    if not args.no_torch and not torch_ok:
+        out.append("(torch not installed: the PyTorch peer is skipped)\n")
+    for variant in args.variant or ([] if args.compile_vs_length else ["small"]):
+        contestants = {"seqjax": (seqjax_cmd(variant, args.steps, args.sets), None)}
+        for spec in args.xla:
+            name, _, flags = spec.partition("=")
+            env = {**os.environ, "XLA_FLAGS": flags}
+            contestants[f"seqjax {name}"] = (seqjax_cmd(variant, args.steps, args.sets), env)
+        for spec in args.tree:
+            name, _, tree = spec.partition("=")
+            env = {**os.environ, "PYTHONPATH": str(pathlib.Path(tree).resolve())}
+            contestants[f"seqjax {name}"] = (seqjax_cmd(variant, args.steps, args.sets), env)
+        if torch_ok:
+            contestants["torch nn." + {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[VARIANTS[variant][0]]] = (
+                peer_cmd("torch_lm.py", variant, args.steps), None)
+        if not args.no_flax:
+            contestants["flax nn.RNN"] = (peer_cmd("flax_lm.py", variant, args.steps), None)
+        results = {n: [] for n in contestants}
+        l0 = load()
+        for i in range(args.rounds):
+            for name, (cmd, env) in contestants.items():
+                r = run(cmd, env)
+                if r:
+                    results[name].append(r)
+                    raw.write(json.dumps({"contestant": name, "variant": variant, "round": i, "load": load(), **r}) + "\n")
+                    raw.flush()
+        out.append(table(variant, results, args.rounds, l0, load()))
+    text = "\n".join(out)
+    print(text)
+    if args.md:
+        with open(args.md, "a") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -131,6 +131,8 @@ def main() -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra --set for every seqjax contestant")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--torch-threads", type=int, default=0,
+                    help="also run the torch peer with this many threads (1 sidesteps OpenMP spinning on a busy machine)")
     ap.add_argument("--no-flax", action="store_true")
     ap.add_argument("--compile-vs-length", action="store_true", help="seqjax compile_s at bptt 35, 350, 3500")
     ap.add_argument("--jsonl", default="/tmp/bench_peers.jsonl")
@@ -175,6 +177,9 @@ def main() -> int:
         if torch_ok:
             contestants["torch nn." + {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[VARIANTS[variant][0]]] = (
                 peer_cmd("torch_lm.py", variant, args.steps), None)
+            if args.torch_threads:
+                contestants[f"torch ({args.torch_threads} thread{'s' if args.torch_threads > 1 else ''})"] = (
+                    peer_cmd("torch_lm.py", variant, args.steps) + ["--threads", str(args.torch_threads)], None)
         if not args.no_flax:
             contestants["flax nn.RNN"] = (peer_cmd("flax_lm.py", variant, args.steps), None)
         results = {n: [] for n in contestants}

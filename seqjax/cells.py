@@ -36,193 +36,193 @@ INITS = ("torch", "uniform")
 
 
 def _uniform(scale: float, offset: float = 0.0, offset_slice: slice | None = None):
-  """Initializer drawing U(-scale, scale), plus `offset` on `offset_slice`."""
+    """Initializer drawing U(-scale, scale), plus `offset` on `offset_slice`."""
 
-  def init(key, shape, dtype=jnp.float32):
-    value = jax.random.uniform(key, shape, dtype, -scale, scale)
-    if offset_slice is not None:
-      value = value.at[..., offset_slice].add(offset)
-    return value
+    def init(key, shape, dtype=jnp.float32):
+        value = jax.random.uniform(key, shape, dtype, -scale, scale)
+        if offset_slice is not None:
+            value = value.at[..., offset_slice].add(offset)
+        return value
 
-  return init
+    return init
 
 
 class _FusedCell(nn.RNNCellBase):
-  """Shared machinery of the cells: fused ``ih``/``hh`` projections.
+    """Shared machinery of the cells: fused ``ih``/``hh`` projections.
 
-  Subclasses set ``num_gates`` and implement ``step``.
+    Subclasses set ``num_gates`` and implement ``step``.
 
-  Attributes:
-    features: hidden size H.
-    weight_init: "torch" draws every weight and bias from
-      U(-1/sqrt(H), 1/sqrt(H)) (PyTorch's default); "uniform" from
-      U(-init_scale, init_scale). (Not named ``init``, which would shadow
-      ``Module.init``.)
-    init_scale: half-width of the "uniform" init.
-    dtype: computation dtype (None: inferred from inputs and params).
-    param_dtype: parameter dtype.
-  """
+    Attributes:
+      features: hidden size H.
+      weight_init: "torch" draws every weight and bias from
+        U(-1/sqrt(H), 1/sqrt(H)) (PyTorch's default); "uniform" from
+        U(-init_scale, init_scale). (Not named ``init``, which would shadow
+        ``Module.init``.)
+      init_scale: half-width of the "uniform" init.
+      dtype: computation dtype (None: inferred from inputs and params).
+      param_dtype: parameter dtype.
+    """
 
-  features: int
-  weight_init: str = "torch"
-  init_scale: float = 0.1
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
+    features: int
+    weight_init: str = "torch"
+    init_scale: float = 0.1
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
-  num_gates: ClassVar[int]
+    num_gates: ClassVar[int]
 
-  def __post_init__(self):
-    if self.weight_init not in INITS:
-      raise ValueError(f"weight_init must be one of {INITS}, got {self.weight_init!r}")
-    super().__post_init__()
+    def __post_init__(self):
+        if self.weight_init not in INITS:
+            raise ValueError(f"weight_init must be one of {INITS}, got {self.weight_init!r}")
+        super().__post_init__()
 
-  def setup(self):
-    if self.weight_init == "torch":
-      scale = 1.0 / math.sqrt(self.features)
-    else:
-      scale = self.init_scale
+    def setup(self):
+        if self.weight_init == "torch":
+            scale = 1.0 / math.sqrt(self.features)
+        else:
+            scale = self.init_scale
 
-    def dense(bias_init):
-      return nn.Dense(
-          self.num_gates * self.features,
-          kernel_init=_uniform(scale),
-          bias_init=bias_init,
-          dtype=self.dtype,
-          param_dtype=self.param_dtype,
-      )
+        def dense(bias_init):
+            return nn.Dense(
+                self.num_gates * self.features,
+                kernel_init=_uniform(scale),
+                bias_init=bias_init,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+            )
 
-    self.ih = dense(_uniform(scale))
-    self.hh = dense(self._hh_bias_init(scale))
+        self.ih = dense(_uniform(scale))
+        self.hh = dense(self._hh_bias_init(scale))
 
-  def _hh_bias_init(self, scale: float):
-    return _uniform(scale)
+    def _hh_bias_init(self, scale: float):
+        return _uniform(scale)
 
-  def input_projection(self, x: Array) -> Array:
-    """``x @ W_ih + b_ih``: [..., in] -> [..., G*H]."""
-    if self.has_variable("params", "ih"):
-      fan_in = self.variables["params"]["ih"]["kernel"].shape[0]
-      if x.shape[-1] != fan_in:
-        raise ValueError(
-            f"inputs have {x.shape[-1]} features (last axis) but the cell's"
-            f" parameters expect {fan_in}"
-        )
-    return self.ih(x)
+    def input_projection(self, x: Array) -> Array:
+        """``x @ W_ih + b_ih``: [..., in] -> [..., G*H]."""
+        if self.has_variable("params", "ih"):
+            fan_in = self.variables["params"]["ih"]["kernel"].shape[0]
+            if x.shape[-1] != fan_in:
+                raise ValueError(
+                    f"inputs have {x.shape[-1]} features (last axis) but the cell's"
+                    f" parameters expect {fan_in}"
+                )
+        return self.ih(x)
 
-  def __call__(self, carry: Carry, x: Array) -> tuple[Carry, Array]:
-    """One time step: x [batch, in] -> (new_carry, y [batch, H])."""
-    return self.step(carry, self.input_projection(x))
+    def __call__(self, carry: Carry, x: Array) -> tuple[Carry, Array]:
+        """One time step: x [batch, in] -> (new_carry, y [batch, H])."""
+        return self.step(carry, self.input_projection(x))
 
-  @nn.nowrap
-  def initialize_carry(self, rng, input_shape: tuple[int, ...]) -> Carry:
-    """Zeros [batch, H] for input_shape (batch, in); `rng` is unused."""
-    del rng
-    return jnp.zeros(tuple(input_shape[:-1]) + (self.features,), self.param_dtype)
+    @nn.nowrap
+    def initialize_carry(self, rng, input_shape: tuple[int, ...]) -> Carry:
+        """Zeros [batch, H] for input_shape (batch, in); `rng` is unused."""
+        del rng
+        return jnp.zeros(tuple(input_shape[:-1]) + (self.features,), self.param_dtype)
 
-  @property
-  def num_feature_axes(self) -> int:
-    return 1
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
 
 
 class ElmanCell(_FusedCell):
-  """Elman RNN cell, as ``torch.nn.RNN``: h' = act(x W_ih + b_ih + h W_hh + b_hh).
+    """Elman RNN cell, as ``torch.nn.RNN``: h' = act(x W_ih + b_ih + h W_hh + b_hh).
 
-  Carry: h [batch, H]. ``activation`` is "tanh" or "relu".
-  """
+    Carry: h [batch, H]. ``activation`` is "tanh" or "relu".
+    """
 
-  activation: str = "tanh"
+    activation: str = "tanh"
 
-  num_gates = 1
+    num_gates = 1
 
-  def __post_init__(self):
-    if self.activation not in ("tanh", "relu"):
-      raise ValueError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
-    super().__post_init__()
+    def __post_init__(self):
+        if self.activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
+        super().__post_init__()
 
-  def step(self, carry: Array, xp: Array) -> tuple[Array, Array]:
-    """h [batch, H], xp [batch, H] -> (h', h')."""
-    act = jnp.tanh if self.activation == "tanh" else jax.nn.relu
-    h = act(xp + self.hh(carry)).astype(carry.dtype)
-    return h, h
+    def step(self, carry: Array, xp: Array) -> tuple[Array, Array]:
+        """h [batch, H], xp [batch, H] -> (h', h')."""
+        act = jnp.tanh if self.activation == "tanh" else jax.nn.relu
+        h = act(xp + self.hh(carry)).astype(carry.dtype)
+        return h, h
 
 
 class LSTMCell(_FusedCell):
-  """LSTM cell, as ``torch.nn.LSTM`` (gate order i, f, g, o).
+    """LSTM cell, as ``torch.nn.LSTM`` (gate order i, f, g, o).
 
-  Carry: (c, h), each [batch, H], as ``flax.linen.LSTMCell``.
-  ``forget_bias`` is added to the forget-gate slice of ``b_hh`` at init.
-  """
+    Carry: (c, h), each [batch, H], as ``flax.linen.LSTMCell``.
+    ``forget_bias`` is added to the forget-gate slice of ``b_hh`` at init.
+    """
 
-  forget_bias: float = 0.0
+    forget_bias: float = 0.0
 
-  num_gates = 4
+    num_gates = 4
 
-  def _hh_bias_init(self, scale: float):
-    forget = slice(self.features, 2 * self.features)
-    return _uniform(scale, self.forget_bias, forget)
+    def _hh_bias_init(self, scale: float):
+        forget = slice(self.features, 2 * self.features)
+        return _uniform(scale, self.forget_bias, forget)
 
-  def step(self, carry: tuple[Array, Array], xp: Array):
-    """(c, h) [batch, H] each, xp [batch, 4H] -> ((c', h'), h')."""
-    c, h = carry
-    i, f, g, o = jnp.split(xp + self.hh(h), 4, axis=-1)
-    new_c = (jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)).astype(c.dtype)
-    new_h = (jax.nn.sigmoid(o) * jnp.tanh(new_c)).astype(h.dtype)
-    return (new_c, new_h), new_h
+    def step(self, carry: tuple[Array, Array], xp: Array):
+        """(c, h) [batch, H] each, xp [batch, 4H] -> ((c', h'), h')."""
+        c, h = carry
+        i, f, g, o = jnp.split(xp + self.hh(h), 4, axis=-1)
+        new_c = (jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)).astype(c.dtype)
+        new_h = (jax.nn.sigmoid(o) * jnp.tanh(new_c)).astype(h.dtype)
+        return (new_c, new_h), new_h
 
-  @nn.nowrap
-  def initialize_carry(self, rng, input_shape: tuple[int, ...]):
-    """(c, h): zeros [batch, H] each for input_shape (batch, in)."""
-    h = super().initialize_carry(rng, input_shape)
-    return h, h
+    @nn.nowrap
+    def initialize_carry(self, rng, input_shape: tuple[int, ...]):
+        """(c, h): zeros [batch, H] each for input_shape (batch, in)."""
+        h = super().initialize_carry(rng, input_shape)
+        return h, h
 
 
 class GRUCell(_FusedCell):
-  """GRU cell, as ``torch.nn.GRU`` (gate order r, z, n).
+    """GRU cell, as ``torch.nn.GRU`` (gate order r, z, n).
 
-  The reset gate multiplies the hidden projection *after* the matmul::
+    The reset gate multiplies the hidden projection *after* the matmul::
 
-      r = σ(x_r + h_r)    z = σ(x_z + h_z)    (h_* = h W_h* + b_h*)
-      n = tanh(x_n + r * h_n)
-      h' = (1 - z) * n + z * h
+        r = σ(x_r + h_r)    z = σ(x_z + h_z)    (h_* = h W_h* + b_h*)
+        n = tanh(x_n + r * h_n)
+        h' = (1 - z) * n + z * h
 
-  Carry: h [batch, H].
-  """
+    Carry: h [batch, H].
+    """
 
-  num_gates = 3
+    num_gates = 3
 
-  def step(self, carry: Array, xp: Array) -> tuple[Array, Array]:
-    """h [batch, H], xp [batch, 3H] -> (h', h')."""
-    xr, xz, xn = jnp.split(xp, 3, axis=-1)
-    hr, hz, hn = jnp.split(self.hh(carry), 3, axis=-1)
-    r = jax.nn.sigmoid(xr + hr)
-    z = jax.nn.sigmoid(xz + hz)
-    n = jnp.tanh(xn + r * hn)
-    h = ((1.0 - z) * n + z * carry).astype(carry.dtype)
-    return h, h
+    def step(self, carry: Array, xp: Array) -> tuple[Array, Array]:
+        """h [batch, H], xp [batch, 3H] -> (h', h')."""
+        xr, xz, xn = jnp.split(xp, 3, axis=-1)
+        hr, hz, hn = jnp.split(self.hh(carry), 3, axis=-1)
+        r = jax.nn.sigmoid(xr + hr)
+        z = jax.nn.sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * hn)
+        h = ((1.0 - z) * n + z * carry).astype(carry.dtype)
+        return h, h
 
 
 CELLS = ("rnn", "rnn_relu", "lstm", "gru")
 
 
 def make_cell(cell: str, features: int, **kw) -> _FusedCell:
-  """Builds a cell by name.
+    """Builds a cell by name.
 
-  Args:
-    cell: "rnn" (Elman, tanh unless ``activation="relu"``), "rnn_relu",
-      "lstm" or "gru".
-    features: hidden size H.
-    **kw: cell fields: activation (rnn only), weight_init (alias ``init``),
-      init_scale, forget_bias (lstm only), dtype, param_dtype.
-  """
-  if "init" in kw:
-    kw["weight_init"] = kw.pop("init")
-  if cell == "rnn":
-    return ElmanCell(features, **kw)
-  if cell == "rnn_relu":
-    if kw.get("activation", "relu") != "relu":
-      raise ValueError(f"cell 'rnn_relu' conflicts with activation={kw['activation']!r}")
-    return ElmanCell(features, **{**kw, "activation": "relu"})
-  if cell == "lstm":
-    return LSTMCell(features, **kw)
-  if cell == "gru":
-    return GRUCell(features, **kw)
-  raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    Args:
+      cell: "rnn" (Elman, tanh unless ``activation="relu"``), "rnn_relu",
+        "lstm" or "gru".
+      features: hidden size H.
+      **kw: cell fields: activation (rnn only), weight_init (alias ``init``),
+        init_scale, forget_bias (lstm only), dtype, param_dtype.
+    """
+    if "init" in kw:
+        kw["weight_init"] = kw.pop("init")
+    if cell == "rnn":
+        return ElmanCell(features, **kw)
+    if cell == "rnn_relu":
+        if kw.get("activation", "relu") != "relu":
+            raise ValueError(f"cell 'rnn_relu' conflicts with activation={kw['activation']!r}")
+        return ElmanCell(features, **{**kw, "activation": "relu"})
+    if cell == "lstm":
+        return LSTMCell(features, **kw)
+    if cell == "gru":
+        return GRUCell(features, **kw)
+    raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")

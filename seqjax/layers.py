@@ -33,237 +33,237 @@ BACKENDS = ("scan", "cudnn")
 
 
 def cudnn_lstm_weights(params: Mapping[str, Any]) -> Array:
-  """An ``LSTMCell``'s params as the flat weight vector of ``jax.experimental.rnn.lstm``.
+    """An ``LSTMCell``'s params as the flat weight vector of ``jax.experimental.rnn.lstm``.
 
-  cuDNN's (and ``torch.nn.LSTM``'s) layout for one layer and direction:
-  ``W_ih [4H, in]``, ``W_hh [4H, H]``, ``b_ih [4H]``, ``b_hh [4H]``, flattened and
-  concatenated, gates in the order i, f, g, o — the cells' own order, so this is only
-  a transpose of the ``[in, 4H]`` / ``[H, 4H]`` kernels. Returns ``[num_params]``.
-  """
-  ih, hh = params["ih"], params["hh"]
-  return jnp.concatenate(
-      [ih["kernel"].T.ravel(), hh["kernel"].T.ravel(), ih["bias"], hh["bias"]]
-  )
+    cuDNN's (and ``torch.nn.LSTM``'s) layout for one layer and direction:
+    ``W_ih [4H, in]``, ``W_hh [4H, H]``, ``b_ih [4H]``, ``b_hh [4H]``, flattened and
+    concatenated, gates in the order i, f, g, o — the cells' own order, so this is only
+    a transpose of the ``[in, 4H]`` / ``[H, 4H]`` kernels. Returns ``[num_params]``.
+    """
+    ih, hh = params["ih"], params["hh"]
+    return jnp.concatenate([ih["kernel"].T.ravel(), hh["kernel"].T.ravel(), ih["bias"], hh["bias"]])
 
 
 def _cudnn_available() -> bool:
-  if jax.default_backend() != "gpu":
-    return False
-  try:
-    from jax.experimental import rnn  # noqa: F401
-  except ImportError:
-    return False
-  return True
+    if jax.default_backend() != "gpu":
+        return False
+    try:
+        from jax.experimental import rnn  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _step(cell, carry, xp):
-  return cell.step(carry, xp)
+    return cell.step(carry, xp)
 
 
 def _masked_step(cell, carry, xs):
-  """A step that leaves the carry unchanged and outputs zeros where not valid."""
-  xp, valid = xs
-  new_carry, y = cell.step(carry, xp)
-  valid = valid[:, None]
-  carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
-  return carry, jnp.where(valid, y, jnp.zeros_like(y))
+    """A step that leaves the carry unchanged and outputs zeros where not valid."""
+    xp, valid = xs
+    new_carry, y = cell.step(carry, xp)
+    valid = valid[:, None]
+    carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
+    return carry, jnp.where(valid, y, jnp.zeros_like(y))
 
 
 def _shapes(tree) -> Any:
-  return jax.tree.map(lambda x: tuple(jnp.shape(x)), tree)
+    return jax.tree.map(lambda x: tuple(jnp.shape(x)), tree)
 
 
 def _check_inputs(inputs: Array, seq_lengths: Array | None) -> None:
-  if jnp.ndim(inputs) != 3:
-    raise ValueError(
-        f"inputs must be [batch, time, features], got shape {jnp.shape(inputs)}"
-    )
-  if seq_lengths is None:
-    return
-  batch, time, _ = inputs.shape
-  if jnp.shape(seq_lengths) != (batch,):
-    raise ValueError(
-        f"seq_lengths must have shape [batch] = ({batch},) for inputs of shape"
-        f" {inputs.shape}, got shape {jnp.shape(seq_lengths)}"
-    )
-  if not isinstance(seq_lengths, jax.core.Tracer):
-    lengths = np.asarray(seq_lengths)
-    if lengths.min() < 0 or lengths.max() > time:
-      raise ValueError(
-          f"seq_lengths must lie in [0, time={time}] for inputs of shape"
-          f" {inputs.shape}, got values from {lengths.min()} to {lengths.max()}"
-      )
+    if jnp.ndim(inputs) != 3:
+        raise ValueError(f"inputs must be [batch, time, features], got shape {jnp.shape(inputs)}")
+    if seq_lengths is None:
+        return
+    batch, time, _ = inputs.shape
+    if jnp.shape(seq_lengths) != (batch,):
+        raise ValueError(
+            f"seq_lengths must have shape [batch] = ({batch},) for inputs of shape"
+            f" {inputs.shape}, got shape {jnp.shape(seq_lengths)}"
+        )
+    if not isinstance(seq_lengths, jax.core.Tracer):
+        lengths = np.asarray(seq_lengths)
+        if lengths.min() < 0 or lengths.max() > time:
+            raise ValueError(
+                f"seq_lengths must lie in [0, time={time}] for inputs of shape"
+                f" {inputs.shape}, got values from {lengths.min()} to {lengths.max()}"
+            )
 
 
 def _merge(merge: str, a: Array, b: Array) -> Array:
-  if merge == "concat":
-    return jnp.concatenate([a, b], axis=-1)
-  if merge == "sum":
-    return a + b
-  raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+    if merge == "concat":
+        return jnp.concatenate([a, b], axis=-1)
+    if merge == "sum":
+        return a + b
+    raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
 
 
 class Recurrent(nn.Module):
-  """Runs a cell over time with ``nn.scan`` (one direction).
+    """Runs a cell over time with ``nn.scan`` (one direction).
 
-  The input projection ``x @ W_ih + b_ih`` of all time steps is one matmul
-  before the scan; only the recurrent step is inside it. Parameters are
-  broadcast across time, so compile time does not grow with sequence length.
+    The input projection ``x @ W_ih + b_ih`` of all time steps is one matmul
+    before the scan; only the recurrent step is inside it. Parameters are
+    broadcast across time, so compile time does not grow with sequence length.
 
-  Attributes:
-    cell: a cell from ``seqjax.cells`` (it needs ``input_projection`` and
-      ``step``), e.g. ``LSTMCell(200)``.
-    reverse: run from the last valid step of each row to its first. Only
-      the valid prefix of each row is reversed, so the final carry is the
-      state after reading position 0.
-    unroll: scan unroll factor.
-    backend: "scan" (``nn.scan`` over the cell, everywhere) or "cudnn": on a GPU, a
-      forward ``LSTMCell`` layer runs as one cuDNN kernel
-      (``jax.experimental.rnn.lstm``) with the same parameters and results (up to
-      float rounding); anything else (CPU/TPU, other cells, ``reverse``, a cell
-      ``dtype``) falls back to the scan.
-  """
-
-  cell: nn.RNNCellBase
-  reverse: bool = False
-  unroll: int = 1
-  backend: str = "scan"
-
-  @nn.compact
-  def __call__(
-      self,
-      inputs: Array,
-      seq_lengths: Array | None = None,
-      initial_carry: Carry | None = None,
-      *,
-      reverse: bool | None = None,
-  ) -> tuple[Array, Carry]:
-    """Runs the layer.
-
-    Args:
-      inputs: [batch, time, features].
-      seq_lengths: [batch] ints in [0, time], or None for full-length rows.
-      initial_carry: the cell's carry for batch rows (e.g. (c, h) with
-        [batch, H] each for an LSTM), or None for zeros.
-      reverse: overrides the ``reverse`` attribute for this call.
-
-    Returns:
-      (outputs [batch, time, H], final_carry): the final carry of each row is
-      its carry at its last valid step.
+    Attributes:
+      cell: a cell from ``seqjax.cells`` (it needs ``input_projection`` and
+        ``step``), e.g. ``LSTMCell(200)``.
+      reverse: run from the last valid step of each row to its first. Only
+        the valid prefix of each row is reversed, so the final carry is the
+        state after reading position 0.
+      unroll: scan unroll factor.
+      backend: "scan" (``nn.scan`` over the cell, everywhere) or "cudnn": on a GPU, a
+        forward ``LSTMCell`` layer runs as one cuDNN kernel
+        (``jax.experimental.rnn.lstm``) with the same parameters and results (up to
+        float rounding); anything else (CPU/TPU, other cells, ``reverse``, a cell
+        ``dtype``) falls back to the scan.
     """
-    reverse = self.reverse if reverse is None else reverse
-    _check_inputs(inputs, seq_lengths)
-    batch, time, features = inputs.shape
 
-    carry = self.cell.initialize_carry(None, (batch, features))
-    if initial_carry is not None:
-      if jax.tree.structure(initial_carry) != jax.tree.structure(carry) or any(
-          jnp.shape(a) != jnp.shape(b)
-          for a, b in zip(jax.tree.leaves(initial_carry), jax.tree.leaves(carry))
-      ):
-        raise ValueError(
-            f"initial_carry must have shapes {_shapes(carry)} for inputs of"
-            f" shape {inputs.shape}, got {_shapes(initial_carry)}"
+    cell: nn.RNNCellBase
+    reverse: bool = False
+    unroll: int = 1
+    backend: str = "scan"
+
+    @nn.compact
+    def __call__(
+        self,
+        inputs: Array,
+        seq_lengths: Array | None = None,
+        initial_carry: Carry | None = None,
+        *,
+        reverse: bool | None = None,
+    ) -> tuple[Array, Carry]:
+        """Runs the layer.
+
+        Args:
+          inputs: [batch, time, features].
+          seq_lengths: [batch] ints in [0, time], or None for full-length rows.
+          initial_carry: the cell's carry for batch rows (e.g. (c, h) with
+            [batch, H] each for an LSTM), or None for zeros.
+          reverse: overrides the ``reverse`` attribute for this call.
+
+        Returns:
+          (outputs [batch, time, H], final_carry): the final carry of each row is
+          its carry at its last valid step.
+        """
+        reverse = self.reverse if reverse is None else reverse
+        _check_inputs(inputs, seq_lengths)
+        batch, time, features = inputs.shape
+
+        carry = self.cell.initialize_carry(None, (batch, features))
+        if initial_carry is not None:
+            if jax.tree.structure(initial_carry) != jax.tree.structure(carry) or any(
+                jnp.shape(a) != jnp.shape(b)
+                for a, b in zip(jax.tree.leaves(initial_carry), jax.tree.leaves(carry))
+            ):
+                raise ValueError(
+                    f"initial_carry must have shapes {_shapes(carry)} for inputs of"
+                    f" shape {inputs.shape}, got {_shapes(initial_carry)}"
+                )
+            carry = initial_carry
+
+        if self._cudnn_ok(reverse):
+            return self._cudnn(inputs, seq_lengths, carry)
+
+        # The scan runs time-major: transposing the (narrower) inputs before the
+        # projection measured slightly faster on CPU than scanning over axis 1.
+        xp = self.cell.input_projection(jnp.swapaxes(inputs, 0, 1))  # [time, batch, G*H]
+        if seq_lengths is None:
+            body, xs = _step, xp
+        else:
+            # Past a row's end the carry is frozen. Running backwards, that keeps
+            # the initial carry through the padding and starts at position len-1.
+            body, xs = _masked_step, (xp, jnp.arange(time)[:, None] < seq_lengths)
+        scan = nn.scan(
+            body,
+            variable_broadcast="params",
+            split_rngs={"params": False},
+            reverse=reverse,
+            unroll=self.unroll,
         )
-      carry = initial_carry
+        carry, outputs = scan(self.cell, carry, xs)
+        return jnp.swapaxes(outputs, 0, 1), carry
 
-    if self._cudnn_ok(reverse):
-      return self._cudnn(inputs, seq_lengths, carry)
+    def _cudnn_ok(self, reverse: bool) -> bool:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        return (
+            self.backend == "cudnn"
+            and isinstance(self.cell, LSTMCell)
+            and not reverse
+            and self.cell.dtype is None
+            and not self.is_initializing()
+            and _cudnn_available()
+        )
 
-    # The scan runs time-major: transposing the (narrower) inputs before the
-    # projection measured slightly faster on CPU than scanning over axis 1.
-    xp = self.cell.input_projection(jnp.swapaxes(inputs, 0, 1))  # [time, batch, G*H]
-    if seq_lengths is None:
-      body, xs = _step, xp
-    else:
-      # Past a row's end the carry is frozen. Running backwards, that keeps
-      # the initial carry through the padding and starts at position len-1.
-      body, xs = _masked_step, (xp, jnp.arange(time)[:, None] < seq_lengths)
-    scan = nn.scan(
-        body,
-        variable_broadcast="params",
-        split_rngs={"params": False},
-        reverse=reverse,
-        unroll=self.unroll,
-    )
-    carry, outputs = scan(self.cell, carry, xs)
-    return jnp.swapaxes(outputs, 0, 1), carry
+    def _cudnn(self, inputs: Array, seq_lengths: Array | None, carry) -> tuple[Array, Carry]:
+        """One cuDNN LSTM layer: inputs [B, T, in] -> (outputs [B, T, H], (c, h))."""
+        from jax.experimental import rnn
 
-  def _cudnn_ok(self, reverse: bool) -> bool:
-    if self.backend not in BACKENDS:
-      raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-    return (
-        self.backend == "cudnn"
-        and isinstance(self.cell, LSTMCell)
-        and not reverse
-        and self.cell.dtype is None
-        and not self.is_initializing()
-        and _cudnn_available()
-    )
-
-  def _cudnn(self, inputs: Array, seq_lengths: Array | None, carry) -> tuple[Array, Carry]:
-    """One cuDNN LSTM layer: inputs [B, T, in] -> (outputs [B, T, H], (c, h))."""
-    from jax.experimental import rnn
-
-    batch, time, features = inputs.shape
-    c0, h0 = carry
-    if seq_lengths is None:
-      seq_lengths = jnp.full((batch,), time, jnp.int32)
-    weights = cudnn_lstm_weights(self.cell.variables["params"]).astype(inputs.dtype)
-    y, h, c = rnn.lstm(
-        inputs, h0[None].astype(inputs.dtype), c0[None].astype(inputs.dtype), weights,
-        seq_lengths.astype(jnp.int32), input_size=features, hidden_size=self.cell.features,
-        num_layers=1, dropout=0.0, bidirectional=False,
-    )
-    return y, (c[0].astype(c0.dtype), h[0].astype(h0.dtype))
+        batch, time, features = inputs.shape
+        c0, h0 = carry
+        if seq_lengths is None:
+            seq_lengths = jnp.full((batch,), time, jnp.int32)
+        weights = cudnn_lstm_weights(self.cell.variables["params"]).astype(inputs.dtype)
+        y, h, c = rnn.lstm(
+            inputs,
+            h0[None].astype(inputs.dtype),
+            c0[None].astype(inputs.dtype),
+            weights,
+            seq_lengths.astype(jnp.int32),
+            input_size=features,
+            hidden_size=self.cell.features,
+            num_layers=1,
+            dropout=0.0,
+            bidirectional=False,
+        )
+        return y, (c[0].astype(c0.dtype), h[0].astype(h0.dtype))
 
 
 class Bidirectional(nn.Module):
-  """A forward and a backward ``Recurrent`` over the same inputs.
+    """A forward and a backward ``Recurrent`` over the same inputs.
 
-  ``backward`` always runs reversed (its ``reverse`` attribute is overridden),
-  ``forward`` always forward.
+    ``backward`` always runs reversed (its ``reverse`` attribute is overridden),
+    ``forward`` always forward.
 
-  Attributes:
-    forward: the forward-direction layer.
-    backward: the backward-direction layer.
-    merge: "concat" (outputs [batch, time, 2H]) or "sum" ([batch, time, H]).
-  """
-
-  forward: Recurrent
-  backward: Recurrent
-  merge: str = "concat"
-
-  @nn.compact
-  def __call__(
-      self,
-      inputs: Array,
-      seq_lengths: Array | None = None,
-      initial_carry: tuple[Carry, Carry] | None = None,
-  ) -> tuple[Array, tuple[Carry, Carry]]:
-    """inputs [batch, time, features] -> (outputs, (fwd_carry, bwd_carry)).
-
-    ``initial_carry`` is a (fwd, bwd) pair or None for zeros.
+    Attributes:
+      forward: the forward-direction layer.
+      backward: the backward-direction layer.
+      merge: "concat" (outputs [batch, time, 2H]) or "sum" ([batch, time, H]).
     """
-    fwd_init, bwd_init = (None, None) if initial_carry is None else initial_carry
-    fwd, fwd_carry = self.forward(inputs, seq_lengths, fwd_init, reverse=False)
-    bwd, bwd_carry = self.backward(inputs, seq_lengths, bwd_init, reverse=True)
-    return _merge(self.merge, fwd, bwd), (fwd_carry, bwd_carry)
+
+    forward: Recurrent
+    backward: Recurrent
+    merge: str = "concat"
+
+    @nn.compact
+    def __call__(
+        self,
+        inputs: Array,
+        seq_lengths: Array | None = None,
+        initial_carry: tuple[Carry, Carry] | None = None,
+    ) -> tuple[Array, tuple[Carry, Carry]]:
+        """inputs [batch, time, features] -> (outputs, (fwd_carry, bwd_carry)).
+
+        ``initial_carry`` is a (fwd, bwd) pair or None for zeros.
+        """
+        fwd_init, bwd_init = (None, None) if initial_carry is None else initial_carry
+        fwd, fwd_carry = self.forward(inputs, seq_lengths, fwd_init, reverse=False)
+        bwd, bwd_carry = self.backward(inputs, seq_lengths, bwd_init, reverse=True)
+        return _merge(self.merge, fwd, bwd), (fwd_carry, bwd_carry)
 
 
 def hidden_sizes(hidden: int | Sequence[int], layers: int = 1) -> tuple[int, ...]:
-  """Per-layer hidden sizes: ``hidden`` repeated ``layers`` times if an int."""
-  if isinstance(hidden, numbers.Integral):
-    if layers < 1:
-      raise ValueError(f"layers must be >= 1, got {layers}")
-    return (int(hidden),) * layers
-  sizes = tuple(int(h) for h in hidden)
-  if not sizes or layers not in (1, len(sizes)):
-    raise ValueError(
-        f"hidden={list(sizes)} gives {len(sizes)} layers, which contradicts"
-        f" layers={layers}"
-    )
-  return sizes
+    """Per-layer hidden sizes: ``hidden`` repeated ``layers`` times if an int."""
+    if isinstance(hidden, numbers.Integral):
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        return (int(hidden),) * layers
+    sizes = tuple(int(h) for h in hidden)
+    if not sizes or layers not in (1, len(sizes)):
+        raise ValueError(f"hidden={list(sizes)} gives {len(sizes)} layers, which contradicts layers={layers}")
+    return sizes
 
 
 def zero_carry(
@@ -273,107 +273,104 @@ def zero_carry(
     bidirectional: bool = False,
     dtype: Any = jnp.float32,
 ) -> tuple[Carry, ...]:
-  """Zero carries with the structure that ``Stacked`` returns.
+    """Zero carries with the structure that ``Stacked`` returns.
 
-  One entry per layer: h [batch, H] ((c, h) for "lstm"), or a (fwd, bwd)
-  pair of those when bidirectional.
-  """
-  if cell not in CELLS:
-    raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    One entry per layer: h [batch, H] ((c, h) for "lstm"), or a (fwd, bwd)
+    pair of those when bidirectional.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
 
-  def one(size):
-    h = jnp.zeros((batch, size), dtype)
-    return (h, h) if cell == "lstm" else h
+    def one(size):
+        h = jnp.zeros((batch, size), dtype)
+        return (h, h) if cell == "lstm" else h
 
-  return tuple((one(s), one(s)) if bidirectional else one(s) for s in hidden_sizes)
+    return tuple((one(s), one(s)) if bidirectional else one(s) for s in hidden_sizes)
 
 
 class Stacked(nn.Module):
-  """A stack of (optionally bidirectional) recurrent layers.
+    """A stack of (optionally bidirectional) recurrent layers.
 
-  Attributes:
-    cell: "rnn", "rnn_relu", "lstm" or "gru" (see ``seqjax.cells.make_cell``).
-    hidden: hidden size of every layer, or one size per layer.
-    layers: number of layers when ``hidden`` is an int.
-    dropout: dropout rate on the inputs of layers 2..L (not on the output).
-    variational: one dropout mask per sequence, reused at every time step.
-    bidirectional: each layer is a ``Bidirectional`` pair.
-    merge: how bidirectional outputs are merged: "concat" or "sum".
-    cell_kwargs: passed to ``make_cell`` (activation, init, init_scale,
-      forget_bias, dtype, ...); a mapping or a tuple of (key, value) pairs.
-    unroll: scan unroll factor.
-    backend: "scan" or "cudnn" (GPU LSTM layers; see ``Recurrent``).
-  """
-
-  cell: str = "lstm"
-  hidden: int | Sequence[int] = 200
-  layers: int = 1
-  dropout: float = 0.0
-  variational: bool = False
-  bidirectional: bool = False
-  merge: str = "concat"
-  cell_kwargs: Mapping[str, Any] = FrozenDict()
-  unroll: int = 1
-  backend: str = "scan"
-
-  def _recurrent(self, size: int, **module_kw) -> Recurrent:
-    # parent=None: the cell is adopted by (and named after) its Recurrent's field.
-    cell = make_cell(self.cell, size, parent=None, **dict(self.cell_kwargs))
-    return Recurrent(cell, unroll=self.unroll, backend=self.backend, **module_kw)
-
-  @nn.compact
-  def __call__(
-      self,
-      inputs: Array,
-      seq_lengths: Array | None = None,
-      initial_carry: tuple[Carry, ...] | None = None,
-      *,
-      deterministic: bool = True,
-  ) -> tuple[Array, tuple[Carry, ...]]:
-    """Runs the stack.
-
-    Args:
-      inputs: [batch, time, features].
-      seq_lengths: [batch] ints, or None for full-length rows.
-      initial_carry: one carry per layer (structure of ``zero_carry``), or
-        None for zeros.
-      deterministic: disables dropout; otherwise a "dropout" rng is needed.
-
-    Returns:
-      (outputs [batch, time, H_last] ([..., 2*H_last] for bidirectional
-      concat), carries): one final carry per layer.
+    Attributes:
+      cell: "rnn", "rnn_relu", "lstm" or "gru" (see ``seqjax.cells.make_cell``).
+      hidden: hidden size of every layer, or one size per layer.
+      layers: number of layers when ``hidden`` is an int.
+      dropout: dropout rate on the inputs of layers 2..L (not on the output).
+      variational: one dropout mask per sequence, reused at every time step.
+      bidirectional: each layer is a ``Bidirectional`` pair.
+      merge: how bidirectional outputs are merged: "concat" or "sum".
+      cell_kwargs: passed to ``make_cell`` (activation, init, init_scale,
+        forget_bias, dtype, ...); a mapping or a tuple of (key, value) pairs.
+      unroll: scan unroll factor.
+      backend: "scan" or "cudnn" (GPU LSTM layers; see ``Recurrent``).
     """
-    sizes = hidden_sizes(self.hidden, self.layers)
-    if initial_carry is None:
-      initial_carry = (None,) * len(sizes)
-    elif len(initial_carry) != len(sizes):
-      raise ValueError(
-          f"initial_carry must have one entry per layer ({len(sizes)}), got"
-          f" {len(initial_carry)}"
-      )
-    x = inputs
-    carries = []
-    for i, (size, carry) in enumerate(zip(sizes, initial_carry)):
-      if i > 0 and self.dropout > 0:
-        broadcast_dims = (1,) if self.variational else ()
-        x = nn.Dropout(self.dropout, broadcast_dims=broadcast_dims)(
-            x, deterministic=deterministic
-        )
-      if self.bidirectional:
-        layer = Bidirectional(
-            self._recurrent(size, parent=None),
-            self._recurrent(size, reverse=True, parent=None),
-            merge=self.merge,
-            name=f"layer_{i}",
-        )
-      else:
-        layer = self._recurrent(size, name=f"layer_{i}")
-      x, carry = layer(x, seq_lengths, carry)
-      carries.append(carry)
-    return x, tuple(carries)
 
-  @nn.nowrap
-  def initialize_carry(self, batch_size: int, dtype: Any = jnp.float32):
-    """Zero carries for ``batch_size`` rows (see ``zero_carry``)."""
-    sizes = hidden_sizes(self.hidden, self.layers)
-    return zero_carry(self.cell, sizes, batch_size, self.bidirectional, dtype)
+    cell: str = "lstm"
+    hidden: int | Sequence[int] = 200
+    layers: int = 1
+    dropout: float = 0.0
+    variational: bool = False
+    bidirectional: bool = False
+    merge: str = "concat"
+    cell_kwargs: Mapping[str, Any] = FrozenDict()
+    unroll: int = 1
+    backend: str = "scan"
+
+    def _recurrent(self, size: int, **module_kw) -> Recurrent:
+        # parent=None: the cell is adopted by (and named after) its Recurrent's field.
+        cell = make_cell(self.cell, size, parent=None, **dict(self.cell_kwargs))
+        return Recurrent(cell, unroll=self.unroll, backend=self.backend, **module_kw)
+
+    @nn.compact
+    def __call__(
+        self,
+        inputs: Array,
+        seq_lengths: Array | None = None,
+        initial_carry: tuple[Carry, ...] | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> tuple[Array, tuple[Carry, ...]]:
+        """Runs the stack.
+
+        Args:
+          inputs: [batch, time, features].
+          seq_lengths: [batch] ints, or None for full-length rows.
+          initial_carry: one carry per layer (structure of ``zero_carry``), or
+            None for zeros.
+          deterministic: disables dropout; otherwise a "dropout" rng is needed.
+
+        Returns:
+          (outputs [batch, time, H_last] ([..., 2*H_last] for bidirectional
+          concat), carries): one final carry per layer.
+        """
+        sizes = hidden_sizes(self.hidden, self.layers)
+        if initial_carry is None:
+            initial_carry = (None,) * len(sizes)
+        elif len(initial_carry) != len(sizes):
+            raise ValueError(
+                f"initial_carry must have one entry per layer ({len(sizes)}), got {len(initial_carry)}"
+            )
+        x = inputs
+        carries = []
+        for i, (size, carry) in enumerate(zip(sizes, initial_carry)):
+            if i > 0 and self.dropout > 0:
+                broadcast_dims = (1,) if self.variational else ()
+                x = nn.Dropout(self.dropout, broadcast_dims=broadcast_dims)(x, deterministic=deterministic)
+            if self.bidirectional:
+                layer = Bidirectional(
+                    self._recurrent(size, parent=None),
+                    self._recurrent(size, reverse=True, parent=None),
+                    merge=self.merge,
+                    name=f"layer_{i}",
+                )
+            else:
+                layer = self._recurrent(size, name=f"layer_{i}")
+            x, carry = layer(x, seq_lengths, carry)
+            carries.append(carry)
+        return x, tuple(carries)
+
+    @nn.nowrap
+    def initialize_carry(self, batch_size: int, dtype: Any = jnp.float32):
+        """Zero carries for ``batch_size`` rows (see ``zero_carry``)."""
+        sizes = hidden_sizes(self.hidden, self.layers)
+        return zero_carry(self.cell, sizes, batch_size, self.bidirectional, dtype)

@@ -2,7 +2,6 @@
 checkpoints fall back, 1 device == 4 devices."""
 import json
 import os
-import pathlib
 import subprocess
 import sys
 

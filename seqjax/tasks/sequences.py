@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 from typing import Iterator
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax

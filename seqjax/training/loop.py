@@ -22,7 +22,6 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from seqjax import config as config_lib

@@ -17,9 +17,14 @@ TASKS = {
 }
 
 
+def task_class(name: str):
+    """The Task subclass registered as ``name``."""
+    if name not in TASKS:
+        raise UsageError(f"task={name!r}: choose one of {', '.join(TASKS)}")
+    module, cls = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def make_task(cfg, data_dir=None):
     """Instantiate the task named by ``cfg.task`` (loads its data)."""
-    if cfg.task not in TASKS:
-        raise UsageError(f"task={cfg.task!r}: choose one of {', '.join(TASKS)}")
-    module, cls = TASKS[cfg.task].split(":")
-    return getattr(importlib.import_module(module), cls)(cfg, data_dir)
+    return task_class(cfg.task)(cfg, data_dir)

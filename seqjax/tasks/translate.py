@@ -305,24 +305,10 @@ class TranslateTask(Task):
 
 
 def load_translator(workdir: str | pathlib.Path, which: str = "best") -> tuple[TranslateTask, object]:
-    """``(task, params)`` of a translation run directory, from its config, vocabularies and
-    checkpoint only (the dataset is not read)."""
-    from seqjax.training.checkpoint import restore_params
+    """``(task, params)`` of a translation run directory (the dataset is not read)."""
+    from seqjax.training.inference import load_for_inference
 
-    workdir = pathlib.Path(workdir)
-    cfg_path = workdir / "config.json"
-    if not cfg_path.is_file():
-        raise UsageError(f"{workdir}: not a run directory (no config.json); pass the --workdir of a `seqjax train` run")
-    cfg = config_lib.from_json(cfg_path.read_text())
-    if cfg.task != "translate":
-        raise UsageError(f"{workdir} is a {cfg.task!r} run, not a translation model; `seqjax translate` needs one")
-    task = TranslateTask.from_run(workdir, cfg)
-    like = jax.eval_shape(task.init_params, jax.random.PRNGKey(0))
-    try:
-        params, _ = restore_params(workdir, like, which)
-    except FileNotFoundError as e:
-        raise UsageError(str(e)) from e
-    return task, params
+    return load_for_inference(workdir, "translate", which)
 
 
 def plot_attention(path: str, src_tokens: Sequence[str], tgt_tokens: Sequence[str], weights: np.ndarray,

@@ -8,6 +8,8 @@ from typing import Any
 from seqjax import config as config_lib
 from seqjax.errors import UsageError
 from seqjax.training import mesh as mesh_lib
+from seqjax.tasks import task_class
+from seqjax.tasks.base import Task
 from seqjax.training.checkpoint import restore_params
 from seqjax.training.loop import Engine, build
 
@@ -25,20 +27,42 @@ class Run:
         return self.engine.task
 
 
-def load_run(workdir: str | pathlib.Path, data_dir: str | None = None, which: str = "best") -> Run:
-    """Config, task, jitted steps and restored params of ``workdir``."""
-    import jax
-
+def read_config(workdir: str | pathlib.Path, task: str | None = None):
+    """The resolved config saved in a run directory (exit 2 if it is not one, or not a
+    ``task`` run when ``task`` is given)."""
     workdir = pathlib.Path(workdir)
     cfg_path = workdir / "config.json"
     if not cfg_path.is_file():
         raise UsageError(f"{workdir}: not a run directory (no config.json); pass the --workdir of a `seqjax train` run")
     cfg = config_lib.from_json(cfg_path.read_text())
-    engine = build(cfg, data_dir)
-    like = jax.eval_shape(engine.task.init_params, jax.random.PRNGKey(0))
+    if task is not None and cfg.task != task:
+        raise UsageError(f"{workdir} is a {cfg.task!r} run; this command needs a {task!r} run")
+    return cfg
+
+
+def restore(workdir: str | pathlib.Path, task: Task, which: str = "best") -> tuple[Any, dict]:
+    """``(params, meta)`` of ``task``'s model from the run's best (or latest) checkpoint."""
+    import jax
+
+    like = jax.eval_shape(task.init_params, jax.random.PRNGKey(0))
     try:
-        params, meta = restore_params(workdir, like, which)
+        return restore_params(pathlib.Path(workdir), like, which)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from e
+
+
+def load_for_inference(workdir: str | pathlib.Path, task: str, which: str = "best") -> tuple[Task, Any]:
+    """``(task, params)`` from the run's config, assets and checkpoint only — the dataset is
+    not read (the task class provides ``from_run(workdir, cfg)``)."""
+    cfg = read_config(workdir, task)
+    task_obj = task_class(cfg.task).from_run(pathlib.Path(workdir), cfg)
+    return task_obj, restore(workdir, task_obj, which)[0]
+
+
+def load_run(workdir: str | pathlib.Path, data_dir: str | None = None, which: str = "best") -> Run:
+    """Config, task (with its data), jitted steps and restored params of ``workdir``."""
+    cfg = read_config(workdir)
+    engine = build(cfg, data_dir)
+    params, meta = restore(workdir, engine.task, which)
     params = mesh_lib.replicate(params, engine.mesh)
-    return Run(workdir, cfg, engine, params, int(meta.get("step", -1)))
+    return Run(pathlib.Path(workdir), cfg, engine, params, int(meta.get("step", -1)))

@@ -13,6 +13,7 @@ turns accumulated sums into the reported metrics.
 from __future__ import annotations
 
 import abc
+import functools
 import pathlib
 from typing import Any, Iterator, Mapping
 
@@ -95,3 +96,28 @@ class Task(abc.ABC):
     def final_report(self, params, summary: dict) -> dict:
         """Extra end-of-run results (e.g. samples, BLEU), merged into summary.json."""
         return {}
+
+
+class BucketedTask(Task):
+    """A task whose batches come from a plan of length buckets (classify, translate).
+
+    Subclasses give ``batches(split, shuffle, epoch=0) -> list[Batch plan]`` (deterministic in
+    seed and epoch) and ``_materialize(split, plan) -> Iterator[batch dict]``; indexing the
+    plan is what lets training resume mid-epoch.
+    """
+
+    @abc.abstractmethod
+    def batches(self, split: str, *, shuffle: bool, epoch: int = 0) -> list: ...
+
+    @abc.abstractmethod
+    def _materialize(self, split: str, plan) -> Iterator[Batch]: ...
+
+    @functools.cache
+    def steps_per_epoch(self):
+        return len(self.batches("train", shuffle=False))
+
+    def train_batches(self, epoch, start=0):
+        return self._materialize("train", self.batches("train", shuffle=True, epoch=epoch)[start:])
+
+    def eval_batches(self, split):
+        return self._materialize(split, self.batches(split, shuffle=False))

@@ -28,7 +28,7 @@ from seqjax.data.batching import length_buckets, pad_batch
 from seqjax.data.vocab import Vocab
 from seqjax.errors import DataError, UsageError
 from seqjax.models.classifier import POOLINGS, TextClassifier
-from seqjax.tasks.base import Task
+from seqjax.tasks.base import BucketedTask
 
 VOCAB_FILE = "vocab.json"
 CLASSES_FILE = "classes.json"
@@ -46,7 +46,7 @@ def boundaries(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
     return (*[b for b in buckets if b < max_len], max_len)
 
 
-class ClassifyTask(Task):
+class ClassifyTask(BucketedTask):
     main_metric = "acc"
     lower_is_better = False
 
@@ -132,16 +132,6 @@ class ClassifyTask(Task):
             tokens, lengths, weight = pad_batch(s.tokens, bt.indices, bt.length)
             labels = np.where(bt.indices >= 0, s.labels[np.maximum(bt.indices, 0)], 0).astype(np.int32)
             yield {"tokens": tokens, "lengths": lengths, "labels": labels, "weight": weight}
-
-    @functools.cache
-    def steps_per_epoch(self):
-        return len(self.batches("train", shuffle=False))
-
-    def train_batches(self, epoch, start=0):
-        return self._materialize("train", self.batches("train", shuffle=True, epoch=epoch)[start:])
-
-    def eval_batches(self, split):
-        return self._materialize(split, self.batches(split, shuffle=False))
 
     def tokens(self, batch):
         """Real (unpadded) tokens of the batch."""

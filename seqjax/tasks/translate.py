@@ -42,7 +42,7 @@ from seqjax.data.batching import length_buckets, pad_batch
 from seqjax.data.vocab import Vocab
 from seqjax.errors import UsageError
 from seqjax.models.seq2seq import ATTENTIONS, Seq2Seq
-from seqjax.tasks.base import Task
+from seqjax.tasks.base import BucketedTask
 
 SRC_VOCAB_FILE = "src_vocab.json"
 TGT_VOCAB_FILE = "tgt_vocab.json"
@@ -65,7 +65,7 @@ def boundaries(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
     return (*[b for b in buckets if b < top], top)
 
 
-class TranslateTask(Task):
+class TranslateTask(BucketedTask):
     main_metric = "loss"
     lower_is_better = True
 
@@ -146,16 +146,6 @@ class TranslateTask(Task):
             s, s_len, weight = pad_batch(src, bt.indices, bt.length, pad)
             t, _, _ = pad_batch(tgt, bt.indices, bt.length + 1, pad)
             yield {"src": s, "src_len": s_len, "tgt": t, "weight": weight}
-
-    @functools.cache
-    def steps_per_epoch(self):
-        return len(self.batches("train", shuffle=False))
-
-    def train_batches(self, epoch, start=0):
-        return self._materialize("train", self.batches("train", shuffle=True, epoch=epoch)[start:])
-
-    def eval_batches(self, split):
-        return self._materialize(split, self.batches(split, shuffle=False))
 
     def tokens(self, batch):
         """Real target tokens predicted in the batch (``<eos>`` included)."""

@@ -39,6 +39,10 @@ OPTIONS = {
     "model.forget_bias": "added to the LSTM forget-gate bias at init",
     "model.unroll": "time steps unrolled per scan iteration (speed knob, same numbers)",
     "model.dtype": "compute dtype: float32 | bfloat16 (params stay float32)",
+    "model.backend": "recurrent kernel: scan (nn.scan over the cell, everywhere) | cudnn (forward LSTM "
+    "layers as one cuDNN kernel on a GPU, the scan elsewhere)",
+    "model.head_chunk": "LM read-out loss: -1 auto (fused and chunked on CPU, plain on GPU/TPU) | 0 plain "
+    "(materialise the [B, T, V] logits) | N rows per chunk of the fused read-out (seqjax/losses.py)",
     "data.batch_size": "examples (or parallel streams) per step, over all devices",
     "data.eval_batch_size": "batch size for evaluation (0: same as data.batch_size)",
     "data.max_examples": "cap the training set (0: all), for quick runs",
@@ -86,6 +90,8 @@ def base_config() -> ml_collections.ConfigDict:
         forget_bias=0.0,
         unroll=1,
         dtype="float32",
+        backend="scan",
+        head_chunk=-1,
     )
     c.data = dict(batch_size=32, eval_batch_size=0, max_examples=0)
     c.optim = dict(
@@ -262,6 +268,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         "schedule.name": (cfg.schedule.name, ("constant", "step", "exponential", "cosine", "plateau")),
         "model.dtype": (cfg.model.dtype, ("float32", "bfloat16", "float16")),
         "model.init": (cfg.model.init, ("torch", "uniform")),
+        "model.backend": (cfg.model.backend, ("scan", "cudnn")),
         "train.progress": (cfg.train.progress, ("auto", "on", "off")),
     }
     for key, (value, choices) in checks.items():

@@ -62,6 +62,7 @@ class TextClassifier(nn.Module):
         its time steps (Keras ``SpatialDropout1D``).
       variational: one dropout mask per sequence between recurrent layers.
       pooling: ``last`` | ``mean`` | ``max`` (see :func:`pool`).
+      rnn_backend: "scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
     """
 
     vocab_size: int
@@ -76,6 +77,7 @@ class TextClassifier(nn.Module):
     pooling: str = "last"
     cell_kwargs: Mapping[str, Any] | None = None
     unroll: int = 1
+    rnn_backend: str = "scan"
 
     @nn.compact
     def __call__(self, tokens: jax.Array, seq_lengths: jax.Array | None = None, *,
@@ -95,6 +97,7 @@ class TextClassifier(nn.Module):
             bidirectional=self.bidirectional,
             cell_kwargs=dict(self.cell_kwargs or {}),
             unroll=self.unroll,
+            backend=self.rnn_backend,
             name="rnn",
         )
         outputs, _ = rnn(x, seq_lengths, deterministic=deterministic)  # [B, T, H or 2H]

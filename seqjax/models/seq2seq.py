@@ -180,6 +180,7 @@ class Seq2Seq(nn.Module):
       dropout: see the module docstring.
       cell_kwargs: for ``seqjax.cells.make_cell``.
       unroll: encoder scan unroll.
+      rnn_backend: encoder kernel, "scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
     """
 
     src_vocab: int
@@ -194,6 +195,7 @@ class Seq2Seq(nn.Module):
     dropout: float = 0.0
     cell_kwargs: Mapping[str, Any] = FrozenDict()
     unroll: int = 1
+    rnn_backend: str = "scan"
 
     def setup(self):
         if self.attention not in ATTENTIONS:
@@ -204,7 +206,7 @@ class Seq2Seq(nn.Module):
         self.embed_dropout = nn.Dropout(self.dropout)
         self.encoder = Stacked(
             cell=self.cell, hidden=sizes, dropout=self.dropout, bidirectional=self.bidirectional,
-            cell_kwargs=self.cell_kwargs, unroll=self.unroll,
+            cell_kwargs=self.cell_kwargs, unroll=self.unroll, backend=self.rnn_backend,
         )
         if self.bidirectional:
             self.bridge_h = [nn.Dense(h, name=f"bridge_h_{i}") for i, h in enumerate(sizes)]

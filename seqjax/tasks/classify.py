@@ -104,6 +104,7 @@ class ClassifyTask(BucketedTask):
             pooling=c.pooling,
             cell_kwargs=config_lib.cell_kwargs(self.cfg),
             unroll=c.unroll,
+            rnn_backend=c.backend,
         )
 
     def init_batch(self):

@@ -18,7 +18,6 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from seqjax import config as config_lib
 from seqjax.data.lm import LMCorpus, bptt_windows, load_lm_corpus
@@ -59,6 +58,8 @@ class LanguageModelTask(Task):
             cell_kwargs=config_lib.cell_kwargs(self.cfg),
             unroll=c.unroll,
             dtype=None if c.dtype == "float32" else jnp.dtype(c.dtype),
+            rnn_backend=c.backend,
+            head_chunk=c.head_chunk,
         )
 
     def initial_carry(self, batch_size):
@@ -93,18 +94,19 @@ class LanguageModelTask(Task):
 
     # -- loss --------------------------------------------------------------------------
     def loss(self, params, batch, carry, rng, train):
-        logits, carry = self.model().apply(
-            {"params": params}, batch["inputs"], carry, deterministic=not train, rngs={"dropout": rng}
-        )
         w = batch["weights"]
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]) * w
-        metrics = {"loss_sum": ce.sum(), "count": w.sum()}
+        # the model computes the weighted NLL sum itself (fused read-out: no [B, T, V] logits)
+        nll, carry = self.model().apply(
+            {"params": params}, batch["inputs"], carry, deterministic=not train, rngs={"dropout": rng},
+            targets=batch["targets"], weights=w,
+        )
+        metrics = {"loss_sum": nll, "count": w.sum()}
         if self.cfg.data.sum_over_time:
             # TF sequence_loss(average_across_timesteps=False): summed over the BPTT steps,
             # averaged over the batch (Zaremba's "lr 1" is on this scale).
-            objective = ce.sum() / w.shape[0]
+            objective = nll / w.shape[0]
         else:
-            objective = ce.sum() / jnp.maximum(w.sum(), 1.0)
+            objective = nll / jnp.maximum(w.sum(), 1.0)
         carry = jax.lax.stop_gradient(carry)
         return objective, (metrics, carry)
 

@@ -116,7 +116,7 @@ class TranslateTask(BucketedTask):
             src_vocab=len(self.src_vocab), tgt_vocab=len(self.tgt_vocab), cell=c.cell,
             hidden=config_lib.hidden_sizes(self.cfg), embed=c.embed, bidirectional=c.bidirectional,
             attention=c.attention, attention_units=c.attention_units, dropout=c.dropout,
-            cell_kwargs=config_lib.cell_kwargs(self.cfg), unroll=c.unroll,
+            cell_kwargs=config_lib.cell_kwargs(self.cfg), unroll=c.unroll, rnn_backend=c.backend,
         )
 
     def init_batch(self):

@@ -35,6 +35,13 @@ Carry = Any
 INITS = ("torch", "uniform")
 
 
+def _sigmoid(x: Array) -> Array:
+    """``sigmoid(x)`` as ``0.5 tanh(x / 2) + 0.5``: the same function, but XLA:CPU evaluates
+    it as one polynomial ``tanh`` instead of ``exp`` + a division (the gates' elementwise work
+    is ~10% of a small LSTM step on CPU)."""
+    return 0.5 * jnp.tanh(0.5 * x) + 0.5
+
+
 def _uniform(scale: float, offset: float = 0.0, offset_slice: slice | None = None):
     """Initializer drawing U(-scale, scale), plus `offset` on `offset_slice`."""
 
@@ -164,8 +171,8 @@ class LSTMCell(_FusedCell):
         """(c, h) [batch, H] each, xp [batch, 4H] -> ((c', h'), h')."""
         c, h = carry
         i, f, g, o = jnp.split(xp + self.hh(h), 4, axis=-1)
-        new_c = (jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)).astype(c.dtype)
-        new_h = (jax.nn.sigmoid(o) * jnp.tanh(new_c)).astype(h.dtype)
+        new_c = (_sigmoid(f) * c + _sigmoid(i) * jnp.tanh(g)).astype(c.dtype)
+        new_h = (_sigmoid(o) * jnp.tanh(new_c)).astype(h.dtype)
         return (new_c, new_h), new_h
 
     @nn.nowrap
@@ -193,8 +200,8 @@ class GRUCell(_FusedCell):
         """h [batch, H], xp [batch, 3H] -> (h', h')."""
         xr, xz, xn = jnp.split(xp, 3, axis=-1)
         hr, hz, hn = jnp.split(self.hh(carry), 3, axis=-1)
-        r = jax.nn.sigmoid(xr + hr)
-        z = jax.nn.sigmoid(xz + hz)
+        r = _sigmoid(xr + hr)
+        z = _sigmoid(xz + hz)
         n = jnp.tanh(xn + r * hn)
         h = ((1.0 - z) * n + z * carry).astype(carry.dtype)
         return h, h

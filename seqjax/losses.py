@@ -32,7 +32,18 @@ def default_chunk(vocab_size: int) -> int:
     return max(8, CHUNK_ELEMENTS // max(vocab_size, 1))
 
 
-def linear_cross_entropy(x, kernel, bias, labels, weights, *, chunk: int, dtype=None):
+def resolve_chunk(head_chunk: int, vocab_size: int) -> int:
+    """A model's ``head_chunk`` setting -> rows per chunk, 0 meaning "materialise the logits".
+
+    -1 (auto): :func:`default_chunk` on CPU, where the fused read-out measured 2x faster;
+    0 on GPU/TPU, where the plain read-out is what was measured (experiments/results/bench.md).
+    """
+    if head_chunk < 0:
+        return default_chunk(vocab_size) if jax.default_backend() == "cpu" else 0
+    return int(head_chunk)
+
+
+def linear_cross_entropy(x, kernel, bias, labels, weights, *, chunk: int, dtype=None, with_correct: bool = False):
     """``Σₙ weightsₙ · CE(softmax(xₙ W + b), labelsₙ)`` without materialising the logits.
 
     Args:
@@ -44,10 +55,13 @@ def linear_cross_entropy(x, kernel, bias, labels, weights, *, chunk: int, dtype=
       chunk: rows per chunk (``N`` need not be a multiple: the last chunk is padded with
         zero-weight rows).
       dtype: compute dtype of the matmuls (e.g. bfloat16); the softmax is always float32.
+      with_correct: also return ``Σₙ weightsₙ · [argmax logitsₙ == labelsₙ]`` (accuracy
+        numerator; not differentiated).
 
     Returns:
-      The weighted sum, a float32 scalar. Differentiable in ``x``, ``kernel`` and
-      ``bias`` (reverse mode); ``labels`` and ``weights`` get zero cotangents.
+      The weighted sum, a float32 scalar (and the weighted correct count when
+      ``with_correct``). Differentiable in ``x``, ``kernel`` and ``bias`` (reverse mode);
+      ``labels`` and ``weights`` get zero cotangents.
     """
     if bias is None:
         bias = jnp.zeros(kernel.shape[1], jnp.float32)
@@ -58,7 +72,8 @@ def linear_cross_entropy(x, kernel, bias, labels, weights, *, chunk: int, dtype=
             f"labels {labels.shape}, weights {weights.shape}"
         )
     chunk = max(1, min(int(chunk), n))
-    return _lce(x, kernel, bias, labels, weights.astype(jnp.float32), chunk, dtype)
+    total, correct = _lce(x, kernel, bias, labels, weights.astype(jnp.float32), chunk, dtype, bool(with_correct))
+    return (total, correct) if with_correct else total
 
 
 def _chunks(x, labels, weights, chunk):
@@ -83,46 +98,56 @@ def _row_ce(logits, labels):
     return lse, lse - jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _lce(x, kernel, bias, labels, weights, chunk, dtype):
+def _correct(logits, labels, weights, with_correct):
+    if not with_correct:
+        return jnp.zeros((), jnp.float32)
+    return jnp.sum((jnp.argmax(logits, axis=-1) == labels) * weights)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def _lce(x, kernel, bias, labels, weights, chunk, dtype, with_correct):
     xs, ls, ws = _chunks(x, labels, weights, chunk)
 
-    def body(total, inp):
+    def body(acc, inp):
         xc, lc, wc = inp
-        _, ce = _row_ce(_logits(xc, kernel, bias, dtype), lc)
-        return total + jnp.sum(ce * wc), None
+        logits = _logits(xc, kernel, bias, dtype)
+        _, ce = _row_ce(logits, lc)
+        return (acc[0] + jnp.sum(ce * wc), acc[1] + _correct(logits, lc, wc, with_correct)), None
 
-    return jax.lax.scan(body, jnp.zeros((), jnp.float32), (xs, ls, ws))[0]
+    zero = jnp.zeros((), jnp.float32)
+    return jax.lax.scan(body, (zero, zero), (xs, ls, ws))[0]
 
 
-def _lce_fwd(x, kernel, bias, labels, weights, chunk, dtype):
+def _lce_fwd(x, kernel, bias, labels, weights, chunk, dtype, with_correct):
     n, v = x.shape[0], kernel.shape[1]
     xs, ls, ws = _chunks(x, labels, weights, chunk)
     mm = kernel if dtype is None else kernel.astype(dtype)
 
     def body(carry, inp):
-        total, dk, db = carry
+        total, correct, dk, db = carry
         xc, lc, wc = inp
         logits = _logits(xc, kernel, bias, dtype)
         lse, ce = _row_ce(logits, lc)
+        correct = correct + _correct(logits, lc, wc, with_correct)
         # d(Σ w·ce)/dlogits = w · (softmax − onehot)
         d = (jnp.exp(logits - lse[:, None]) - jax.nn.one_hot(lc, v, dtype=jnp.float32)) * wc[:, None]
         dm = d if dtype is None else d.astype(dtype)
         xm = xc if dtype is None else xc.astype(dtype)
         dx = jnp.dot(dm, mm.T, preferred_element_type=jnp.float32)
         dk = dk + jnp.dot(xm.T, dm, preferred_element_type=jnp.float32)
-        return (total + jnp.sum(ce * wc), dk, db + d.sum(0)), dx
+        return (total + jnp.sum(ce * wc), correct, dk, db + d.sum(0)), dx
 
     zero = jnp.zeros((), jnp.float32)
-    (total, dk, db), dx = jax.lax.scan(
-        body, (zero, jnp.zeros(kernel.shape, jnp.float32), jnp.zeros(v, jnp.float32)), (xs, ls, ws)
+    (total, correct, dk, db), dx = jax.lax.scan(
+        body, (zero, zero, jnp.zeros(kernel.shape, jnp.float32), jnp.zeros(v, jnp.float32)), (xs, ls, ws)
     )
     dx = dx.reshape(-1, x.shape[1])[:n]
     res = (dx.astype(x.dtype), dk.astype(kernel.dtype), db.astype(bias.dtype), labels, weights)
-    return total, res
+    return (total, correct), res
 
 
-def _lce_bwd(chunk, dtype, res, g):
+def _lce_bwd(chunk, dtype, with_correct, res, cotangents):
+    g, _ = cotangents  # the correct count is a metric: no gradient
     dx, dk, db, labels, weights = res
     return (
         (g * dx).astype(dx.dtype),

@@ -95,3 +95,16 @@ def test_language_model_fused_loss_equals_logits_loss(tie):
         np.testing.assert_allclose(got_v, want_v, rtol=1e-5)
         for g1, g0 in zip(jax.tree.leaves(got_g), jax.tree.leaves(want_g)):
             np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-6)
+
+
+def test_correct_count_matches_argmax():
+    x, w, b, y, wt = _problem()
+    y = y.at[:10].set(jnp.argmax(x[:10] @ w + b, -1))  # some rows right for sure
+    want = jnp.sum((jnp.argmax(x @ w + b, -1) == y) * wt)
+    total, correct = linear_cross_entropy(x, w, b, y, wt, chunk=8, with_correct=True)
+    np.testing.assert_allclose(correct, want)
+    assert float(want) > 0
+    # the count is not differentiated; the loss's gradient is unchanged by asking for it
+    g1 = jax.grad(lambda x: linear_cross_entropy(x, w, b, y, wt, chunk=8, with_correct=True)[0])(x)
+    g0 = jax.grad(lambda x: linear_cross_entropy(x, w, b, y, wt, chunk=8))(x)
+    np.testing.assert_allclose(g1, g0, rtol=1e-6)

@@ -63,6 +63,15 @@ def test_teacher_forced_loss_equals_per_step_loop(kw):
     np.testing.assert_allclose(attn, jnp.stack(steps_attn, 1), atol=1e-6)
     assert np.isfinite(loss) and loss > 1.0  # near log(29) = 3.37 at init
 
+    # the training path (targets given: fused read-out, any chunk, or plain) gives the same sums
+    w = jnp.asarray(label_mask, jnp.float32)
+    correct = float(((jnp.argmax(logits, -1) == labels) * label_mask).sum())
+    for chunk in (0, 5, -1):
+        (nll, corr), _ = model.clone(head_chunk=chunk).apply(
+            {"params": params}, src, lengths, tgt_in, targets=labels, weights=w)
+        np.testing.assert_allclose(float(nll), total, rtol=1e-5)
+        assert float(corr) == correct
+
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_attention_zero_on_source_padding(cell):

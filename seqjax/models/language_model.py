@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from seqjax.layers import Stacked
-from seqjax.losses import default_chunk, linear_cross_entropy
+from seqjax.losses import linear_cross_entropy, resolve_chunk
 
 
 def _uniform(scale: float):
@@ -100,9 +100,7 @@ class LanguageModel(nn.Module):
         x2 = x.reshape(-1, x.shape[-1])
         if targets is not None:
             w = jnp.ones(targets.shape, jnp.float32) if weights is None else weights
-            chunk = self.head_chunk
-            if chunk < 0:
-                chunk = default_chunk(self.vocab_size) if jax.default_backend() == "cpu" else 0
+            chunk = resolve_chunk(self.head_chunk, self.vocab_size)
             if chunk > 0:
                 nll = linear_cross_entropy(
                     x2, kernel, bias, targets.reshape(-1), w.reshape(-1).astype(jnp.float32), chunk=chunk, dtype=dtype

@@ -45,11 +45,13 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 from flax.core import FrozenDict
 
 from seqjax.attention import BahdanauAttention
 from seqjax.cells import make_cell
 from seqjax.layers import Stacked
+from seqjax.losses import linear_cross_entropy, resolve_chunk
 
 Array = jax.Array
 Carry = Any
@@ -154,11 +156,24 @@ class Decoder(nn.Module):
             new.append(carry)
         return tuple(new), (x, context, weights)
 
+    def _features(self, h: Array, context: Array, deterministic: bool) -> Array:
+        feat = jnp.concatenate([h, context], axis=-1) if self.attention == "bahdanau" else h
+        return self.readout_dropout(feat, deterministic=deterministic)
+
     def logits(self, h: Array, context: Array, deterministic: bool = True) -> Array:
         """``h [..., H]``, ``context [..., De]`` -> ``[..., V]`` (float32)."""
-        feat = jnp.concatenate([h, context], axis=-1) if self.attention == "bahdanau" else h
-        feat = self.readout_dropout(feat, deterministic=deterministic)
-        return self.readout(feat).astype(jnp.float32)
+        return self.readout(self._features(h, context, deterministic)).astype(jnp.float32)
+
+    def nll(self, h: Array, context: Array, targets: Array, weights: Array, chunk: int,
+            deterministic: bool = True) -> tuple[Array, Array]:
+        """``h [N, H]``, ``context [N, De]``, ``targets [N]``, ``weights [N]`` ->
+        ``(Σ weights·NLL, Σ weights·[argmax == target])`` through the fused read-out
+        (:func:`seqjax.losses.linear_cross_entropy`, ``chunk`` rows at a time)."""
+        feat = self._features(h, context, deterministic)
+        if self.is_initializing():  # create the read-out's parameters
+            self.readout(feat[:1])
+        p = self.readout.variables["params"]
+        return linear_cross_entropy(feat, p["kernel"], p["bias"], targets, weights, chunk=chunk, with_correct=True)
 
 
 def _teacher_step(decoder: Decoder, carries, xp, memory):
@@ -181,6 +196,8 @@ class Seq2Seq(nn.Module):
       cell_kwargs: for ``seqjax.cells.make_cell``.
       unroll: encoder scan unroll.
       rnn_backend: encoder kernel, "scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
+      head_chunk: teacher-forced loss read-out: -1 auto, 0 plain logits, N fused rows per
+        chunk (as ``seqjax.models.language_model.LanguageModel``).
     """
 
     src_vocab: int
@@ -196,6 +213,7 @@ class Seq2Seq(nn.Module):
     cell_kwargs: Mapping[str, Any] = FrozenDict()
     unroll: int = 1
     rnn_backend: str = "scan"
+    head_chunk: int = -1
 
     def setup(self):
         if self.attention not in ATTENTIONS:
@@ -244,17 +262,23 @@ class Seq2Seq(nn.Module):
         mask = jnp.arange(src.shape[1])[None, :] < src_lengths[:, None]
         return self.decoder.memory(outputs, mask), self._bridge(carries)
 
-    def __call__(self, src: Array, src_lengths: Array, tgt_in: Array, *, deterministic: bool = True):
+    def __call__(self, src: Array, src_lengths: Array, tgt_in: Array, *, deterministic: bool = True,
+                 targets: Array | None = None, weights: Array | None = None):
         """Teacher forcing.
 
         Args:
           src: ``[B, S]`` source ids (padding after ``src_lengths``).
           src_lengths: ``[B]``.
           tgt_in: ``[B, T]`` decoder inputs ``<sos> y_1 .. y_{T-1}`` (gold tokens).
+          targets, weights: optional ``[B, T]`` gold outputs ``y_1 .. y_T`` and their
+            weights (0 on padding).
 
         Returns:
           ``(logits [B, T, V] float32, attention [B, T, S])`` (attention all 0 without
-          attention, and exactly 0 on source padding).
+          attention, and exactly 0 on source padding); with ``targets``, ``((nll_sum,
+          correct_sum), attention)`` instead: float32 scalars ``Σ weights·−log p(y_t)`` and
+          ``Σ weights·[argmax == y_t]``, computed as ``head_chunk`` says (no ``[B, T, V]``
+          logits when fused).
         """
         memory, carries = self.encode(src, src_lengths, deterministic)
         emb = self.embed_dropout(self.decoder.embed_tokens(tgt_in), deterministic=deterministic)
@@ -263,9 +287,20 @@ class Seq2Seq(nn.Module):
             _teacher_step, variable_broadcast="params", split_rngs={"params": False},
             in_axes=(0, nn.broadcast),
         )
-        _, (h, context, weights) = scan(self.decoder, carries, xp, memory)
-        logits = self.decoder.logits(jnp.swapaxes(h, 0, 1), jnp.swapaxes(context, 0, 1), deterministic)
-        return logits, jnp.swapaxes(weights, 0, 1)
+        _, (h, context, attn) = scan(self.decoder, carries, xp, memory)
+        h, context, attn = jnp.swapaxes(h, 0, 1), jnp.swapaxes(context, 0, 1), jnp.swapaxes(attn, 0, 1)
+        chunk = resolve_chunk(self.head_chunk, self.tgt_vocab)
+        if targets is not None and chunk > 0:
+            flat = lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])  # noqa: E731  [B, T, ...] -> [B*T, ...]
+            nll = self.decoder.nll(flat(h), flat(context), flat(targets), flat(weights).astype(jnp.float32),
+                                   chunk, deterministic)
+            return nll, attn
+        logits = self.decoder.logits(h, context, deterministic)
+        if targets is None:
+            return logits, attn
+        per = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+        correct = jnp.sum((jnp.argmax(logits, -1) == targets) * weights)
+        return (jnp.sum(per * weights), correct), attn
 
     def decode_step(self, memory: Memory, carries: tuple, tokens: Array):
         """One decoding step: previous tokens ``[N]`` -> ``(logits [N, V], carries, attention [N, S])``.

@@ -33,7 +33,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from seqjax import config as config_lib
 from seqjax import decoding
@@ -117,6 +116,7 @@ class TranslateTask(BucketedTask):
             hidden=config_lib.hidden_sizes(self.cfg), embed=c.embed, bidirectional=c.bidirectional,
             attention=c.attention, attention_units=c.attention_units, dropout=c.dropout,
             cell_kwargs=config_lib.cell_kwargs(self.cfg), unroll=c.unroll, rnn_backend=c.backend,
+            head_chunk=c.head_chunk,
         )
 
     def init_batch(self):
@@ -153,16 +153,14 @@ class TranslateTask(BucketedTask):
 
     # -- loss --------------------------------------------------------------------------
     def loss(self, params, batch, carry, rng, train):
-        logits, _ = self.model().apply({"params": params}, **self.model_inputs(batch), deterministic=not train,
-                                       rngs={"dropout": rng})
         labels = batch["tgt"][:, 1:]
         mask = (labels != self.tgt_vocab.pad_id) * batch["weight"][:, None]
-        per = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        metrics = {
-            "loss_sum": (per * mask).sum(),
-            "count": mask.sum(),
-            "correct": ((jnp.argmax(logits, -1) == labels) * mask).sum(),
-        }
+        # the model sums NLL and correct tokens itself (fused read-out: no [B, T, V] logits)
+        (nll, correct), _ = self.model().apply(
+            {"params": params}, **self.model_inputs(batch), deterministic=not train, rngs={"dropout": rng},
+            targets=labels, weights=mask,
+        )
+        metrics = {"loss_sum": nll, "count": mask.sum(), "correct": correct}
         return metrics["loss_sum"] / jnp.maximum(metrics["count"], 1.0), (metrics, carry)
 
     def summarize(self, sums):

@@ -4,6 +4,7 @@
     python experiments/bench_peers.py --variant small --variant h650 --variant gru --variant rnn
     python experiments/bench_peers.py --variant small --xla "onednn=--xla_cpu_use_onednn=true"
     python experiments/bench_peers.py --compile-vs-length    # seqjax compile_s at T = 35, 350, 3500
+    python experiments/bench_peers.py --variant agnews --variant seq2seq   # classifier, attention seq2seq
 
 Each round runs every contestant once, as a fresh process, in the same order (A B C A B
 C ...), so slow phases of a shared machine hit all of them alike; the table gives the
@@ -13,6 +14,12 @@ contestants are ``seqjax bench`` (this checkout), ``../shared/peers/torch_lm.py`
 ``../shared/peers/flax_lm.py`` (flax's own ``nn.RNN``), at the same shapes: vocabulary,
 embedding = hidden, layers, batch, BPTT, eval batch. ``--xla NAME=FLAGS`` adds seqjax run
 under ``XLA_FLAGS=FLAGS`` as another contestant (repeatable).
+
+Two more step types have a PyTorch peer only (``experiments/torch_peers.py``, whose
+defaults are the presets' shapes): ``--variant agnews`` is ``seqjax bench
+agnews:bilstm-2x64`` against a bidirectional ``nn.LSTM`` classifier, ``--variant seq2seq``
+is ``seqjax bench translate:word-gru-attention`` against an ``nn.GRU`` encoder and an
+``nn.GRUCell`` decoder loop with Bahdanau attention.
 
 Raw JSON lines go to ``--jsonl`` (default /tmp/bench_peers.jsonl); the Markdown table is
 printed (and appended to ``--md`` when given), headed by the commit, machine and load.
@@ -40,14 +47,27 @@ VARIANTS = {
     "rnn": ("rnn", 200, 2, 20, 35, 64),  # Elman tanh
     "large": ("lstm", 1500, 2, 20, 35, 64),  # Zaremba large width (GPU)
 }
+#: name -> (seqjax bench config, experiments/torch_peers.py subcommand, torch contestant, shapes)
+STEP_VARIANTS = {
+    "agnews": ("agnews:bilstm-2x64", "classifier", "torch nn.LSTM",
+               ("agnews:bilstm-2x64, vocab 20000, embed 128, 2 bidirectional LSTM layers of 64, last-state "
+                "pooling, 4 classes, batch 64, T 128, eval batch 256, adam")),
+    "seq2seq": ("translate:word-gru-attention", "seq2seq", "torch nn.GRU + nn.GRUCell",
+                ("translate:word-gru-attention, GRU 256 encoder and decoder, Bahdanau attention 256, "
+                 "embed 256, vocab 6000 -> 4000, batch 64, S = T = 13, eval batch 256, adam, clip 5")),
+}
 FIGURES = ("train_tokens_per_s", "eval_tokens_per_s", "compile_s")
 
 
 def seqjax_cmd(variant, steps, extra=()):
-    cell, h, layers, b, t, eb = VARIANTS[variant]
-    sets = [f"model.cell={cell}", f"model.hidden={h}", f"model.embed={h}", f"model.layers={layers}",
-            f"data.batch_size={b}", f"data.bptt={t}", f"data.eval_batch_size={eb}", *extra]
-    cmd = [sys.executable, "-m", "seqjax", "bench", "ptb_lm:zaremba-small", "--steps", str(steps)]
+    if variant in STEP_VARIANTS:
+        spec, sets = STEP_VARIANTS[variant][0], list(extra)
+    else:
+        cell, h, layers, b, t, eb = VARIANTS[variant]
+        spec = "ptb_lm:zaremba-small"
+        sets = [f"model.cell={cell}", f"model.hidden={h}", f"model.embed={h}", f"model.layers={layers}",
+                f"data.batch_size={b}", f"data.bptt={t}", f"data.eval_batch_size={eb}", *extra]
+    cmd = [sys.executable, "-m", "seqjax", "bench", spec, "--steps", str(steps)]
     for s in sets:
         cmd += ["--set", s]
     return cmd
@@ -65,6 +85,23 @@ def peer_cmd(script, variant, steps):
     cell, h, layers, b, t, eb = VARIANTS[variant]
     return [sys.executable, str(PEERS / script), "--cell", cell, "--hidden", str(h), "--layers", str(layers),
             "--batch", str(b), "--bptt", str(t), "--eval-batch", str(eb), "--steps", str(steps)]
+
+
+def torch_peer(variant, steps) -> tuple[str, list[str]]:
+    """(contestant name, command) of ``variant``'s PyTorch peer."""
+    if variant in STEP_VARIANTS:
+        _, sub, name, _ = STEP_VARIANTS[variant]
+        return name, [sys.executable, str(ROOT / "experiments" / "torch_peers.py"), sub, "--steps", str(steps)]
+    name = "torch nn." + {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[VARIANTS[variant][0]]
+    return name, peer_cmd("torch_lm.py", variant, steps)
+
+
+def describe(variant) -> str:
+    """The shapes line of ``variant``'s table."""
+    if variant in STEP_VARIANTS:
+        return STEP_VARIANTS[variant][3]
+    cell, h, layers, b, t, eb = VARIANTS[variant]
+    return f"{cell}, vocab 10000, embed = hidden {h}, {layers} layers, batch {b}, bptt {t}, eval batch {eb}"
 
 
 def have_torch() -> bool:
@@ -102,9 +139,8 @@ def table(variant, results, rounds, load_before, load_after) -> str:
     med = {n: {f: statistics.median(r[f] for r in results[n]) if results[n] and all(f in r for r in results[n])
                else None for f in FIGURES} for n in names}
     base = med.get("seqjax")
-    cell, h, layers, b, t, eb = VARIANTS[variant]
-    lines = [f"**{variant}**: {cell}, vocab 10000, embed = hidden {h}, {layers} layers, batch {b}, bptt {t}, "
-             f"eval batch {eb}; medians of {rounds} interleaved rounds; load avg {load_before} -> {load_after}", "",
+    lines = [(f"**{variant}**: {describe(variant)}; medians of {rounds} interleaved rounds; "
+              f"load avg {load_before} -> {load_after}"), "",
              "| contestant | train tok/s | eval tok/s | compile s | seqjax train × | seqjax eval × | runs |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for n in names:
@@ -122,7 +158,8 @@ def table(variant, results, rounds, load_before, load_after) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--variant", action="append", choices=sorted(VARIANTS), help="default: small")
+    ap.add_argument("--variant", action="append", choices=sorted({**VARIANTS, **STEP_VARIANTS}),
+                    help="default: small")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=40, help="timed steps per run (the peers' default)")
     ap.add_argument("--xla", action="append", default=[], metavar="NAME=FLAGS", help="extra seqjax contestant")
@@ -175,12 +212,12 @@ def main() -> int:
             env = {**os.environ, "PYTHONPATH": str(pathlib.Path(tree).resolve())}
             contestants[f"seqjax {name}"] = (seqjax_cmd(variant, args.steps, args.sets), env)
         if torch_ok:
-            contestants["torch nn." + {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[VARIANTS[variant][0]]] = (
-                peer_cmd("torch_lm.py", variant, args.steps), None)
+            name, cmd = torch_peer(variant, args.steps)
+            contestants[name] = (cmd, None)
             if args.torch_threads:
                 contestants[f"torch ({args.torch_threads} thread{'s' if args.torch_threads > 1 else ''})"] = (
-                    peer_cmd("torch_lm.py", variant, args.steps) + ["--threads", str(args.torch_threads)], None)
-        if not args.no_flax:
+                    cmd + ["--threads", str(args.torch_threads)], None)
+        if not args.no_flax and variant in VARIANTS:  # flax_lm.py: the LM variants only
             contestants["flax nn.RNN"] = (peer_cmd("flax_lm.py", variant, args.steps), None)
         results = {n: [] for n in contestants}
         l0 = load()

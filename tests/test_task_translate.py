@@ -57,6 +57,8 @@ def test_train_report_and_translate_cli(data_dir, tmp_path, capsys, monkeypatch)
         r = report["test"][name]
         assert 0.0 <= r["bleu"] <= 100.0 and 0.0 <= r["chrf"] <= 100.0
         assert r["sentences"] == len(TranslateTask(cfg, data_dir).splits["test"]) and r["decode_ms_per_sentence"] > 0
+        # the file lists every pair 8 times: one distinct source per 8 test pairs
+        assert r["sources"] * 8 == r["sentences"] and 0.0 <= r["bleu_multiref"] <= 100.0
     assert set(report["samples"]["greedy"]) == set(SEED_SENTENCES)
     assert summary["final"]["valid"]["loss"] < np.log(40)  # it learned something in 12 steps
     last = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
@@ -83,3 +85,15 @@ def test_train_report_and_translate_cli(data_dir, tmp_path, capsys, monkeypatch)
 
     assert main(["translate", str(workdir), "x", "--beam", "0"]) == 2
     assert main(["translate", str(tmp_path), "x"]) == 2  # not a run directory
+
+
+def test_multi_reference_score():
+    """A hypothesis equal to one of several references scores 100 against all of them."""
+    task = TranslateTask.__new__(TranslateTask)
+    task.level = "word"
+    hyps = ["estoy cansado .", "el gato come ."]
+    single = task.score(hyps, ["estoy cansada .", "el gato come ."])
+    multi = task.score(hyps, [["estoy cansada .", "estoy cansado ."], ["el gato come ."]])
+    assert multi["bleu"] == 100.0 and multi["chrf"] == 100.0
+    assert single["bleu"] < 100.0 and single["chrf"] < 100.0
+    assert task.score(hyps, [[r] for r in ["estoy cansada .", "el gato come ."]]) == single

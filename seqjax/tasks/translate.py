@@ -245,23 +245,38 @@ class TranslateTask(BucketedTask):
         out = self.translate_ids(params, self.encode_sources(texts, warn), beam)
         return [self.detokenize(t) for t in out.tokens], out
 
-    def score(self, hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
-        """Corpus BLEU and chrF (sacrebleu); lowercased at word level."""
+    def score(self, hyps: Sequence[str], refs: Sequence[str] | Sequence[Sequence[str]]) -> dict[str, float]:
+        """Corpus BLEU and chrF (sacrebleu); lowercased at word level.
+
+        ``refs``: one reference string per hypothesis, or one list of references per
+        hypothesis (any number: sacrebleu's ``nrefs:var``)."""
         from sacrebleu.metrics import BLEU, CHRF
 
+        per_hyp = [[r] if isinstance(r, str) else list(r) for r in refs]
+        width = max((len(r) for r in per_hyp), default=1)
+        streams = [[r[k] if k < len(r) else None for r in per_hyp] for k in range(width)]
         lower = self.level == "word"
-        bleu = BLEU(lowercase=lower).corpus_score(list(hyps), [list(refs)])
-        chrf = CHRF(lowercase=lower).corpus_score(list(hyps), [list(refs)])
+        bleu = BLEU(lowercase=lower).corpus_score(list(hyps), streams)
+        chrf = CHRF(lowercase=lower).corpus_score(list(hyps), streams)
         return {"bleu": round(bleu.score, 2), "chrf": round(chrf.score, 2)}
 
     def evaluate_translation(self, params, split: str = "test", beams: Sequence[int] = (1,)) -> dict:
         """BLEU, chrF and decode time per sentence of ``split`` for each beam size.
 
-        Time: wall time of all batches after one warm-up batch (compilation excluded)."""
+        ``bleu``/``chrf`` score every pair against its own reference (a source with k
+        translations in the file counts k times, each time against one of them);
+        ``bleu_multiref``/``chrf_multiref`` score each distinct source once against all of
+        its translations in the split (the standard multi-reference BLEU; Tatoeba often
+        lists several correct translations of one English sentence, and the split keeps
+        them together). Time: wall time of all batches after one warm-up batch
+        (compilation excluded)."""
         self._require_data()
         pairs = self.data.test_pairs if split == "test" else self.data.valid_pairs
         src = [p[0] for p in self.splits[split]]
         refs = [r for _, r in pairs]
+        groups: dict[str, list[int]] = {}
+        for i, (source, _) in enumerate(pairs):
+            groups.setdefault(source, []).append(i)
         out = {}
         for beam in beams:
             self.translate_ids(params, src[: self.decode_batch_size], beam)  # compile
@@ -269,9 +284,12 @@ class TranslateTask(BucketedTask):
             dec = self.translate_ids(params, src, beam)
             dt = time.perf_counter() - t0
             hyps = [self.detokenize(t) for t in dec.tokens]
+            multi = self.score([hyps[idx[0]] for idx in groups.values()],
+                               [[refs[i] for i in idx] for idx in groups.values()])
             name = "greedy" if beam == 1 else f"beam{beam}"
-            out[name] = {**self.score(hyps, refs), "decode_ms_per_sentence": round(1000 * dt / max(len(src), 1), 3),
-                         "sentences": len(src)}
+            out[name] = {**self.score(hyps, refs), "bleu_multiref": multi["bleu"], "chrf_multiref": multi["chrf"],
+                         "decode_ms_per_sentence": round(1000 * dt / max(len(src), 1), 3),
+                         "sentences": len(src), "sources": len(groups)}
         return out
 
     def final_report(self, params, summary):
@@ -281,7 +299,7 @@ class TranslateTask(BucketedTask):
         beams = sorted({1, self.cfg.decode.beam})
         report = self.evaluate_translation(params, "test", beams)
         main = report["greedy" if self.cfg.decode.beam == 1 else f"beam{self.cfg.decode.beam}"]
-        summary["best"]["test"].update(bleu=main["bleu"], chrf=main["chrf"])
+        summary["best"]["test"].update(bleu=main["bleu"], chrf=main["chrf"], bleu_multiref=main["bleu_multiref"])
         samples = {}
         for beam in beams:
             hyps, _ = self.translate(params, SEED_SENTENCES, beam)

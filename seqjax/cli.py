@@ -131,6 +131,7 @@ def cmd_eval(args) -> int:
 
     run = load_run(args.workdir, args.data_dir, which=args.checkpoint)
     metrics = run.engine.evaluate(run.params, args.split)
+    metrics.update(run.task.eval_report(run.params, args.split))
     print(json.dumps({"workdir": args.workdir, "split": args.split, "checkpoint_step": run.step, **metrics}))
     return 0
 

@@ -84,6 +84,12 @@ def test_train_report_and_translate_cli(data_dir, tmp_path, capsys, monkeypatch)
     assert capsys.readouterr().out == want and rc == 0
 
     assert main(["translate", str(workdir), "x", "--beam", "0"]) == 2
+
+    # `seqjax eval --split test` re-scores the best checkpoint: the same BLEU as the final report
+    assert main(["eval", str(workdir), "--split", "test", "--data-dir", data_dir]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["translation"]["beam3"]["bleu"] == report["test"]["beam3"]["bleu"]
+    assert ev["translation"]["greedy"]["bleu_multiref"] == report["test"]["greedy"]["bleu_multiref"]
     assert main(["translate", str(tmp_path), "x"]) == 2  # not a run directory
 
 

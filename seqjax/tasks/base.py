@@ -97,6 +97,10 @@ class Task(abc.ABC):
         """Extra end-of-run results (e.g. samples, BLEU), merged into summary.json."""
         return {}
 
+    def eval_report(self, params, split: str) -> dict:
+        """Task-specific metrics of ``split`` beyond the loss sums (e.g. BLEU), for ``seqjax eval``."""
+        return {}
+
 
 class BucketedTask(Task):
     """A task whose batches come from a plan of length buckets (classify, translate).

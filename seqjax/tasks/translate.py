@@ -292,6 +292,11 @@ class TranslateTask(BucketedTask):
                          "sentences": len(src), "sources": len(groups)}
         return out
 
+    def eval_report(self, params, split):
+        """``seqjax eval``: BLEU/chrF (single- and multi-reference) of ``split``, greedy and
+        beam ``decode.beam``."""
+        return {"translation": self.evaluate_translation(params, split, sorted({1, self.cfg.decode.beam}))}
+
     def final_report(self, params, summary):
         """BLEU/chrF on the test split (greedy and beam ``decode.beam``), translations of the
         seed's sentences. The beam (else greedy) BLEU/chrF are also added to

@@ -123,3 +123,23 @@ def test_cudnn_path_matches_the_scan(monkeypatch):
         before = len(calls)
         model.apply(p, x, lengths)
         assert len(calls) == before + (1 if model.bidirectional else 0)
+
+
+@pytest.mark.parametrize("spec", ["ptb_lm:tiny", "agnews:tiny", "translate:tiny"])
+def test_backend_key_reaches_the_recurrent_layers(spec, monkeypatch):
+    """`--set model.backend=cudnn` is handed to every model's recurrent stack (the cuDNN
+    kernel replaced by a recorder; on a CPU without it the scan runs and nothing changes)."""
+    import jax
+    from jax.experimental import rnn
+
+    from seqjax import layers
+    from seqjax.bench import synthetic_task
+
+    seen = []
+    monkeypatch.setattr(layers.Recurrent, "_cudnn_ok", lambda self, reverse: seen.append(self.backend) or False)
+    monkeypatch.setattr(rnn, "lstm", lambda *a, **k: pytest.fail("no cuDNN on this machine"))
+    task, _ = synthetic_task(config.resolve(spec, ["model.backend=cudnn"]))
+    task.init_params(jax.random.PRNGKey(0))
+    assert seen and set(seen) == {"cudnn"}
+    with pytest.raises(Exception, match="model.backend='gpu': choose one of scan, cudnn"):
+        config.resolve(spec, ["model.backend=gpu"])

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU throughput, side by side: `seqjax bench` against PyTorch nn.LSTM (cuDNN) at the
 # PTB-small (2x200) and PTB-large (2x1500) LSTM language-model shapes (vocabulary 10,000,
-# batch 20, BPTT 35, eval batch 64), float32 and bfloat16 for seqjax. One JSON object a
+# batch 20, BPTT 35, eval batch 64), float32 and bfloat16 for seqjax, then the cuDNN LSTM
+# backend (model.backend=cudnn) and the fused read-out (model.head_chunk) on the GPU. One JSON object a
 # line in $OUT/bench_gpu.jsonl, each tagged with "run"; a summary table on stdout.
 #
 #   bash experiments/gpu_bench.sh             # on the GPU machine, from the repository root
@@ -114,6 +115,9 @@ seqjax_run seqjax-large-f32 1500
 torch_run torch-large 1500
 seqjax_run seqjax-large-bf16 1500 --set model.dtype=bfloat16
 seqjax_run seqjax-small-f32-unroll8 200 --set model.unroll=8
+seqjax_run seqjax-large-cudnn 1500 --set model.backend=cudnn    # jax.experimental.rnn LSTM kernels
+seqjax_run seqjax-small-cudnn 200 --set model.backend=cudnn
+seqjax_run seqjax-small-fused-head 200 --set model.head_chunk=150  # the CPU read-out, on the GPU
 
 echo "--- $(( $(date +%s) - start ))s; $J"
 python3 - "$J" <<'EOF'

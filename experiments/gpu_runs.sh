@@ -37,19 +37,15 @@ run() {  # run NAME CONFIG [--set ...]
     > "runs/$name.log" 2>&1
   echo "$name rc=$? after $(( $(date +%s) - start ))s"
 }
-run ptb-medium ptb_lm:zaremba-medium &
-run ptb-small ptb_lm:zaremba-small &
-run ptb-seed ptb_lm:seed &
-run shakespeare char_lm:shakespeare &
-run shakespeare-1024 char_lm:shakespeare --set model.hidden=1024 --set model.dropout=0.3 --set train.epochs=20 &
-run ptb-char char_lm:ptb-char --set train.epochs=6 &
-run tr-char-lstm translate:char-lstm --set data.pair=spa-eng &
-run tr-char-attn translate:char-lstm-attention --set data.pair=spa-eng &
-# the TF tutorial's sizes (GRU 1024, attention 1024), on more of the file than it used
+# session 1 ran the rest (results/*.md); left for a GPU: the medium test perplexity, and the
+# translation levers of results/translate.md at the tutorial's size (full target vocabulary,
+# dropout 0.2), attention and none in the same setting
+run ptb-medium ptb_lm:zaremba-medium --set model.unroll=8 &
 run tr-word-attn translate:word-gru-attention --set data.pair=spa-eng --set model.hidden=1024 \
-  --set model.attention_units=1024 --set data.max_pairs=80000 --set data.max_len=14 --set data.buckets=[8] &
-run tr-word translate:word-gru --set data.pair=spa-eng --set model.hidden=1024 \
+  --set model.attention_units=1024 --set data.tgt_vocab_size=0 --set model.dropout=0.2 \
   --set data.max_pairs=80000 --set data.max_len=14 --set data.buckets=[8] &
+run tr-word translate:word-gru --set data.pair=spa-eng --set model.hidden=1024 --set data.tgt_vocab_size=0 \
+  --set model.dropout=0.2 --set data.max_pairs=80000 --set data.max_len=14 --set data.buckets=[8] &
 wait
 tar --exclude=checkpoints --exclude=best -czf "$OUT/runs.tar.gz" runs
 echo "packed $(du -h "$OUT/runs.tar.gz" | cut -f1) after $(( $(date +%s) - start ))s"

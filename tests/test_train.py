@@ -118,3 +118,70 @@ def test_one_device_equals_four_devices(tmp_path):
         losses[n] = [r["loss"] for r in rows if r["split"] in ("train", "valid")]
     assert len(losses[1]) > 10
     np.testing.assert_allclose(losses[1], losses[4], rtol=1e-4, atol=1e-5)
+
+
+def test_signal_inside_a_step_loses_nothing(tmp_path, monkeypatch):
+    """SIGTERM delivered while a step runs (its input state already donated): the step
+    finishes, its result is checkpointed (raising at the signal would leave only deleted
+    arrays to save: "Array has been deleted")."""
+    import dataclasses
+    import signal
+
+    real_build = loop.build
+
+    def build(*args, **kwargs):
+        engine = real_build(*args, **kwargs)
+        calls = []
+
+        def step(state, batch):
+            out = engine.train_step(state, batch)  # `state` is donated from here on
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return out
+
+        return dataclasses.replace(engine, train_step=step)
+
+    monkeypatch.setattr(loop, "build", build)
+    messages = []
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(tiny("train.steps=50", "train.checkpoint_every=1000"), tmp_path, echo=messages.append)
+    assert any("checkpoint saved" in m for m in messages), messages
+    steps = [int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+    assert max(steps) == 3
+    monkeypatch.setattr(loop, "build", real_build)
+    resumed = []
+    summary = loop.train(tiny("train.steps=5", "train.checkpoint_every=1000"), tmp_path, echo=resumed.append)
+    assert summary["steps"] == 5 and any("step 3" in m for m in resumed), resumed
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM"])
+def test_signal_checkpoints_between_steps_and_resumes(tmp_path, sig):
+    """A scheduler's SIGTERM (or Ctrl-C) mid-training: the step in flight finishes, a
+    checkpoint of that step is written, exit 130 with one line; the same command resumes."""
+    import signal
+    import time
+
+    workdir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "seqjax", "train", "sequences:tiny", "--workdir", str(workdir),
+           "--set", "train.progress=off", "--set", "train.steps=100000", "--set", "train.log_every=1",
+           "--set", "train.checkpoint_every=100000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    metrics = workdir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.is_file() or len(metrics.read_text().splitlines()) < 5):
+        time.sleep(0.2)
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in (out + err) and "Error" not in err, err
+    steps = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+    assert steps and max(steps) >= 5  # the step reached, not the last periodic checkpoint (none)
+    last = max(steps)
+    res = subprocess.run(cmd[:-6] + ["--set", "train.progress=off", "--set", f"train.steps={last + 3}"],
+                         capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"step {last}" in res.stdout + res.stderr
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if '"train"' in line]
+    assert rows[-1]["step"] == last + 3

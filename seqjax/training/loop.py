@@ -15,6 +15,7 @@ import json
 import math
 import pathlib
 import signal
+import threading
 import time
 from typing import Any, Callable
 
@@ -195,6 +196,34 @@ class _Interrupted(Exception):
     pass
 
 
+class _StopRequests:
+    """SIGTERM / SIGINT (Ctrl-C) during training only *request* a stop: the loop checks
+    :attr:`signal` between steps, where the train state is whole (an exception raised in
+    the middle of a step could leave the donated state deleted and nothing to save), then
+    checkpoints and exits. A second signal stops at once. Installed only in the main thread
+    (Python delivers signals there); elsewhere the previous handlers stay."""
+
+    def __init__(self, echo):
+        self.signal, self._echo, self._previous = None, echo, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        self._echo(f"{signal.Signals(signum).name}: stopping after this step with a checkpoint (again: stop now)")
+
+
 def train(
     cfg: ml_collections.ConfigDict,
     workdir: str | pathlib.Path | None = None,
@@ -270,8 +299,8 @@ def train(
         bar.write(f"step {int(state.step)} epoch {prog.epoch + 1}: valid " + _fmt(m))
         return state
 
-    # SIGTERM (a scheduler killing the job) is handled like Ctrl-C: checkpoint, then exit.
-    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # SIGTERM (a scheduler killing the job) and Ctrl-C: checkpoint between steps, then exit.
+    stop = _StopRequests(echo).__enter__()
     bar = progress_bar(total, step, cfg.train.progress)
     t_session = time.perf_counter()
     wall0 = prog.wall_s
@@ -311,29 +340,36 @@ def train(
                     checkpoint(state)
                 if stopped_early:
                     break
+                if stop.signal is not None:
+                    raise KeyboardInterrupt
             if calls_left <= 0:
                 raise _Interrupted
     except (KeyboardInterrupt, _Interrupted) as e:
         # The unlogged metric sums stay in the checkpointed state: resuming logs exactly
         # the rows an uninterrupted run would have.
         prog.wall_s = wall0 + time.perf_counter() - t_session
-        checkpoint(state)
+        if jax.tree.leaves(state) and all(not leaf.is_deleted() for leaf in jax.tree.leaves(state)
+                                          if isinstance(leaf, jax.Array)):
+            checkpoint(state)
+            saved = f"checkpoint saved in {workdir}"
+        else:  # a second signal inside a step: the last periodic checkpoint stands
+            saved = f"the last checkpoint in {workdir} stands"
         ckpt.close()
         bar.close()
         logger.close()
-        signal.signal(signal.SIGTERM, previous)
+        stop.__exit__()
         if isinstance(e, KeyboardInterrupt):
-            echo(f"interrupted at step {step}; checkpoint saved in {workdir}; run the same command to resume")
-            raise
+            echo(f"interrupted at step {step}; {saved}; run the same command to resume")
+            raise KeyboardInterrupt from None
         return {"interrupted_at": step, "workdir": str(workdir)}
     except BaseException:
         ckpt.close()
         bar.close()
         logger.close()
-        signal.signal(signal.SIGTERM, previous)
+        stop.__exit__()
         raise
     bar.close()
-    signal.signal(signal.SIGTERM, previous)
+    stop.__exit__()
     prog.wall_s = wall0 + time.perf_counter() - t_session
     ckpt.wait()
 

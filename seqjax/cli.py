@@ -168,6 +168,9 @@ def cmd_experiments(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from seqjax._malloc import keep_freed_memory
+
+    keep_freed_memory()  # XLA:CPU step temporaries reuse memory instead of page-faulting
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

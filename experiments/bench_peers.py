@@ -13,7 +13,8 @@ contestants are ``seqjax bench`` (this checkout), ``../shared/peers/torch_lm.py`
 ``nn.RNN/LSTM/GRU``, skipped with a note when torch is not installed) and
 ``../shared/peers/flax_lm.py`` (flax's own ``nn.RNN``), at the same shapes: vocabulary,
 embedding = hidden, layers, batch, BPTT, eval batch. ``--xla NAME=FLAGS`` adds seqjax run
-under ``XLA_FLAGS=FLAGS`` as another contestant (repeatable).
+under ``XLA_FLAGS=FLAGS`` as another contestant (repeatable); ``--env NAME=VAR=VALUE`` one run
+with an environment variable set (e.g. ``"malloc off=SEQJAX_MALLOC_TUNING=0"``).
 
 Two more step types have a PyTorch peer only (``experiments/torch_peers.py``, whose
 defaults are the presets' shapes): ``--variant agnews`` is ``seqjax bench
@@ -163,6 +164,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=40, help="timed steps per run (the peers' default)")
     ap.add_argument("--xla", action="append", default=[], metavar="NAME=FLAGS", help="extra seqjax contestant")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VAR=VALUE",
+                    help="extra seqjax contestant with an environment variable set")
     ap.add_argument("--tree", action="append", default=[], metavar="NAME=DIR",
                     help="extra seqjax contestant: another checkout (e.g. `git archive` of an older commit)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -207,6 +210,10 @@ def main() -> int:
             name, _, flags = spec.partition("=")
             env = {**os.environ, "XLA_FLAGS": flags}
             contestants[f"seqjax {name}"] = (seqjax_cmd(variant, args.steps, args.sets), env)
+        for spec in args.env:
+            name, _, assignment = spec.partition("=")
+            var, _, value = assignment.partition("=")
+            contestants[f"seqjax {name}"] = (seqjax_cmd(variant, args.steps, args.sets), {**os.environ, var: value})
         for spec in args.tree:
             name, _, tree = spec.partition("=")
             env = {**os.environ, "PYTHONPATH": str(pathlib.Path(tree).resolve())}

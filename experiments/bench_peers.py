@@ -48,21 +48,23 @@ VARIANTS = {
     "rnn": ("rnn", 200, 2, 20, 35, 64),  # Elman tanh
     "large": ("lstm", 1500, 2, 20, 35, 64),  # Zaremba large width (GPU)
 }
-#: name -> (seqjax bench config, experiments/torch_peers.py subcommand, torch contestant, shapes)
+#: name -> (seqjax bench config, experiments/torch_peers.py subcommand, torch contestant, shapes,
+#: the seqjax overrides that give the peer's shapes)
 STEP_VARIANTS = {
     "agnews": ("agnews:bilstm-2x64", "classifier", "torch nn.LSTM",
                ("agnews:bilstm-2x64, vocab 20000, embed 128, 2 bidirectional LSTM layers of 64, last-state "
-                "pooling, 4 classes, batch 64, T 128, eval batch 256, adam")),
+                "pooling, 4 classes, batch 64, T 128, eval batch 256, adam"), ()),
     "seq2seq": ("translate:word-gru-attention", "seq2seq", "torch nn.GRU + nn.GRUCell",
                 ("translate:word-gru-attention, GRU 256 encoder and decoder, Bahdanau attention 256, "
-                 "embed 256, vocab 6000 -> 4000, batch 64, S = T = 13, eval batch 256, adam, clip 5")),
+                 "embed 256, vocab 6000 -> 4000, batch 64, S = T = 13, eval batch 256, adam, clip 5"),
+                ("data.tgt_vocab_size=4000", "model.dropout=0.1")),
 }
 FIGURES = ("train_tokens_per_s", "eval_tokens_per_s", "compile_s")
 
 
 def seqjax_cmd(variant, steps, extra=()):
     if variant in STEP_VARIANTS:
-        spec, sets = STEP_VARIANTS[variant][0], list(extra)
+        spec, sets = STEP_VARIANTS[variant][0], [*STEP_VARIANTS[variant][4], *extra]
     else:
         cell, h, layers, b, t, eb = VARIANTS[variant]
         spec = "ptb_lm:zaremba-small"
@@ -91,7 +93,7 @@ def peer_cmd(script, variant, steps):
 def torch_peer(variant, steps) -> tuple[str, list[str]]:
     """(contestant name, command) of ``variant``'s PyTorch peer."""
     if variant in STEP_VARIANTS:
-        _, sub, name, _ = STEP_VARIANTS[variant]
+        _, sub, name, _, _ = STEP_VARIANTS[variant]
         return name, [sys.executable, str(ROOT / "experiments" / "torch_peers.py"), sub, "--steps", str(steps)]
     name = "torch nn." + {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[VARIANTS[variant][0]]
     return name, peer_cmd("torch_lm.py", variant, steps)

@@ -28,6 +28,7 @@ import numpy as np
 
 from seqjax import bench
 from seqjax import config as config_lib
+from seqjax._malloc import keep_freed_memory
 from seqjax.training import loop
 from seqjax.training import mesh as mesh_lib
 
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--hlo", help="write the optimized HLO text of the step here")
     args = ap.parse_args()
+    keep_freed_memory()  # as the `seqjax` commands do (SEQJAX_MALLOC_TUNING=0: off)
     sets = list(bench.DEFAULT_OVERRIDES) + args.sets if args.config == bench.DEFAULT_CONFIG else args.sets
     cfg = config_lib.resolve(args.config, sets)
     task, make_batch = bench.synthetic_task(cfg)

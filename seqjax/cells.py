@@ -37,8 +37,7 @@ INITS = ("torch", "uniform")
 
 def _sigmoid(x: Array) -> Array:
     """``sigmoid(x)`` as ``0.5 tanh(x / 2) + 0.5``: the same function, but XLA:CPU evaluates
-    it as one polynomial ``tanh`` instead of ``exp`` + a division (the gates' elementwise work
-    is ~10% of a small LSTM step on CPU)."""
+    it as one polynomial ``tanh`` instead of ``exp`` + a division."""
     return 0.5 * jnp.tanh(0.5 * x) + 0.5
 
 

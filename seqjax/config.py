@@ -41,7 +41,7 @@ OPTIONS = {
     "model.dtype": "compute dtype: float32 | bfloat16 (params stay float32)",
     "model.backend": "recurrent kernel: scan (nn.scan over the cell, everywhere) | cudnn (forward LSTM "
     "layers as one cuDNN kernel on a GPU, the scan elsewhere)",
-    "model.head_chunk": "LM read-out loss: -1 auto (fused and chunked on CPU, plain on GPU/TPU) | 0 plain "
+    "model.head_chunk": "read-out loss of the LM and seq2seq models: -1 auto (fused and chunked on CPU, plain on GPU/TPU) | 0 plain "
     "(materialise the [B, T, V] logits) | N rows per chunk of the fused read-out (seqjax/losses.py)",
     "data.batch_size": "examples (or parallel streams) per step, over all devices",
     "data.eval_batch_size": "batch size for evaluation (0: same as data.batch_size)",

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a run; prints one JSON object")
     p.add_argument("workdir")
     p.add_argument("--split", choices=["valid", "test"], default="valid")
-    p.add_argument("--checkpoint", choices=["best", "latest"], default="best")
+    p.add_argument("--checkpoint", choices=["best", "latest", "average"], default="best",
+                   help="best params, latest checkpoint, or the mean of the best and every kept checkpoint")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_eval)
 
@@ -63,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="*")
     p.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
     p.add_argument("--plot-attention", metavar="PNG", help="write an attention heatmap of the first input")
+    p.add_argument("--checkpoint", choices=["best", "latest", "average"], default="best",
+                   help="best params, latest checkpoint, or the mean of the best and every kept checkpoint")
     p.add_argument("--data-dir")
     p.set_defaults(func=lambda a: _lazy("seqjax.tasks.translate", "translate_command")(a))
 
@@ -132,7 +135,10 @@ def cmd_eval(args) -> int:
     run = load_run(args.workdir, args.data_dir, which=args.checkpoint)
     metrics = run.engine.evaluate(run.params, args.split)
     metrics.update(run.task.eval_report(run.params, args.split))
-    print(json.dumps({"workdir": args.workdir, "split": args.split, "checkpoint_step": run.step, **metrics}))
+    which = {"checkpoint": args.checkpoint, "checkpoint_step": run.step}
+    if "averaged_steps" in run.meta:
+        which["averaged_steps"] = run.meta["averaged_steps"]
+    print(json.dumps({"workdir": args.workdir, "split": args.split, **which, **metrics}))
     return 0
 
 

@@ -185,3 +185,41 @@ def test_signal_checkpoints_between_steps_and_resumes(tmp_path, sig):
     assert f"step {last}" in res.stdout + res.stderr
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if '"train"' in line]
     assert rows[-1]["step"] == last + 3
+
+
+def test_average_checkpoint_is_the_mean_of_best_and_kept(tmp_path):
+    """``--checkpoint average`` = element-wise mean of the best params and every kept
+    checkpoint's params; ``seqjax eval`` reports which steps it averaged."""
+    cfg = tiny("train.epochs=3", "train.checkpoint_every=3", "train.keep_checkpoints=2", "optim.lr=0.01")
+    loop.train(cfg, tmp_path, echo=lambda s: None)
+    like = jax.eval_shape(loop.build(cfg).task.init_params, jax.random.PRNGKey(0))
+    best, best_meta = restore_params(tmp_path, like, which="best")
+    ck = Checkpoints(tmp_path)
+    kept = sorted(ck.latest.all_steps())
+    ck.close()
+    assert len(kept) == 2
+    trees = [best]
+    import orbax.checkpoint as ocp  # the kept states, read independently of restore_params
+    ck = Checkpoints(tmp_path)
+    for step in kept:
+        trees.append(ck.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]["params"])
+    ck.close()
+    avg, meta = restore_params(tmp_path, like, which="average")
+    assert meta["averaged_steps"] == sorted({best_meta["step"], *kept})
+    n = len(meta["averaged_steps"])
+    expect = jax.tree.map(lambda *xs: sum(np.asarray(x) for x in xs) / n,
+                          *(trees if best_meta["step"] not in kept else trees[1:]))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), b, rtol=1e-6, atol=1e-7), avg, expect)
+    # an average of different params is none of them
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(avg), jax.tree.leaves(best)))
+
+    from seqjax import cli
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["eval", str(tmp_path), "--checkpoint", "average"]) == 0
+    report = json.loads(out.getvalue())
+    assert report["checkpoint"] == "average" and report["averaged_steps"] == meta["averaged_steps"]
+    assert np.isfinite(report["loss"])

@@ -350,7 +350,7 @@ def translate_command(args) -> int:
     if args.beam < 1:
         raise UsageError(f"--beam {args.beam}: must be >= 1")
     texts = list(args.text) if args.text else [line.rstrip("\r\n") for line in sys.stdin]
-    task, params = load_translator(args.workdir)
+    task, params = load_translator(args.workdir, args.checkpoint)
     warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)
     hyps, out = task.translate(params, texts, args.beam, warn=warn)
     for h in hyps:

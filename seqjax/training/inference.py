@@ -21,6 +21,7 @@ class Run:
     engine: Engine
     params: Any
     step: int
+    meta: dict = dataclasses.field(default_factory=dict)
 
     @property
     def task(self):
@@ -41,7 +42,8 @@ def read_config(workdir: str | pathlib.Path, task: str | None = None):
 
 
 def restore(workdir: str | pathlib.Path, task: Task, which: str = "best") -> tuple[Any, dict]:
-    """``(params, meta)`` of ``task``'s model from the run's best (or latest) checkpoint."""
+    """``(params, meta)`` of ``task``'s model from the run's best, latest or averaged
+    checkpoints (``which``; see :func:`seqjax.training.checkpoint.restore_params`)."""
     import jax
 
     like = jax.eval_shape(task.init_params, jax.random.PRNGKey(0))
@@ -65,4 +67,4 @@ def load_run(workdir: str | pathlib.Path, data_dir: str | None = None, which: st
     engine = build(cfg, data_dir)
     params, meta = restore(workdir, engine.task, which)
     params = mesh_lib.replicate(params, engine.mesh)
-    return Run(pathlib.Path(workdir), cfg, engine, params, int(meta.get("step", -1)))
+    return Run(pathlib.Path(workdir), cfg, engine, params, int(meta.get("step", -1)), dict(meta))

@@ -1,0 +1,56 @@
+"""Checkpoint averaging for a translate run: score single checkpoints and their averages.
+
+    python experiments/_translate_average.py WORKDIR [--split valid] [--beam 5]
+
+Scores (BLEU per pair and multi-reference, chrF) the run's best checkpoint, each kept
+``checkpoints/<step>`` and the element-wise mean of the params of (a) the kept checkpoints
+and (b) the kept checkpoints plus the best one. One JSON line per candidate. Choose on
+``--split valid``, then score the chosen one on test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from seqjax.training.checkpoint import Checkpoints
+from seqjax.training.inference import load_run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("workdir")
+    ap.add_argument("--split", default="valid", choices=["valid", "test"])
+    ap.add_argument("--beam", type=int, default=5)
+    ap.add_argument("--only", default="", help="candidate names to score, separated by ';' (default: all)")
+    ap.add_argument("--data-dir")
+    args = ap.parse_args()
+    run = load_run(args.workdir, args.data_dir)
+    task = run.engine.task
+    ck = Checkpoints(run.workdir)
+    kept = {}
+    for step in sorted(ck.latest.all_steps()):
+        out = ck.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        kept[step] = jax.tree.map(lambda _, x: jnp.asarray(x), run.params, out["state"]["params"])
+    ck.close()
+
+    def mean(trees):
+        return jax.tree.map(lambda *xs: sum(xs) / len(xs), *trees)
+
+    cands = {f"best@{run.step}": run.params, **{f"step{s}": p for s, p in kept.items()}}
+    if len(kept) > 1:
+        cands["avg(" + ",".join(map(str, kept)) + ")"] = mean(list(kept.values()))
+    cands["avg(best," + ",".join(map(str, kept)) + ")"] = mean([run.params, *kept.values()])
+    only = set(filter(None, args.only.split(";")))
+    for name, params in cands.items():
+        if only and name not in only:
+            continue
+        r = task.evaluate_translation(params, args.split, (args.beam,))[f"beam{args.beam}" if args.beam > 1 else "greedy"]
+        print(json.dumps({"candidate": name, "split": args.split, "beam": args.beam, **r}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

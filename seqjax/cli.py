@@ -177,7 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     from seqjax._malloc import keep_freed_memory
 
     keep_freed_memory()  # XLA:CPU step temporaries reuse memory instead of page-faulting
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "text") and not any(e.startswith("-") for e in extra):
+        args.text = [*args.text, *extra]  # `translate WORKDIR --beam 5 TEXT...`: options before the texts
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args) or 0
     except SeqjaxError as e:

@@ -82,6 +82,15 @@ def test_train_report_and_translate_cli(data_dir, tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(texts[:2]) + "\n"))
     assert main(["translate", str(workdir)]) == 0
     assert capsys.readouterr().out == want and rc == 0
+    # options before the texts, and the averaged checkpoint (best + kept) also translates
+    assert main(["translate", str(workdir), "--beam", "1", "--checkpoint", "latest", *texts[:2]]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["translate", str(workdir), "--checkpoint", "average", *texts[:2]]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    with pytest.raises(SystemExit) as exit_:  # argparse's own exit, as for any bad option
+        main(["translate", str(workdir), "x", "--no-such-flag"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
 
     assert main(["translate", str(workdir), "x", "--beam", "0"]) == 2
 

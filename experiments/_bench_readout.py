@@ -2,6 +2,8 @@
 the fused, chunked :func:`seqjax.losses.linear_cross_entropy`, at PTB-small shapes.
 
     python experiments/_bench_readout.py [--rounds 15] [--chunks 50,150,350,700]
+    git show 8ded8c0:seqjax/losses.py > /tmp/old_losses.py
+    python experiments/_bench_readout.py --chunks 150 --baseline "8ded8c0=/tmp/old_losses.py"
 
 Times, in one process and interleaved round by round (median ms over rounds):
 
@@ -44,7 +46,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--chunks", default="50,150,350,700")
+    ap.add_argument("--baseline", action="append", default=[], metavar="NAME=FILE",
+                    help="another losses.py (e.g. an older commit's) whose fused read-out runs as a contestant")
     args = ap.parse_args()
+    others = {}
+    for spec in args.baseline:
+        name, path = spec.split("=", 1)
+        module = {}
+        exec(compile(open(path).read(), path, "exec"), module)  # noqa: S102 — a local file the user names
+        others[name] = module["linear_cross_entropy"]
     chunks = [int(c) for c in args.chunks.split(",")]
 
     cases = {}
@@ -54,6 +64,8 @@ def main() -> None:
         for c in chunks:
             variants[f"fused chunk={c}"] = lambda x, w, b, c=c, y=y, wt=wt: linear_cross_entropy(
                 x, w, b, y, wt, chunk=c)
+            for other, fn in others.items():
+                variants[f"{other} chunk={c}"] = lambda x, w, b, c=c, y=y, wt=wt, fn=fn: fn(x, w, b, y, wt, chunk=c)
         want = None
         for name, f in variants.items():
             fn = jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)) if mode == "train" else f)

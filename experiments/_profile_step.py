@@ -19,6 +19,7 @@ import collections
 import glob
 import gzip
 import json
+import resource
 import shutil
 import tempfile
 import time
@@ -68,10 +69,12 @@ def main() -> None:
             f.write(compiled.as_text())
     for _ in range(3):
         state = run(state)
+    faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t0 = time.perf_counter()
     for _ in range(args.steps):
         state = run(state)
     wall = (time.perf_counter() - t0) / args.steps
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / args.steps
     trace_dir = tempfile.mkdtemp()
     try:
         with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
@@ -87,7 +90,8 @@ def main() -> None:
             total[name] += e["dur"]
             count[name] += 1
     step = "eval" if args.eval else "train"
-    print(f"{args.config} {step} step: {1e3 * wall:.1f} ms wall per step (no profiler), {jax.devices()[0]}")
+    print(f"{args.config} {step} step: {1e3 * wall:.1f} ms wall per step (no profiler), "
+          f"{faults:.0f} page faults per step, {jax.devices()[0]}")
     print("\n| op | ms / step | calls / step |\n| --- | ---: | ---: |")
     for name, us in total.most_common(args.top):
         print(f"| {name[:60]} | {us / args.steps / 1e3:.2f} | {count[name] / args.steps:g} |")

@@ -23,9 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-#: logits per chunk (rows x vocabulary) the CPU heuristic aims at: ~1.5 M floats = 6 MB,
-#: which stays in this machine's cache (the measured sweet spot of 100-350 rows at V = 10k)
-CHUNK_ELEMENTS = 1_500_000
+#: logits per chunk (rows x vocabulary) the CPU heuristic aims at: ~3.5 M floats = 14 MB
+#: (350 rows at V = 10k; measured on the 2-core dev box, experiments/results/bench.md:
+#: 320-350 rows beat 150 for the eval loss, and tie or beat it for loss + gradients)
+CHUNK_ELEMENTS = 3_500_000
 
 
 def default_chunk(vocab_size: int) -> int:
@@ -42,6 +43,15 @@ def resolve_chunk(head_chunk: int, vocab_size: int) -> int:
     if head_chunk < 0:
         return default_chunk(vocab_size) if jax.default_backend() == "cpu" else 0
     return int(head_chunk)
+
+
+def even_chunk(n: int, chunk: int) -> int:
+    """Rows per chunk for ``n`` rows and at most ``chunk`` rows per chunk, spread evenly over
+    the same number of chunks so that the padding is less than one row per chunk (2,240 rows
+    at 350: 7 chunks of 320, not 6 of 350 and a seventh of 140 padded to 350)."""
+    chunk = max(1, min(int(chunk), n))
+    k = -(-n // chunk)
+    return -(-n // k)
 
 
 def linear_cross_entropy(x, kernel, bias, labels, weights, *, chunk: int, dtype=None, with_correct: bool = False):
@@ -72,13 +82,17 @@ def linear_cross_entropy(x, kernel, bias, labels, weights, *, chunk: int, dtype=
             f"linear_cross_entropy: want x [N, H], labels [N], weights [N]; got x {x.shape}, "
             f"labels {labels.shape}, weights {weights.shape}"
         )
-    chunk = max(1, min(int(chunk), n))
+    chunk = even_chunk(n, chunk)
     total, correct = _lce(x, kernel, bias, labels, weights.astype(jnp.float32), chunk, dtype, bool(with_correct))
     return (total, correct) if with_correct else total
 
 
 def _chunks(x, labels, weights, chunk):
+    """``x [N, H]`` -> ``[k, chunk, H + 1]`` with a column of ones appended (the bias row of
+    the augmented kernel, see :func:`_augment`), labels and weights -> ``[k, chunk]``; padding
+    rows have weight 0."""
     n = x.shape[0]
+    x = jnp.concatenate([x, jnp.ones((n, 1), x.dtype)], axis=1)
     pad = -n % chunk
     if pad:
         x = jnp.pad(x, ((0, pad), (0, 0)))
@@ -88,10 +102,18 @@ def _chunks(x, labels, weights, chunk):
     return x.reshape(k, chunk, x.shape[1]), labels.reshape(k, chunk), weights.reshape(k, chunk)
 
 
-def _logits(xc, kernel, bias, dtype):
+def _augment(kernel, bias, dtype):
+    """``[H + 1, V]``: the kernel with the bias as its last row, so ``[x, 1] @ it = x W + b``
+    in one matmul (no separate pass over the logits for the bias, and in training the bias
+    gradient is the last row of the kernel gradient instead of a reduction over rows)."""
+    aug = jnp.concatenate([kernel.astype(jnp.float32), bias.astype(jnp.float32)[None, :]], axis=0)
+    return aug if dtype is None else aug.astype(dtype)
+
+
+def _logits(xc, aug, dtype):
     if dtype is not None:
-        xc, kernel = xc.astype(dtype), kernel.astype(dtype)
-    return jnp.dot(xc, kernel, preferred_element_type=jnp.float32) + bias.astype(jnp.float32)
+        xc = xc.astype(dtype)
+    return jnp.dot(xc, aug, preferred_element_type=jnp.float32)
 
 
 def _row_ce(logits, labels):
@@ -108,10 +130,11 @@ def _correct(logits, labels, weights, with_correct):
 @partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
 def _lce(x, kernel, bias, labels, weights, chunk, dtype, with_correct):
     xs, ls, ws = _chunks(x, labels, weights, chunk)
+    aug = _augment(kernel, bias, dtype)
 
     def body(acc, inp):
         xc, lc, wc = inp
-        logits = _logits(xc, kernel, bias, dtype)
+        logits = _logits(xc, aug, dtype)
         _, ce = _row_ce(logits, lc)
         return (acc[0] + jnp.sum(ce * wc), acc[1] + _correct(logits, lc, wc, with_correct)), None
 
@@ -120,30 +143,33 @@ def _lce(x, kernel, bias, labels, weights, chunk, dtype, with_correct):
 
 
 def _lce_fwd(x, kernel, bias, labels, weights, chunk, dtype, with_correct):
-    n, v = x.shape[0], kernel.shape[1]
+    n, (h, v) = x.shape[0], kernel.shape
     xs, ls, ws = _chunks(x, labels, weights, chunk)
+    aug = _augment(kernel, bias, dtype)
     mm = kernel if dtype is None else kernel.astype(dtype)
 
-    def body(carry, inp):
-        total, correct, dk, db = carry
-        xc, lc, wc = inp
-        logits = _logits(xc, kernel, bias, dtype)
+    def chunk_grads(xc, lc, wc):
+        """Loss, correct count, ``dx [chunk, H]`` and ``d[W; b] [H + 1, V]`` of one chunk."""
+        logits = _logits(xc, aug, dtype)
         lse, ce = _row_ce(logits, lc)
-        correct = correct + _correct(logits, lc, wc, with_correct)
         # d(Σ w·ce)/dlogits = w · (softmax − onehot)
         d = (jnp.exp(logits - lse[:, None]) - jax.nn.one_hot(lc, v, dtype=jnp.float32)) * wc[:, None]
         dm = d if dtype is None else d.astype(dtype)
         xm = xc if dtype is None else xc.astype(dtype)
         dx = jnp.dot(dm, mm.T, preferred_element_type=jnp.float32)
-        dk = dk + jnp.dot(xm.T, dm, preferred_element_type=jnp.float32)
-        return (total + jnp.sum(ce * wc), correct, dk, db + d.sum(0)), dx
+        daug = jnp.dot(xm.T, dm, preferred_element_type=jnp.float32)
+        return jnp.sum(ce * wc), _correct(logits, lc, wc, with_correct), dx, daug
 
-    zero = jnp.zeros((), jnp.float32)
-    (total, correct, dk, db), dx = jax.lax.scan(
-        body, (zero, zero, jnp.zeros(kernel.shape, jnp.float32), jnp.zeros(v, jnp.float32)), (xs, ls, ws)
-    )
-    dx = dx.reshape(-1, x.shape[1])[:n]
-    res = (dx.astype(x.dtype), dk.astype(kernel.dtype), db.astype(bias.dtype), labels, weights)
+    def body(carry, inp):
+        total, correct, daug = carry
+        t, c, dx, dc = chunk_grads(*inp)
+        return (total + t, correct + c, daug + dc), dx
+
+    # the first chunk outside the loop: its gradient starts the sum (no zero-filled [H+1, V])
+    total, correct, dx0, daug = chunk_grads(xs[0], ls[0], ws[0])
+    (total, correct, daug), dx = jax.lax.scan(body, (total, correct, daug), (xs[1:], ls[1:], ws[1:]))
+    dx = jnp.concatenate([dx0, dx.reshape(-1, h)])[:n]
+    res = (dx.astype(x.dtype), daug[:h].astype(kernel.dtype), daug[h].astype(bias.dtype), labels, weights)
     return (total, correct), res
 
 

@@ -6,7 +6,7 @@ import optax
 import pytest
 
 from seqjax.layers import zero_carry
-from seqjax.losses import default_chunk, linear_cross_entropy
+from seqjax.losses import default_chunk, even_chunk, linear_cross_entropy
 from seqjax.models.language_model import LanguageModel
 
 
@@ -68,8 +68,15 @@ def test_bad_shapes_name_the_arguments():
 
 
 def test_default_chunk_keeps_a_cache_sized_block():
-    assert default_chunk(10_000) == 150
+    assert default_chunk(10_000) == 350
     assert default_chunk(50) >= 8
+
+
+@pytest.mark.parametrize("n, chunk, want", [(700, 150, 140), (2240, 350, 320), (700, 350, 350), (5, 8, 5), (7, 3, 3)])
+def test_even_chunk_pads_less_than_a_row_per_chunk(n, chunk, want):
+    got = even_chunk(n, chunk)
+    k = -(-n // got)
+    assert got == want and got <= chunk and k * got - n < k
 
 
 @pytest.mark.parametrize("tie", [False, True])

@@ -223,3 +223,17 @@ def test_average_checkpoint_is_the_mean_of_best_and_kept(tmp_path):
     report = json.loads(out.getvalue())
     assert report["checkpoint"] == "average" and report["averaged_steps"] == meta["averaged_steps"]
     assert np.isfinite(report["loss"])
+
+
+def test_eval_unroll_changes_speed_not_numbers():
+    """``model.eval_unroll`` unrolls the eval step's scan only: same metrics as unroll 1."""
+    reports = {}
+    for u in (0, 3):
+        engine = loop.build(tiny(f"model.eval_unroll={u}"))
+        params = engine.init_state().params
+        assert engine.task.step_model(False).unroll == (u or engine.task.model().unroll)
+        assert engine.task.step_model(True).unroll == engine.task.model().unroll
+        reports[u] = engine.evaluate(params, "valid")
+    for k, v in reports[0].items():
+        if k != "tokens_per_s":
+            np.testing.assert_allclose(reports[3][k], v, rtol=1e-6, err_msg=k)

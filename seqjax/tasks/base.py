@@ -44,6 +44,16 @@ class Task(abc.ABC):
     def model(self) -> nn.Module:
         """The flax module; ``init_batch`` must be a valid input to ``loss``."""
 
+    def step_model(self, train: bool) -> nn.Module:
+        """The module a train (``train=True``) or eval step applies: :meth:`model`, with
+        ``model.eval_unroll`` as the scan unroll of eval steps when it is set (same params,
+        same numbers; eval has no backward loop, and unrolling it measured faster on CPU)."""
+        model = self.model()
+        unroll = self.cfg.model.get("eval_unroll", 0)
+        if train or not unroll or not hasattr(model, "unroll"):
+            return model
+        return model.clone(unroll=int(unroll))
+
     @abc.abstractmethod
     def init_batch(self) -> Batch:
         """A batch (any content, the real shapes) used to initialise parameters."""

@@ -140,7 +140,7 @@ class ClassifyTask(BucketedTask):
 
     # -- loss --------------------------------------------------------------------------
     def loss(self, params, batch, carry, rng, train):
-        logits = self.model().apply({"params": params}, **self.model_inputs(batch), deterministic=not train,
+        logits = self.step_model(train).apply({"params": params}, **self.model_inputs(batch), deterministic=not train,
                                     rngs={"dropout": rng})
         w = batch["weight"]
         per = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])

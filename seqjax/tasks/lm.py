@@ -96,7 +96,7 @@ class LanguageModelTask(Task):
     def loss(self, params, batch, carry, rng, train):
         w = batch["weights"]
         # the model computes the weighted NLL sum itself (fused read-out: no [B, T, V] logits)
-        nll, carry = self.model().apply(
+        nll, carry = self.step_model(train).apply(
             {"params": params}, batch["inputs"], carry, deterministic=not train, rngs={"dropout": rng},
             targets=batch["targets"], weights=w,
         )

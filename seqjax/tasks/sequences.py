@@ -135,7 +135,7 @@ class SequenceTask(Task):
 
     # -- loss --------------------------------------------------------------------------
     def loss(self, params, batch, carry, rng, train):
-        out = self.model().apply(
+        out = self.step_model(train).apply(
             {"params": params}, **self.model_inputs(batch, carry), deterministic=not train, rngs={"dropout": rng}
         )
         w = batch["weight"]

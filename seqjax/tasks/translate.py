@@ -156,7 +156,7 @@ class TranslateTask(BucketedTask):
         labels = batch["tgt"][:, 1:]
         mask = (labels != self.tgt_vocab.pad_id) * batch["weight"][:, None]
         # the model sums NLL and correct tokens itself (fused read-out: no [B, T, V] logits)
-        (nll, correct), _ = self.model().apply(
+        (nll, correct), _ = self.step_model(train).apply(
             {"params": params}, **self.model_inputs(batch), deterministic=not train, rngs={"dropout": rng},
             targets=labels, weights=mask,
         )

@@ -124,8 +124,11 @@ def cmd_train(args) -> int:
     print(f"training {cfg.experiment}:{cfg.preset} in {workdir}", file=sys.stderr)
     summary = loop.train(cfg, workdir, args.data_dir, echo=lambda s: print(s, file=sys.stderr))
     best = summary["best"]
-    print(json.dumps({"workdir": workdir, "steps": summary["steps"], "wall_s": summary["wall_s"],
-                      "valid": best["valid"], "test": best["test"]}))
+    out = {"workdir": workdir, "steps": summary["steps"], "wall_s": summary["wall_s"],
+           "valid": best["valid"], "test": best["test"]}
+    if "average" in summary:
+        out["average"] = summary["average"]
+    print(json.dumps(out))
     return 0
 
 

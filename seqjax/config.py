@@ -69,6 +69,8 @@ OPTIONS = {
     "train.eval_every": "evaluate every N steps (0: at the end of each epoch)",
     "train.checkpoint_every": "checkpoint every N steps (0: at each evaluation)",
     "train.keep_checkpoints": "how many recent checkpoints to keep (the best is kept apart)",
+    "train.final_params": "params of the final test report: best (the best evaluation's) | average (the mean of "
+    "the best and the kept checkpoints; the summary then has an `average` entry)",
     "train.log_every": "write train metrics every N steps",
     "train.early_stop_patience": "stop after N evaluations without improvement (0: never)",
     "train.progress": "show a progress bar (auto: only on a terminal) | on | off",
@@ -107,7 +109,7 @@ def base_config() -> ml_collections.ConfigDict:
     )
     c.train = dict(
         epochs=1, steps=0, eval_every=0, checkpoint_every=0, keep_checkpoints=2,
-        log_every=50, early_stop_patience=0, progress="auto",
+        log_every=50, early_stop_patience=0, progress="auto", final_params="best",
     )
     return c
 
@@ -273,6 +275,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         "model.init": (cfg.model.init, ("torch", "uniform")),
         "model.backend": (cfg.model.backend, ("scan", "cudnn")),
         "train.progress": (cfg.train.progress, ("auto", "on", "off")),
+        "train.final_params": (cfg.train.final_params, ("best", "average")),
     }
     for key, (value, choices) in checks.items():
         if value not in choices:

@@ -50,7 +50,7 @@ def test_train_report_and_translate_cli(data_dir, tmp_path, capsys, monkeypatch)
     from seqjax.training.loop import train
 
     workdir = tmp_path / "run"
-    cfg = _cfg("train.steps=12", "train.progress=off", "decode.batch_size=8")
+    cfg = _cfg("train.steps=12", "train.eval_every=4", "train.progress=off", "decode.batch_size=8")
     summary = train(cfg, workdir, data_dir, echo=lambda s: None)
     report = summary["translation"]
     for name in ("greedy", "beam3"):
@@ -94,11 +94,16 @@ def test_train_report_and_translate_cli(data_dir, tmp_path, capsys, monkeypatch)
 
     assert main(["translate", str(workdir), "x", "--beam", "0"]) == 2
 
-    # `seqjax eval --split test` re-scores the best checkpoint: the same BLEU as the final report
-    assert main(["eval", str(workdir), "--split", "test", "--data-dir", data_dir]) == 0
+    # the presets report the averaged checkpoints (train.final_params=average); `seqjax eval
+    # --split test --checkpoint average` re-scores them: the same BLEU as the final report
+    assert summary["average"]["steps"] == sorted(summary["average"]["steps"]) and len(summary["average"]["steps"]) >= 2
+    assert last["bleu"] == report["test"]["beam3"]["bleu"]
+    assert main(["eval", str(workdir), "--split", "test", "--checkpoint", "average", "--data-dir", data_dir]) == 0
     ev = json.loads(capsys.readouterr().out)
+    assert ev["averaged_steps"] == summary["average"]["steps"]
     assert ev["translation"]["beam3"]["bleu"] == report["test"]["beam3"]["bleu"]
     assert ev["translation"]["greedy"]["bleu_multiref"] == report["test"]["greedy"]["bleu_multiref"]
+    np.testing.assert_allclose(ev["loss"], summary["average"]["test"]["loss"], rtol=1e-5)
     assert main(["translate", str(tmp_path), "x"]) == 2  # not a run directory
 
 

@@ -299,12 +299,15 @@ class TranslateTask(BucketedTask):
 
     def final_report(self, params, summary):
         """BLEU/chrF on the test split (greedy and beam ``decode.beam``), translations of the
-        seed's sentences. The beam (else greedy) BLEU/chrF are also added to
-        ``summary["best"]["test"]``, so the ``test`` line of metrics.jsonl carries them."""
+        seed's sentences, of ``params`` (the best checkpoint, or with
+        ``train.final_params=average`` the averaged one). The beam (else greedy) BLEU/chrF
+        are also added to the matching ``summary[...]["test"]``, so the ``test`` line of
+        metrics.jsonl carries them."""
         beams = sorted({1, self.cfg.decode.beam})
         report = self.evaluate_translation(params, "test", beams)
         main = report["greedy" if self.cfg.decode.beam == 1 else f"beam{self.cfg.decode.beam}"]
-        summary["best"]["test"].update(bleu=main["bleu"], chrf=main["chrf"], bleu_multiref=main["bleu_multiref"])
+        scored = summary["average"] if "average" in summary else summary["best"]
+        scored["test"].update(bleu=main["bleu"], chrf=main["chrf"], bleu_multiref=main["bleu_multiref"])
         samples = {}
         for beam in beams:
             hyps, _ = self.translate(params, SEED_SENTENCES, beam)

@@ -111,23 +111,28 @@ def average_params(trees: list[Any]) -> Any:
     return jax.tree.map(mean, *trees)
 
 
+def restore_average(ck: Checkpoints, like_params: Any) -> tuple[Any, dict] | None:
+    """The mean of the best params and every readable kept checkpoint's params, with
+    ``{"step": newest, "averaged_steps": [...]}``; None when there is no checkpoint."""
+    by_step = {step: params for step, params, _ in _kept_params(ck, like_params)}
+    if (best := ck.restore_best(like_params)) is not None:
+        by_step[ck.best.latest_step()] = best[0]
+    if not by_step:
+        return None
+    steps = sorted(by_step)
+    return average_params([by_step[s] for s in steps]), {"step": steps[-1], "averaged_steps": steps}
+
+
 def restore_params(workdir: pathlib.Path, like_params: Any, which: str = "best") -> tuple[Any, dict]:
     """Params of a run for inference: ``best`` (falling back to the latest), ``latest``, or
-    ``average`` (the mean of the best params and every kept checkpoint's; ``meta`` then
-    lists them as ``averaged_steps``)."""
+    ``average`` (:func:`restore_average`)."""
     if which not in ("best", "latest", "average"):
         raise ValueError(f"checkpoint must be best, latest or average, not {which!r}")
     ck = Checkpoints(workdir)
     try:
-        if which == "average":
-            by_step = {step: (params, meta) for step, params, meta in _kept_params(ck, like_params)}
-            if (best := ck.restore_best(like_params)) is not None:
-                by_step[ck.best.latest_step()] = best
-            if by_step:
-                steps = sorted(by_step)
-                params = average_params([by_step[s][0] for s in steps])
-                return params, {"step": steps[-1], "averaged_steps": steps}
-        elif which == "best" and (got := ck.restore_best(like_params)) is not None:
+        if which == "average" and (got := restore_average(ck, like_params)) is not None:
+            return got
+        if which == "best" and (got := ck.restore_best(like_params)) is not None:
             return got
         for _, params, meta in _kept_params(ck, like_params):
             return params, meta

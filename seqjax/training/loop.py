@@ -31,7 +31,7 @@ from seqjax.tasks import make_task
 from seqjax.tasks.base import Task
 from seqjax.training import mesh as mesh_lib
 from seqjax.training import optim
-from seqjax.training.checkpoint import Checkpoints
+from seqjax.training.checkpoint import Checkpoints, restore_average
 from seqjax.training.logger import MetricLogger, progress_bar
 
 
@@ -375,7 +375,7 @@ def train(
 
     summary = finish(engine, state, prog, ckpt, workdir)
     ckpt.close()
-    logger.write(step, prog.epoch + 1, "test", summary["best"].get("test", {}))
+    logger.write(step, prog.epoch + 1, "test", (summary.get("average") or summary["best"]).get("test", {}))
     logger.close()
     if is_main:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -383,7 +383,9 @@ def train(
 
 
 def finish(engine: Engine, state: TrainState, prog: Progress, ckpt: Checkpoints, workdir: pathlib.Path) -> dict:
-    """Final evaluation: valid + test of the final params and of the best params."""
+    """Final evaluation: valid + test of the final params and of the best params (and, with
+    ``train.final_params=average``, of the mean of the best and the kept checkpoints, which
+    then also feed the task's final report, e.g. translation BLEU)."""
     task = engine.task
     final_valid = prog.last_eval or engine.evaluate(state.params, "valid")
     final_test = engine.evaluate(state.params, "test")
@@ -393,6 +395,13 @@ def finish(engine: Engine, state: TrainState, prog: Progress, ckpt: Checkpoints,
         if got is not None:
             best_params = mesh_lib.replicate(got[0], engine.mesh)
     best_test = final_test if best_params is state.params else engine.evaluate(best_params, "test")
+    report_params, average = best_params, None
+    if engine.cfg.train.get("final_params", "best") == "average":
+        got = restore_average(ckpt, state.params)
+        if got is not None:
+            report_params = mesh_lib.replicate(got[0], engine.mesh)
+            average = {"steps": got[1]["averaged_steps"], "valid": engine.evaluate(report_params, "valid"),
+                       "test": engine.evaluate(report_params, "test")}
     summary = {
         "experiment": f"{engine.cfg.experiment}:{engine.cfg.preset}",
         "workdir": str(workdir),
@@ -405,7 +414,9 @@ def finish(engine: Engine, state: TrainState, prog: Progress, ckpt: Checkpoints,
         "best": {"step": prog.best_step, "valid": prog.best_metrics or final_valid, "test": best_test},
         "device": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
     }
-    summary.update(task.final_report(best_params, summary))
+    if average is not None:
+        summary["average"] = average
+    summary.update(task.final_report(report_params, summary))
     return summary
 
 

@@ -24,7 +24,7 @@ GPU). ``word-gru`` is the same model without attention (the ablation).
 
 Every preset reports its final test BLEU/chrF with ``train.final_params=average``: the mean
 of the best-valid-loss params and the ``train.keep_checkpoints`` most recent checkpoints
-(early stopping leaves those a few epochs past the best). On EN->ES that scored 4.5-5.3 BLEU
+(early stopping leaves those a few epochs past the best). On EN->ES that scored 3.6-4.9 BLEU
 above the best checkpoint alone (results/translate.md, session 3);
 ``seqjax eval RUN --split test --checkpoint average`` gives the same figures, ``--checkpoint
 best`` the best checkpoint's.

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from seqjax.training.checkpoint import Checkpoints
+from seqjax.training.checkpoint import Checkpoints, average_params
 from seqjax.training.inference import load_run
 
 
@@ -37,13 +37,10 @@ def main() -> None:
         kept[step] = jax.tree.map(lambda _, x: jnp.asarray(x), run.params, out["state"]["params"])
     ck.close()
 
-    def mean(trees):
-        return jax.tree.map(lambda *xs: sum(xs) / len(xs), *trees)
-
     cands = {f"best@{run.step}": run.params, **{f"step{s}": p for s, p in kept.items()}}
     if len(kept) > 1:
-        cands["avg(" + ",".join(map(str, kept)) + ")"] = mean(list(kept.values()))
-    cands["avg(best," + ",".join(map(str, kept)) + ")"] = mean([run.params, *kept.values()])
+        cands["avg(" + ",".join(map(str, kept)) + ")"] = average_params(list(kept.values()))
+    cands["avg(best," + ",".join(map(str, kept)) + ")"] = average_params([run.params, *kept.values()])
     only = set(filter(None, args.only.split(";")))
     for name, params in cands.items():
         if only and name not in only:

@@ -43,9 +43,10 @@ for line in sys.stdin:
 seqjax_run() {  # seqjax_run NAME HIDDEN [--set k=v ...]
   local name=$1 hidden=$2; shift 2
   [ "$(left)" -gt 25 ] || { echo "skip $name: past the deadline"; return; }
-  timeout "$(( $(left) < 60 ? $(left) : 60 ))" python3 -m seqjax bench ptb_lm:zaremba-small --steps "$STEPS" \
+  timeout "$(( $(left) < ${RUN_TIMEOUT:-150} ? $(left) : ${RUN_TIMEOUT:-150} ))" python3 -m seqjax bench ptb_lm:zaremba-small --steps "$STEPS" \
     --set model.hidden="$hidden" --set model.embed="$hidden" --set data.bptt=35 --set data.batch_size=20 \
-    --set data.eval_batch_size=64 "$@" 2> "$OUT/$name.err" | tag "$name" || echo "$name failed: $(tail -1 "$OUT/$name.err")"
+    --set data.eval_batch_size=64 "$@" 2> "$OUT/$name.err" | tag "$name"
+  [ "${PIPESTATUS[0]}" = 0 ] || echo "$name failed (rc ${PIPESTATUS[0]}): $(grep -v WARN "$OUT/$name.err" | tail -3)"
 }
 
 cat > /tmp/torch_lm_gpu.py <<'EOF'

@@ -8,7 +8,7 @@
 #   bash experiments/gpu_bench.sh             # on the GPU machine, from the repository root
 #   STEPS=100 bash experiments/gpu_bench.sh   # more timed steps per run (default 50)
 #
-# Finishes in well under 4 minutes: every run has its own time limit and the script stops
+# Finishes in about 4 minutes: every run has its own time limit (RUN_TIMEOUT, default 150 s) and the script stops
 # starting runs after DEADLINE seconds (default 170). The device tool's machine has
 # jax/flax/optax/orbax/torch but not ml_collections: wheels in .gpu/whl are installed to
 # /tmp/site first when present. torch missing or without CUDA: its runs are skipped.
@@ -46,7 +46,8 @@ seqjax_run() {  # seqjax_run NAME HIDDEN [--set k=v ...]
   timeout "$(( $(left) < ${RUN_TIMEOUT:-150} ? $(left) : ${RUN_TIMEOUT:-150} ))" python3 -m seqjax bench ptb_lm:zaremba-small --steps "$STEPS" \
     --set model.hidden="$hidden" --set model.embed="$hidden" --set data.bptt=35 --set data.batch_size=20 \
     --set data.eval_batch_size=64 "$@" 2> "$OUT/$name.err" | tag "$name"
-  [ "${PIPESTATUS[0]}" = 0 ] || echo "$name failed (rc ${PIPESTATUS[0]}): $(grep -v WARN "$OUT/$name.err" | tail -3)"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || echo "$name failed (rc $rc$([ "$rc" = 124 ] && echo ', time limit')): $(grep -v WARN "$OUT/$name.err" | tail -3)"
 }
 
 cat > /tmp/torch_lm_gpu.py <<'EOF'

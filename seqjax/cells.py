@@ -12,8 +12,9 @@ with G = 1 (Elman), 4 (LSTM: i, f, g, o) or 3 (GRU: r, z, n).
 A step is split in two so that a layer can hoist the input half out of its
 time loop: ``input_projection(x)`` computes ``x @ W_ih + b_ih`` (for all time
 steps at once) and ``step(carry, xp)`` does only the recurrent matmul
-``h @ W_hh + b_hh`` and the gate math. ``cell(carry, x)`` chains the two, as
-``flax.linen`` cells do.
+``h @ W_hh + b_hh`` (of ``recurrent_input(carry)``) and the gate math, ``gates(carry,
+xp, hh)``, which touches no parameters (``seqjax.recurrence`` runs it with its own
+backward pass). ``cell(carry, x)`` chains the two, as ``flax.linen`` cells do.
 
 Carries start at zero. A step returns its new carry in the dtype of the carry
 it was given, so a low-precision ``dtype`` (e.g. ``jnp.bfloat16``) speeds up
@@ -56,7 +57,8 @@ def _uniform(scale: float, offset: float = 0.0, offset_slice: slice | None = Non
 class _FusedCell(nn.RNNCellBase):
     """Shared machinery of the cells: fused ``ih``/``hh`` projections.
 
-    Subclasses set ``num_gates`` and implement ``step``.
+    Subclasses set ``num_gates`` and implement ``gates`` (and ``recurrent_input`` when
+    the carry is more than h).
 
     Attributes:
       features: hidden size H.
@@ -114,6 +116,22 @@ class _FusedCell(nn.RNNCellBase):
                 )
         return self.ih(x)
 
+    def step(self, carry: Carry, xp: Array) -> tuple[Carry, Array]:
+        """One time step from the input projection xp [batch, G*H]: the recurrent matmul
+        ``h @ W_hh + b_hh``, then :meth:`gates`. Returns (new_carry, y [batch, H])."""
+        return self.gates(carry, xp, self.hh(self.recurrent_input(carry)))
+
+    @nn.nowrap
+    def gates(self, carry: Carry, xp: Array, hh: Array) -> tuple[Carry, Array]:
+        """The gate math of one step (no parameters): carry, xp and hh [batch, G*H] ->
+        (new_carry, y [batch, H])."""
+        raise NotImplementedError
+
+    @nn.nowrap
+    def recurrent_input(self, carry: Carry) -> Array:
+        """The part of the carry that multiplies ``W_hh``: h [batch, H]."""
+        return carry
+
     def __call__(self, carry: Carry, x: Array) -> tuple[Carry, Array]:
         """One time step: x [batch, in] -> (new_carry, y [batch, H])."""
         return self.step(carry, self.input_projection(x))
@@ -144,10 +162,11 @@ class ElmanCell(_FusedCell):
             raise ValueError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
         super().__post_init__()
 
-    def step(self, carry: Array, xp: Array) -> tuple[Array, Array]:
-        """h [batch, H], xp [batch, H] -> (h', h')."""
+    @nn.nowrap
+    def gates(self, carry: Array, xp: Array, hh: Array) -> tuple[Array, Array]:
+        """h [batch, H], xp and hh = h W_hh + b_hh [batch, H] -> (h', h')."""
         act = jnp.tanh if self.activation == "tanh" else jax.nn.relu
-        h = act(xp + self.hh(carry)).astype(carry.dtype)
+        h = act(xp + hh).astype(carry.dtype)
         return h, h
 
 
@@ -166,10 +185,11 @@ class LSTMCell(_FusedCell):
         forget = slice(self.features, 2 * self.features)
         return _uniform(scale, self.forget_bias, forget)
 
-    def step(self, carry: tuple[Array, Array], xp: Array):
-        """(c, h) [batch, H] each, xp [batch, 4H] -> ((c', h'), h')."""
+    @nn.nowrap
+    def gates(self, carry: tuple[Array, Array], xp: Array, hh: Array):
+        """(c, h) [batch, H] each, xp and hh = h W_hh + b_hh [batch, 4H] -> ((c', h'), h')."""
         c, h = carry
-        i, f, g, o = jnp.split(xp + self.hh(h), 4, axis=-1)
+        i, f, g, o = jnp.split(xp + hh, 4, axis=-1)
         new_c = (_sigmoid(f) * c + _sigmoid(i) * jnp.tanh(g)).astype(c.dtype)
         new_h = (_sigmoid(o) * jnp.tanh(new_c)).astype(h.dtype)
         return (new_c, new_h), new_h
@@ -179,6 +199,11 @@ class LSTMCell(_FusedCell):
         """(c, h): zeros [batch, H] each for input_shape (batch, in)."""
         h = super().initialize_carry(rng, input_shape)
         return h, h
+
+    @nn.nowrap
+    def recurrent_input(self, carry: tuple[Array, Array]) -> Array:
+        """h of the carry (c, h)."""
+        return carry[1]
 
 
 class GRUCell(_FusedCell):
@@ -195,10 +220,11 @@ class GRUCell(_FusedCell):
 
     num_gates = 3
 
-    def step(self, carry: Array, xp: Array) -> tuple[Array, Array]:
-        """h [batch, H], xp [batch, 3H] -> (h', h')."""
+    @nn.nowrap
+    def gates(self, carry: Array, xp: Array, hh: Array) -> tuple[Array, Array]:
+        """h [batch, H], xp and hh = h W_hh + b_hh [batch, 3H] -> (h', h')."""
         xr, xz, xn = jnp.split(xp, 3, axis=-1)
-        hr, hz, hn = jnp.split(self.hh(carry), 3, axis=-1)
+        hr, hz, hn = jnp.split(hh, 3, axis=-1)
         r = _sigmoid(xr + hr)
         z = _sigmoid(xz + hz)
         n = jnp.tanh(xn + r * hn)

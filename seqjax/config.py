@@ -41,8 +41,9 @@ OPTIONS = {
     "model.eval_unroll": "scan unroll of eval steps (0: model.unroll); eval has no backward loop, so unrolling "
     "it pays off where training's does not (speed knob, same numbers)",
     "model.dtype": "compute dtype: float32 | bfloat16 (params stay float32)",
-    "model.backend": "recurrent kernel: scan (nn.scan over the cell, everywhere) | cudnn (forward LSTM "
-    "layers as one cuDNN kernel on a GPU, the scan elsewhere)",
+    "model.backend": "recurrent kernel: scan (a scan over the cell, everywhere; its backward pass computes dW_hh "
+    "as one matmul after the time loop, seqjax/recurrence.py) | flax_scan (nn.scan with plain autodiff: same "
+    "numbers, slower at large hidden sizes) | cudnn (forward LSTM layers as one cuDNN kernel on a GPU, the scan elsewhere)",
     "model.head_chunk": "read-out loss of the LM and seq2seq models: -1 auto (fused and chunked on CPU, plain on GPU/TPU) | 0 plain "
     "(materialise the [B, T, V] logits) | N rows per chunk of the fused read-out (seqjax/losses.py)",
     "data.batch_size": "examples (or parallel streams) per step, over all devices",
@@ -273,7 +274,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         "schedule.name": (cfg.schedule.name, ("constant", "step", "exponential", "cosine", "plateau")),
         "model.dtype": (cfg.model.dtype, ("float32", "bfloat16", "float16")),
         "model.init": (cfg.model.init, ("torch", "uniform")),
-        "model.backend": (cfg.model.backend, ("scan", "cudnn")),
+        "model.backend": (cfg.model.backend, ("scan", "flax_scan", "cudnn")),
         "train.progress": (cfg.train.progress, ("auto", "on", "off")),
         "train.final_params": (cfg.train.final_params, ("best", "average")),
     }

@@ -24,12 +24,13 @@ from flax import linen as nn
 from flax.core import FrozenDict
 
 from seqjax.cells import CELLS, LSTMCell, make_cell
+from seqjax.recurrence import recurrence
 
 Array = jax.Array
 Carry = Any
 
 MERGES = ("concat", "sum")
-BACKENDS = ("scan", "cudnn")
+BACKENDS = ("scan", "flax_scan", "cudnn")
 
 
 def cudnn_lstm_weights(params: Mapping[str, Any]) -> Array:
@@ -113,11 +114,15 @@ class Recurrent(nn.Module):
         the valid prefix of each row is reversed, so the final carry is the
         state after reading position 0.
       unroll: scan unroll factor.
-      backend: "scan" (``nn.scan`` over the cell, everywhere) or "cudnn": on a GPU, a
-        forward ``LSTMCell`` layer runs as one cuDNN kernel
+      backend: "scan" (everywhere): a ``lax.scan`` over the cell's step whose backward
+        pass computes ``dW_hh`` as one matmul after the time loop
+        (``seqjax.recurrence``); "flax_scan": ``nn.scan`` over the cell with plain
+        autodiff (the reference: the same numbers up to float summation order; it
+        accumulates ``dW_hh`` inside the backward loop, which is slower at large H);
+        "cudnn": on a GPU, a forward ``LSTMCell`` layer runs as one cuDNN kernel
         (``jax.experimental.rnn.lstm``) with the same parameters and results (up to
         float rounding); anything else (CPU/TPU, other cells, ``reverse``, a cell
-        ``dtype``) falls back to the scan.
+        ``dtype``) falls back to "scan".
     """
 
     cell: nn.RNNCellBase
@@ -169,6 +174,14 @@ class Recurrent(nn.Module):
         # The scan runs time-major: transposing the (narrower) inputs before the
         # projection measured slightly faster on CPU than scanning over axis 1.
         xp = self.cell.input_projection(jnp.swapaxes(inputs, 0, 1))  # [time, batch, G*H]
+        if self.backend != "flax_scan" and not self.is_initializing():
+            hh = self.cell.variables["params"]["hh"]
+            valid = None if seq_lengths is None else jnp.arange(time)[:, None] < seq_lengths
+            carry, outputs = recurrence(
+                self.cell.gates, self.cell.recurrent_input, hh["kernel"], hh["bias"], xp, carry, valid,
+                reverse=reverse, unroll=self.unroll, dtype=self.cell.dtype,
+            )
+            return jnp.swapaxes(outputs, 0, 1), carry
         if seq_lengths is None:
             body, xs = _step, xp
         else:
@@ -302,7 +315,7 @@ class Stacked(nn.Module):
       cell_kwargs: passed to ``make_cell`` (activation, init, init_scale,
         forget_bias, dtype, ...); a mapping or a tuple of (key, value) pairs.
       unroll: scan unroll factor.
-      backend: "scan" or "cudnn" (GPU LSTM layers; see ``Recurrent``).
+      backend: "scan", "flax_scan" or "cudnn" (GPU LSTM layers; see ``Recurrent``).
     """
 
     cell: str = "lstm"

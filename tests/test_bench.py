@@ -141,5 +141,5 @@ def test_backend_key_reaches_the_recurrent_layers(spec, monkeypatch):
     task, _ = synthetic_task(config.resolve(spec, ["model.backend=cudnn"]))
     task.init_params(jax.random.PRNGKey(0))
     assert seen and set(seen) == {"cudnn"}
-    with pytest.raises(Exception, match="model.backend='gpu': choose one of scan, cudnn"):
+    with pytest.raises(Exception, match="model.backend='gpu': choose one of scan, flax_scan, cudnn"):
         config.resolve(spec, ["model.backend=gpu"])

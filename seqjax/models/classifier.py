@@ -62,7 +62,7 @@ class TextClassifier(nn.Module):
         its time steps (Keras ``SpatialDropout1D``).
       variational: one dropout mask per sequence between recurrent layers.
       pooling: ``last`` | ``mean`` | ``max`` (see :func:`pool`).
-      rnn_backend: "scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
+      rnn_backend: "scan", "flax_scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
     """
 
     vocab_size: int

@@ -32,7 +32,7 @@ class LanguageModel(nn.Module):
       tie_weights: the softmax reuses the embedding matrix (needs E == last hidden size).
       init_scale: if > 0, embedding and softmax weights ~ U(+-init_scale) (the cells'
         own init comes from cell_kwargs); otherwise flax defaults.
-      rnn_backend: "scan" or "cudnn" (LSTM layers as cuDNN kernels on a GPU; see
+      rnn_backend: "scan", "flax_scan" or "cudnn" (LSTM layers as cuDNN kernels on a GPU; see
         ``seqjax.layers.Recurrent``).
       head_chunk: how the loss is computed when ``targets`` are given: 0 = materialise the
         ``[B, T, V]`` logits, then softmax cross-entropy; N > 0 = the fused read-out of

@@ -195,7 +195,7 @@ class Seq2Seq(nn.Module):
       dropout: see the module docstring.
       cell_kwargs: for ``seqjax.cells.make_cell``.
       unroll: encoder scan unroll.
-      rnn_backend: encoder kernel, "scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
+      rnn_backend: encoder kernel, "scan", "flax_scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
       head_chunk: teacher-forced loss read-out: -1 auto, 0 plain logits, N fused rows per
         chunk (as ``seqjax.models.language_model.LanguageModel``).
     """

@@ -101,11 +101,13 @@ def _merge(merge: str, a: Array, b: Array) -> Array:
 
 
 class Recurrent(nn.Module):
-    """Runs a cell over time with ``nn.scan`` (one direction).
+    """Runs a cell over time with a scan (one direction).
 
     The input projection ``x @ W_ih + b_ih`` of all time steps is one matmul
-    before the scan; only the recurrent step is inside it. Parameters are
-    broadcast across time, so compile time does not grow with sequence length.
+    before the scan; only the recurrent step is inside it, and with the default
+    backend the recurrent weight gradient is one matmul after it
+    (``seqjax.recurrence``). Parameters are broadcast across time, so compile time
+    does not grow with sequence length.
 
     Attributes:
       cell: a cell from ``seqjax.cells`` (it needs ``input_projection`` and

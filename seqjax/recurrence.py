@@ -10,6 +10,9 @@ gradients of the recurrent pre-activations ``dz_t``; ``dW_hh = H_prev^T dZ`` and
 ``db_hh = sum dZ`` are then one ``[H, T*B] x [T*B, G*H]`` matmul and one reduction.
 
 The numbers are those of plain autodiff up to float summation order (tests/test_recurrence.py).
+Being a ``jax.custom_vjp``, it supports reverse mode (``jax.grad``, ``jax.vjp``) but not
+forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``): for those, layers take
+``backend="flax_scan"`` (``--set model.backend=flax_scan``).
 """
 from __future__ import annotations
 

@@ -44,6 +44,9 @@ OPTIONS = {
     "model.backend": "recurrent kernel: scan (a scan over the cell, everywhere; its backward pass computes dW_hh "
     "as one matmul after the time loop, seqjax/recurrence.py) | flax_scan (nn.scan with plain autodiff: same "
     "numbers, slower at large hidden sizes) | cudnn (forward LSTM layers as one cuDNN kernel on a GPU, the scan elsewhere)",
+    "model.remat": "true: recompute each time step in the backward pass instead of storing its activations "
+    "(jax.checkpoint of the step): training memory of long sequences drops to the carries, at the cost of "
+    "one more forward step per step",
     "model.head_chunk": "read-out loss of the LM and seq2seq models: -1 auto (fused and chunked on CPU, plain on GPU/TPU) | 0 plain "
     "(materialise the [B, T, V] logits) | N rows per chunk of the fused read-out (seqjax/losses.py)",
     "data.batch_size": "examples (or parallel streams) per step, over all devices",
@@ -97,6 +100,7 @@ def base_config() -> ml_collections.ConfigDict:
         eval_unroll=4,
         dtype="float32",
         backend="scan",
+        remat=False,
         head_chunk=-1,
     )
     c.data = dict(batch_size=32, eval_batch_size=0, max_examples=0)

@@ -125,12 +125,16 @@ class Recurrent(nn.Module):
         (``jax.experimental.rnn.lstm``) with the same parameters and results (up to
         float rounding); anything else (CPU/TPU, other cells, ``reverse``, a cell
         ``dtype``) falls back to "scan".
+      remat: recompute each time step in the backward pass instead of storing its
+        activations (``jax.checkpoint`` of the step): training memory for long
+        sequences drops to the carries; costs one more forward step per step.
     """
 
     cell: nn.RNNCellBase
     reverse: bool = False
     unroll: int = 1
     backend: str = "scan"
+    remat: bool = False
 
     @nn.compact
     def __call__(
@@ -181,7 +185,7 @@ class Recurrent(nn.Module):
             valid = None if seq_lengths is None else jnp.arange(time)[:, None] < seq_lengths
             carry, outputs = recurrence(
                 self.cell.gates, self.cell.recurrent_input, hh["kernel"], hh["bias"], xp, carry, valid,
-                reverse=reverse, unroll=self.unroll, dtype=self.cell.dtype,
+                reverse=reverse, unroll=self.unroll, dtype=self.cell.dtype, remat=self.remat,
             )
             return jnp.swapaxes(outputs, 0, 1), carry
         if seq_lengths is None:
@@ -190,6 +194,8 @@ class Recurrent(nn.Module):
             # Past a row's end the carry is frozen. Running backwards, that keeps
             # the initial carry through the padding and starts at position len-1.
             body, xs = _masked_step, (xp, jnp.arange(time)[:, None] < seq_lengths)
+        if self.remat:
+            body = nn.checkpoint(body)
         scan = nn.scan(
             body,
             variable_broadcast="params",
@@ -318,6 +324,7 @@ class Stacked(nn.Module):
         forget_bias, dtype, ...); a mapping or a tuple of (key, value) pairs.
       unroll: scan unroll factor.
       backend: "scan", "flax_scan" or "cudnn" (GPU LSTM layers; see ``Recurrent``).
+      remat: recompute time steps in the backward pass (see ``Recurrent``).
     """
 
     cell: str = "lstm"
@@ -330,11 +337,12 @@ class Stacked(nn.Module):
     cell_kwargs: Mapping[str, Any] = FrozenDict()
     unroll: int = 1
     backend: str = "scan"
+    remat: bool = False
 
     def _recurrent(self, size: int, **module_kw) -> Recurrent:
         # parent=None: the cell is adopted by (and named after) its Recurrent's field.
         cell = make_cell(self.cell, size, parent=None, **dict(self.cell_kwargs))
-        return Recurrent(cell, unroll=self.unroll, backend=self.backend, **module_kw)
+        return Recurrent(cell, unroll=self.unroll, backend=self.backend, remat=self.remat, **module_kw)
 
     @nn.compact
     def __call__(

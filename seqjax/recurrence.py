@@ -37,9 +37,11 @@ def _project(h: Array, kernel: Array, bias: Array, dtype) -> Array:
     return jnp.dot(h.astype(dt), kernel.astype(dt)) + bias.astype(dt)
 
 
-def _loop(update, hidden, reverse, unroll, dtype, kernel, bias, xp, carry, valid, taps=None):
+def _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, taps=None):
     """The time loop. With ``taps`` ([T, B, G*H] zeros, added to ``hh_t``) it also returns
-    the stacked ``h_{t-1}``: the cotangent of ``taps`` is then ``dZ``."""
+    the stacked ``h_{t-1}``: the cotangent of ``taps`` is then ``dZ``. ``remat``: the
+    backward pass recomputes each step from its carry instead of storing its gate
+    activations."""
 
     def step(carry, xs):
         x, ok, tap = xs
@@ -52,27 +54,29 @@ def _loop(update, hidden, reverse, unroll, dtype, kernel, bias, xp, carry, valid
             y = jnp.where(ok, y, jnp.zeros_like(y))
         return new_carry, (y, h if tap is not None else None)
 
+    if remat:
+        step = jax.checkpoint(step)
     carry, (ys, h_prev) = jax.lax.scan(step, carry, (xp, valid, taps), reverse=reverse, unroll=unroll)
     return carry, ys, h_prev
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
-def _recurrence(update, hidden, reverse, unroll, dtype, kernel, bias, xp, carry, valid):
-    carry, ys, _ = _loop(update, hidden, reverse, unroll, dtype, kernel, bias, xp, carry, valid)
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4, 5))
+def _recurrence(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid):
+    carry, ys, _ = _loop(update, hidden, reverse, unroll, dtype, False, kernel, bias, xp, carry, valid)
     return carry, ys
 
 
-def _fwd(update, hidden, reverse, unroll, dtype, kernel, bias, xp, carry, valid):
+def _fwd(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid):
     taps = jnp.zeros(xp.shape[:2] + bias.shape, _project(hidden(carry), kernel, bias, dtype).dtype)
 
     def loop(xp, carry, taps):  # kernel and bias are constants here: no dW in the backward loop
-        return _loop(update, hidden, reverse, unroll, dtype, kernel, bias, xp, carry, valid, taps)
+        return _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, taps)
 
     (carry, ys, h_prev), vjp = jax.vjp(loop, xp, carry, taps)
     return (carry, ys), (vjp, h_prev, kernel, bias)
 
 
-def _bwd(update, hidden, reverse, unroll, dtype, res, cotangents):
+def _bwd(update, hidden, reverse, unroll, dtype, remat, res, cotangents):
     vjp, h_prev, kernel, bias = res
     d_carry, d_ys = cotangents
     d_xp, d_carry0, d_z = vjp((d_carry, d_ys, jnp.zeros_like(h_prev)))
@@ -98,6 +102,7 @@ def recurrence(
     reverse: bool = False,
     unroll: int = 1,
     dtype: Any = None,
+    remat: bool = False,
 ) -> tuple[Carry, Array]:
     """Runs ``carry, y_t = update(carry, xp_t, hidden(carry) @ kernel + bias)`` over time.
 
@@ -111,8 +116,11 @@ def recurrence(
       reverse: run from t = T-1 down to 0.
       unroll: scan unroll factor.
       dtype: computation dtype of the recurrent matmul (None: promoted from the operands).
+      remat: rematerialise each step in the backward pass (``jax.checkpoint``): the
+        forward keeps only the carries, not the gate activations — less memory for long
+        sequences, one more recurrent matmul and gate pass per step.
 
     Returns:
       (final carry, outputs [T, B, H]).
     """
-    return _recurrence(update, hidden, reverse, unroll, dtype, kernel, bias, xp, carry, valid)
+    return _recurrence(update, hidden, reverse, unroll, dtype, bool(remat), kernel, bias, xp, carry, valid)

@@ -63,6 +63,7 @@ class TextClassifier(nn.Module):
       variational: one dropout mask per sequence between recurrent layers.
       pooling: ``last`` | ``mean`` | ``max`` (see :func:`pool`).
       rnn_backend: "scan", "flax_scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
+      remat: recompute time steps in the backward pass (see ``seqjax.layers.Recurrent``).
     """
 
     vocab_size: int
@@ -78,6 +79,7 @@ class TextClassifier(nn.Module):
     cell_kwargs: Mapping[str, Any] | None = None
     unroll: int = 1
     rnn_backend: str = "scan"
+    remat: bool = False
 
     @nn.compact
     def __call__(self, tokens: jax.Array, seq_lengths: jax.Array | None = None, *,
@@ -98,6 +100,7 @@ class TextClassifier(nn.Module):
             cell_kwargs=dict(self.cell_kwargs or {}),
             unroll=self.unroll,
             backend=self.rnn_backend,
+            remat=self.remat,
             name="rnn",
         )
         outputs, _ = rnn(x, seq_lengths, deterministic=deterministic)  # [B, T, H or 2H]

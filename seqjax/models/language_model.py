@@ -34,6 +34,7 @@ class LanguageModel(nn.Module):
         own init comes from cell_kwargs); otherwise flax defaults.
       rnn_backend: "scan", "flax_scan" or "cudnn" (LSTM layers as cuDNN kernels on a GPU; see
         ``seqjax.layers.Recurrent``).
+      remat: recompute time steps in the backward pass (see ``seqjax.layers.Recurrent``).
       head_chunk: how the loss is computed when ``targets`` are given: 0 = materialise the
         ``[B, T, V]`` logits, then softmax cross-entropy; N > 0 = the fused read-out of
         :func:`seqjax.losses.linear_cross_entropy` in chunks of N rows (same numbers, no
@@ -53,6 +54,7 @@ class LanguageModel(nn.Module):
     unroll: int = 1
     dtype: Any = None
     rnn_backend: str = "scan"
+    remat: bool = False
     head_chunk: int = -1
 
     @nn.compact
@@ -81,6 +83,7 @@ class LanguageModel(nn.Module):
             cell_kwargs=self.cell_kwargs or {},
             unroll=self.unroll,
             backend=self.rnn_backend,
+            remat=self.remat,
             name="rnn",
         )(x, initial_carry=carry, deterministic=deterministic)
         if self.dropout > 0:

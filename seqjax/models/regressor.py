@@ -35,6 +35,7 @@ class ManyToOne(nn.Module):
     bidirectional: bool = False
     cell_kwargs: dict | None = None
     unroll: int = 1
+    remat: bool = False
 
     @nn.compact
     def __call__(self, inputs, seq_lengths=None, *, deterministic: bool = True):
@@ -47,6 +48,7 @@ class ManyToOne(nn.Module):
             bidirectional=self.bidirectional,
             cell_kwargs=self.cell_kwargs or {},
             unroll=self.unroll,
+            remat=self.remat,
         )
         outputs, _ = rnn(inputs, seq_lengths, deterministic=deterministic)
         if self.bidirectional:

@@ -196,6 +196,7 @@ class Seq2Seq(nn.Module):
       cell_kwargs: for ``seqjax.cells.make_cell``.
       unroll: encoder scan unroll.
       rnn_backend: encoder kernel, "scan", "flax_scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
+      remat: recompute the encoder's time steps in the backward pass (see ``seqjax.layers.Recurrent``).
       head_chunk: teacher-forced loss read-out: -1 auto, 0 plain logits, N fused rows per
         chunk (as ``seqjax.models.language_model.LanguageModel``).
     """
@@ -213,6 +214,7 @@ class Seq2Seq(nn.Module):
     cell_kwargs: Mapping[str, Any] = FrozenDict()
     unroll: int = 1
     rnn_backend: str = "scan"
+    remat: bool = False
     head_chunk: int = -1
 
     def setup(self):
@@ -224,7 +226,7 @@ class Seq2Seq(nn.Module):
         self.embed_dropout = nn.Dropout(self.dropout)
         self.encoder = Stacked(
             cell=self.cell, hidden=sizes, dropout=self.dropout, bidirectional=self.bidirectional,
-            cell_kwargs=self.cell_kwargs, unroll=self.unroll, backend=self.rnn_backend,
+            cell_kwargs=self.cell_kwargs, unroll=self.unroll, backend=self.rnn_backend, remat=self.remat,
         )
         if self.bidirectional:
             self.bridge_h = [nn.Dense(h, name=f"bridge_h_{i}") for i, h in enumerate(sizes)]

@@ -105,6 +105,7 @@ class ClassifyTask(BucketedTask):
             cell_kwargs=config_lib.cell_kwargs(self.cfg),
             unroll=c.unroll,
             rnn_backend=c.backend,
+            remat=bool(c.remat),
         )
 
     def init_batch(self):

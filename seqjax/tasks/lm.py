@@ -59,6 +59,7 @@ class LanguageModelTask(Task):
             unroll=c.unroll,
             dtype=None if c.dtype == "float32" else jnp.dtype(c.dtype),
             rnn_backend=c.backend,
+            remat=bool(c.remat),
             head_chunk=c.head_chunk,
         )
 

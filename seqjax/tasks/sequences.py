@@ -98,6 +98,7 @@ class SequenceTask(Task):
             bidirectional=c.bidirectional,
             cell_kwargs=config_lib.cell_kwargs(self.cfg),
             unroll=c.unroll,
+            remat=bool(c.remat),
         )
 
     def init_batch(self):

@@ -109,15 +109,18 @@ torch_run() {  # torch_run NAME HIDDEN
     || echo "$name failed: $(tail -1 "$OUT/$name.err")"
 }
 
-# small shapes first (cheap), then large; the torch peer beside each
+# the runs that answer open questions first (session 4 on an H100: a 34 s train-step compile
+# at 2x200 left no time for the 2x1500 shape): the compile with XLA's autotuner off, then
+# the large shape with and without cuDNN; the torch peer beside each shape
 seqjax_run seqjax-small-f32 200
+XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_autotune_level=0" seqjax_run seqjax-small-f32-autotune0 200
 torch_run torch-small 200
-seqjax_run seqjax-small-bf16 200 --set model.dtype=bfloat16
-seqjax_run seqjax-large-f32 1500
 torch_run torch-large 1500
+seqjax_run seqjax-large-f32 1500
+seqjax_run seqjax-large-cudnn 1500 --set model.backend=cudnn    # jax.experimental.rnn LSTM kernels
+seqjax_run seqjax-small-bf16 200 --set model.dtype=bfloat16
 seqjax_run seqjax-large-bf16 1500 --set model.dtype=bfloat16
 seqjax_run seqjax-small-f32-unroll8 200 --set model.unroll=8
-seqjax_run seqjax-large-cudnn 1500 --set model.backend=cudnn    # jax.experimental.rnn LSTM kernels
 seqjax_run seqjax-small-cudnn 200 --set model.backend=cudnn
 seqjax_run seqjax-small-fused-head 200 --set model.head_chunk=150  # the CPU read-out, on the GPU
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU call (about 6 minutes): correctness of the GPU-only paths
+# One prepared GPU call (about 9 minutes with STOP_AT=530): correctness of the GPU-only paths
 # (experiments/gpu_check.py: cuDNN LSTM vs the scan, bf16 and TF32 vs float32), the
 # side-by-side throughput bench against PyTorch cuDNN (experiments/gpu_bench.sh), then the
 # core equivalence tests on the GPU at full float32 precision. Everything lands in $OUT.
@@ -31,12 +31,14 @@ DEADLINE=${DEADLINE:-170} timeout 200 bash experiments/gpu_bench.sh > "$OUT/benc
 echo "bench rc=$? after $(( $(date +%s) - start ))s"
 grep -v '^{' "$OUT/bench.log" | tail -16
 
-echo "=== 3. core tests on the GPU (float32 at highest matmul precision)"
-JAX_DEFAULT_MATMUL_PRECISION=highest timeout 150 python3 -m pytest -q -n 8 -p no:cacheprovider \
-  tests/test_cells.py tests/test_layers.py tests/test_attention.py tests/test_lm.py tests/test_seq2seq.py \
-  tests/test_bench.py > "$OUT/pytest.log" 2>&1
-echo "pytest rc=$? after $(( $(date +%s) - start ))s"
-tail -15 "$OUT/pytest.log"
+echo "=== 3. core tests on the GPU (float32 at highest matmul precision; SKIP_TESTS=1 skips)"
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  JAX_DEFAULT_MATMUL_PRECISION=highest timeout 150 python3 -m pytest -q -n 8 -p no:cacheprovider \
+    tests/test_cells.py tests/test_layers.py tests/test_recurrence.py tests/test_attention.py tests/test_lm.py \
+    tests/test_seq2seq.py tests/test_bench.py > "$OUT/pytest.log" 2>&1
+  echo "pytest rc=$? after $(( $(date +%s) - start ))s"
+  tail -15 "$OUT/pytest.log"
+fi
 
 echo "=== 4. PTB zaremba-medium training in the time left (STOP_AT=${STOP_AT:=540}s after the start)"
 # the faster LSTM backend of the bench at the small shapes (cuDNN only if it beat the scan there)

@@ -67,7 +67,8 @@ def _recurrence(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp,
 
 
 def _fwd(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid):
-    taps = jnp.zeros(xp.shape[:2] + bias.shape, _project(hidden(carry), kernel, bias, dtype).dtype)
+    hh = jax.eval_shape(partial(_project, dtype=dtype), hidden(carry), kernel, bias)  # dtype only, no matmul
+    taps = jnp.zeros(xp.shape[:2] + bias.shape, hh.dtype)
 
     def loop(xp, carry, taps):  # kernel and bias are constants here: no dW in the backward loop
         return _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, taps)

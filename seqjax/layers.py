@@ -24,7 +24,7 @@ from flax import linen as nn
 from flax.core import FrozenDict
 
 from seqjax.cells import CELLS, LSTMCell, make_cell
-from seqjax.recurrence import recurrence
+from seqjax.recurrence import recurrence, stacked_recurrence
 
 Array = jax.Array
 Carry = Any
@@ -325,6 +325,11 @@ class Stacked(nn.Module):
       unroll: scan unroll factor.
       backend: "scan", "flax_scan" or "cudnn" (GPU LSTM layers; see ``Recurrent``).
       remat: recompute time steps in the backward pass (see ``Recurrent``).
+      wavefront: run the layers of a unidirectional stack in one time loop, layer l at
+        time step k - l in iteration k (``seqjax.recurrence.stacked_recurrence``): the
+        same numbers up to float rounding, and the layers' steps run side by side.
+        Applies with ``backend="scan"``, 2+ layers and no ``bidirectional``; otherwise
+        ignored.
     """
 
     cell: str = "lstm"
@@ -338,6 +343,7 @@ class Stacked(nn.Module):
     unroll: int = 1
     backend: str = "scan"
     remat: bool = False
+    wavefront: bool = False
 
     def _recurrent(self, size: int, **module_kw) -> Recurrent:
         # parent=None: the cell is adopted by (and named after) its Recurrent's field.
@@ -373,6 +379,9 @@ class Stacked(nn.Module):
             raise ValueError(
                 f"initial_carry must have one entry per layer ({len(sizes)}), got {len(initial_carry)}"
             )
+        if (self.wavefront and len(sizes) > 1 and not self.bidirectional and self.backend == "scan"
+                and not self.is_initializing()):
+            return self._wavefront(sizes, inputs, seq_lengths, initial_carry, deterministic)
         x = inputs
         carries = []
         for i, (size, carry) in enumerate(zip(sizes, initial_carry)):
@@ -391,6 +400,45 @@ class Stacked(nn.Module):
             x, carry = layer(x, seq_lengths, carry)
             carries.append(carry)
         return x, tuple(carries)
+
+    def _wavefront(self, sizes, inputs, seq_lengths, initial_carry, deterministic):
+        """The stack as one loop (``stacked_recurrence``), with the parameters and dropout
+        masks of the layer-by-layer path (same names, same rngs)."""
+        _check_inputs(inputs, seq_lengths)
+        batch, time, features = inputs.shape
+        params = self.variables["params"]
+        cells = [make_cell(self.cell, size, parent=None, **dict(self.cell_kwargs)) for size in sizes]
+        weights = [params[f"layer_{i}"]["cell"] for i in range(len(sizes))]
+        carries, masks = [], []
+        for i, (size, carry) in enumerate(zip(sizes, initial_carry)):
+            zero = cells[i].initialize_carry(None, (batch, sizes[i - 1] if i else features))
+            if carry is not None and (jax.tree.structure(carry) != jax.tree.structure(zero) or any(
+                    jnp.shape(a) != jnp.shape(b) for a, b in zip(jax.tree.leaves(carry), jax.tree.leaves(zero)))):
+                raise ValueError(f"initial_carry must have shapes {_shapes(zero)} for layer {i}, got {_shapes(carry)}")
+            carries.append(zero if carry is None else carry)
+            if i > 0 and self.dropout > 0 and not deterministic:
+                broadcast_dims = (1,) if self.variational else ()
+                ones = jnp.ones((batch, time, sizes[i - 1]), inputs.dtype)
+                scale = nn.Dropout(self.dropout, broadcast_dims=broadcast_dims)(ones, deterministic=False)
+                masks.append(jnp.swapaxes(scale, 0, 1))  # [T, B, H_{i-1}]
+        ih0 = weights[0]["ih"]
+        if inputs.shape[-1] != ih0["kernel"].shape[0]:
+            raise ValueError(
+                f"inputs have {inputs.shape[-1]} features (last axis) but the cell's parameters expect {ih0['kernel'].shape[0]}"
+            )
+        dtype = cells[0].dtype
+        x = jnp.swapaxes(inputs, 0, 1)  # [T, B, in]
+        dt = dtype or jnp.result_type(x, ih0["kernel"], ih0["bias"])
+        xp = jnp.dot(x.astype(dt), ih0["kernel"].astype(dt)) + ih0["bias"].astype(dt)
+        valid = None if seq_lengths is None else jnp.arange(time)[:, None] < seq_lengths
+        final, ys = stacked_recurrence(
+            tuple(c.gates for c in cells), tuple(c.recurrent_input for c in cells),
+            tuple(w["hh"]["kernel"] for w in weights), tuple(w["hh"]["bias"] for w in weights),
+            tuple(w["ih"]["kernel"] for w in weights[1:]), tuple(w["ih"]["bias"] for w in weights[1:]),
+            xp, tuple(carries), valid, tuple(masks) if masks else None,
+            unroll=self.unroll, dtype=dtype, remat=self.remat,
+        )
+        return jnp.swapaxes(ys, 0, 1), tuple(final)
 
     @nn.nowrap
     def initialize_carry(self, batch_size: int, dtype: Any = jnp.float32):

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 Carry = Any
@@ -125,3 +126,201 @@ def recurrence(
       (final carry, outputs [T, B, H]).
     """
     return _recurrence(update, hidden, reverse, unroll, dtype, bool(remat), kernel, bias, xp, carry, valid)
+
+
+# --------------------------------------------------------------------------------------
+# A stack of layers in one time loop (a wavefront)
+# --------------------------------------------------------------------------------------
+#
+# Run layer by layer, every layer of a stack is its own loop of T small sequential steps.
+# In one loop over iterations k = 0 .. T+L-2 where layer l runs its time step t = k - l,
+# layer l's input is what layer l-1 output at iteration k-1 (kept in the loop's carry), so
+# the L steps of an iteration do not depend on each other: XLA:CPU runs them side by side,
+# and the loop pays its per-iteration cost T+L-1 times instead of L*T times. The input
+# projections of layers 1..L-1 move into the loop.
+#
+# The backward pass goes layer by layer again, from the top: each layer's backward loop
+# carries only its state gradient and recomputes its gate activations from the stored
+# carries and pre-activations; the gradients that cross layers (``dx_l W_ih_lᵀ``) and
+# every weight gradient are single large matmuls between the loops.
+
+
+def _shift(a, before: int, after: int):
+    """Pads the time axis (0) of ``a`` with ``before`` zeros in front and ``after`` behind."""
+    return jnp.pad(a, [(before, after)] + [(0, 0)] * (a.ndim - 1))
+
+
+def _where(on, new, old):
+    """``new`` where ``on`` (a scalar, or [B] rows), else ``old``; on pytrees."""
+    on = on if on.ndim == 0 else on[:, None]
+    return jax.tree.map(lambda a, b: jnp.where(on, a, b), new, old)
+
+
+def _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carries, active, masks, keep):
+    """The wavefront loop over K = T + L - 1 iterations.
+
+    ``xp`` [K, B, G*H_0] (layer 0, zero-padded behind), ``active`` [K, L] or [K, L, B] bools
+    (layer l runs at iteration k where true), ``masks`` L-1 [K, B, H] factors on the inputs
+    of layers 1.. (or None). Returns (final carries, top outputs [K, B, H], and with
+    ``keep`` per layer the stacked carries before each step, the inputs of layers 1..
+    and, for ``keep == "all"``, the pre-activations ``x_l`` and ``hh_l``).
+    """
+    n = len(updates)
+    first_inputs = tuple(jnp.zeros_like(hiddens[l](carries[l])) for l in range(n - 1))
+
+    def step(state, xs):
+        carries, prev_y = state
+        x0, ok, mask = xs
+        new_carries, ys, ins, xs_pre, hhs = [], [], [], [], []
+        for l in range(n):
+            hh = _project(hiddens[l](carries[l]), hh_k[l], hh_b[l], dtype)
+            if l == 0:
+                x = x0
+            else:
+                inp = prev_y[l - 1] if mask is None else prev_y[l - 1] * mask[l - 1].astype(prev_y[l - 1].dtype)
+                x = _project(inp, ih_k[l - 1], ih_b[l - 1], dtype)
+                ins.append(inp)
+            new, y = updates[l](carries[l], x, hh)
+            new_carries.append(_where(ok[l], new, carries[l]))
+            ys.append(_where(ok[l], y, jnp.zeros_like(y)))
+            xs_pre.append(x)
+            hhs.append(hh)
+        kept = None
+        if keep:
+            kept = (carries, tuple(ins)) + ((tuple(xs_pre), tuple(hhs)) if keep == "all" else ())
+        return (tuple(new_carries), tuple(ys[:-1])), (ys[-1], kept)
+
+    (carries, _), (ys, kept) = jax.lax.scan(step, (carries, first_inputs), (xp, active, masks), unroll=unroll)
+    return carries, ys, kept
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
+def _wave(updates, hiddens, unroll, dtype, remat, hh_k, hh_b, ih_k, ih_b, xp, carries, active, masks):
+    carries, ys, _ = _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carries, active, masks, None)
+    return carries, ys
+
+
+def _wave_fwd(updates, hiddens, unroll, dtype, remat, hh_k, hh_b, ih_k, ih_b, xp, carries, active, masks):
+    carries, ys, kept = _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carries, active,
+                                   masks, "carries" if remat else "all")
+    return (carries, ys), (kept, xp, active, masks, hh_k, hh_b, ih_k, ih_b)
+
+
+def _outer(a, dz):
+    """``Σ_k a_kᵀ dz_k`` for [K, B, H] and [K, B, N]: one [H, K*B] x [K*B, N] matmul."""
+    k, b, h = a.shape
+    return jnp.dot(a.reshape(k * b, h).astype(dz.dtype).T, dz.reshape(k * b, -1), preferred_element_type=jnp.float32)
+
+
+def _layer_bwd(update, hidden, unroll, dtype, kernel, bias, prev, x, hh, ok, d_carry, d_ys):
+    """One layer's backward loop (reverse time): state gradient in the carry, the gates
+    recomputed from ``prev`` (stacked carries), ``x`` and ``hh`` (pre-activations, [K, B,
+    G*H]). Returns (d initial carry, dx [K, B, G*H], dhh [K, B, G*H])."""
+
+    def step(dc, xs):
+        c, x_t, hh_t, on, dy = xs
+        _, update_vjp = jax.vjp(update, c, x_t, hh_t)
+        dc_new, dx, dhh = update_vjp((_where(on, dc, jax.tree.map(jnp.zeros_like, dc)),
+                                      _where(on, dy, jnp.zeros_like(dy))))
+        _, project_vjp = jax.vjp(lambda c: _project(hidden(c), kernel, bias, dtype), c)
+        (dc_hh,) = project_vjp(dhh)
+        kept = _where(on, jax.tree.map(jnp.zeros_like, dc), dc)  # where the step did not run
+        return jax.tree.map(lambda a, b, e: a + b + e, dc_new, dc_hh, kept), (dx, dhh)
+
+    return jax.lax.scan(step, d_carry, (prev, x, hh, ok, d_ys), reverse=True, unroll=unroll)
+
+
+def _wave_bwd(updates, hiddens, unroll, dtype, remat, res, cotangents):
+    kept, xp, active, masks, hh_k, hh_b, ih_k, ih_b = res
+    prevs, ins = kept[:2]
+    d_carries, d_ys = cotangents
+    n = len(updates)
+    d_hh_k, d_hh_b, d_ih_k, d_ih_b, d_carries0 = [None] * n, [None] * n, [None] * (n - 1), [None] * (n - 1), [None] * n
+    for l in reversed(range(n)):
+        h_prev = jax.vmap(hiddens[l])(prevs[l])  # [K, B, H_l]
+        if l > 0:  # x = inputs @ W_ih + b_ih and its input gradient: one large matmul each
+            x, in_vjp = jax.vjp(lambda a, l=l: _project(a, ih_k[l - 1], ih_b[l - 1], dtype), ins[l - 1])
+        else:
+            x = xp
+        if not remat:
+            x, hh = kept[2][l], kept[3][l]
+        else:
+            hh = _project(h_prev, hh_k[l], hh_b[l], dtype)
+        d_carries0[l], (dx, dhh) = _layer_bwd(updates[l], hiddens[l], unroll, dtype, hh_k[l], hh_b[l], prevs[l],
+                                              x, hh, active[:, l], d_carries[l], d_ys)
+        d_hh_k[l] = _outer(h_prev, dhh).astype(hh_k[l].dtype)
+        d_hh_b[l] = jnp.sum(dhh, axis=(0, 1), dtype=jnp.float32).astype(hh_b[l].dtype)
+        if l == 0:
+            d_xp = dx
+        else:
+            d_ih_k[l - 1] = _outer(ins[l - 1], dx).astype(ih_k[l - 1].dtype)
+            d_ih_b[l - 1] = jnp.sum(dx, axis=(0, 1), dtype=jnp.float32).astype(ih_b[l - 1].dtype)
+            (d_in,) = in_vjp(dx)
+            if masks is not None:
+                d_in = d_in * masks[l - 1].astype(d_in.dtype)
+            # layer l read layer l-1's output of iteration k-1 at iteration k
+            d_ys = jnp.concatenate([d_in[1:], jnp.zeros_like(d_in[:1])])
+    d_masks = None if masks is None else tuple(jnp.zeros_like(m) for m in masks)
+    return (tuple(d_hh_k), tuple(d_hh_b), tuple(d_ih_k), tuple(d_ih_b), d_xp.astype(xp.dtype),
+            tuple(d_carries0), None, d_masks)
+
+
+_wave.defvjp(_wave_fwd, _wave_bwd)
+
+
+def stacked_recurrence(
+    updates: tuple[Update, ...],
+    hiddens: tuple[Hidden, ...],
+    hh_kernels: tuple[Array, ...],
+    hh_biases: tuple[Array, ...],
+    ih_kernels: tuple[Array, ...],
+    ih_biases: tuple[Array, ...],
+    xp: Array,
+    carries: tuple[Carry, ...],
+    valid: Array | None = None,
+    masks: tuple[Array, ...] | None = None,
+    *,
+    unroll: int = 1,
+    dtype: Any = None,
+    remat: bool = False,
+) -> tuple[tuple[Carry, ...], Array]:
+    """L stacked forward layers in one time loop: the same numbers as running them one
+    after the other (each with :func:`recurrence`), up to float summation order.
+
+    Layer l's step is ``carry_l, y_l = update_l(carry_l, x_l, hidden_l(carry_l) @ W_hh_l +
+    b_hh_l)`` with ``x_0 = xp`` and ``x_l = (y_{l-1} * mask_l) @ W_ih_l + b_ih_l``.
+
+    Args:
+      updates, hiddens: per layer, as in :func:`recurrence`.
+      hh_kernels, hh_biases: per layer, ``W_hh`` [H_l, G*H_l] and ``b_hh`` [G*H_l].
+      ih_kernels, ih_biases: for layers 1..L-1, ``W_ih`` [H_{l-1}, G*H_l] and ``b_ih``.
+      xp: layer 0's input projection [T, B, G*H_0] (time-major).
+      carries: the L initial carries.
+      valid: [T, B] bools, or None (every row full length): past a row's end every
+        layer's carry is kept and its outputs are zero.
+      masks: for layers 1..L-1, a [T, B, H_{l-1}] factor on the layer's input (dropout:
+        0 or 1/(1-p)), or None.
+      unroll, dtype, remat: as in :func:`recurrence`.
+
+    Returns:
+      (the L final carries, top-layer outputs [T, B, H_{L-1}]).
+    """
+    n, t = len(updates), xp.shape[0]
+    if not (len(hiddens) == len(hh_kernels) == len(hh_biases) == len(carries) == n
+            and len(ih_kernels) == len(ih_biases) == n - 1 and n >= 1):
+        raise ValueError(f"stacked_recurrence: {n} layers need {n} of each per-layer argument and {n - 1} input kernels")
+    k = t + n - 1
+    # layer l runs time step k - l at iteration k
+    if valid is None:
+        steps = np.arange(k)[:, None] - np.arange(n)[None, :]
+        active = jnp.asarray((steps >= 0) & (steps < t))  # [K, L]
+    else:
+        active = jnp.stack([_shift(valid, l, n - 1 - l) for l in range(n)], axis=1)  # [K, L, B]
+    if masks is not None:
+        if len(masks) != n - 1:
+            raise ValueError(f"stacked_recurrence: {n} layers take {n - 1} input masks, got {len(masks)}")
+        masks = tuple(_shift(m, l + 1, n - 2 - l) for l, m in enumerate(masks))
+    carries, ys = _wave(tuple(updates), tuple(hiddens), unroll, dtype, bool(remat), tuple(hh_kernels),
+                        tuple(hh_biases), tuple(ih_kernels), tuple(ih_biases), _shift(xp, 0, n - 1),
+                        tuple(carries), active, masks)
+    return carries, ys[n - 1:]

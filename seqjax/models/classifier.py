@@ -64,6 +64,7 @@ class TextClassifier(nn.Module):
       pooling: ``last`` | ``mean`` | ``max`` (see :func:`pool`).
       rnn_backend: "scan", "flax_scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
       remat: recompute time steps in the backward pass (see ``seqjax.layers.Recurrent``).
+      wavefront: run a unidirectional stack's layers in one time loop (see ``seqjax.layers.Stacked``).
     """
 
     vocab_size: int
@@ -80,6 +81,7 @@ class TextClassifier(nn.Module):
     unroll: int = 1
     rnn_backend: str = "scan"
     remat: bool = False
+    wavefront: bool = False
 
     @nn.compact
     def __call__(self, tokens: jax.Array, seq_lengths: jax.Array | None = None, *,
@@ -101,6 +103,7 @@ class TextClassifier(nn.Module):
             unroll=self.unroll,
             backend=self.rnn_backend,
             remat=self.remat,
+            wavefront=self.wavefront,
             name="rnn",
         )
         outputs, _ = rnn(x, seq_lengths, deterministic=deterministic)  # [B, T, H or 2H]

@@ -35,6 +35,7 @@ class LanguageModel(nn.Module):
       rnn_backend: "scan", "flax_scan" or "cudnn" (LSTM layers as cuDNN kernels on a GPU; see
         ``seqjax.layers.Recurrent``).
       remat: recompute time steps in the backward pass (see ``seqjax.layers.Recurrent``).
+      wavefront: run a unidirectional stack's layers in one time loop (see ``seqjax.layers.Stacked``).
       head_chunk: how the loss is computed when ``targets`` are given: 0 = materialise the
         ``[B, T, V]`` logits, then softmax cross-entropy; N > 0 = the fused read-out of
         :func:`seqjax.losses.linear_cross_entropy` in chunks of N rows (same numbers, no
@@ -55,6 +56,7 @@ class LanguageModel(nn.Module):
     dtype: Any = None
     rnn_backend: str = "scan"
     remat: bool = False
+    wavefront: bool = False
     head_chunk: int = -1
 
     @nn.compact
@@ -84,6 +86,7 @@ class LanguageModel(nn.Module):
             unroll=self.unroll,
             backend=self.rnn_backend,
             remat=self.remat,
+            wavefront=self.wavefront,
             name="rnn",
         )(x, initial_carry=carry, deterministic=deterministic)
         if self.dropout > 0:

@@ -36,6 +36,7 @@ class ManyToOne(nn.Module):
     cell_kwargs: dict | None = None
     unroll: int = 1
     remat: bool = False
+    wavefront: bool = False
 
     @nn.compact
     def __call__(self, inputs, seq_lengths=None, *, deterministic: bool = True):
@@ -49,6 +50,7 @@ class ManyToOne(nn.Module):
             cell_kwargs=self.cell_kwargs or {},
             unroll=self.unroll,
             remat=self.remat,
+            wavefront=self.wavefront,
         )
         outputs, _ = rnn(inputs, seq_lengths, deterministic=deterministic)
         if self.bidirectional:

@@ -197,6 +197,7 @@ class Seq2Seq(nn.Module):
       unroll: encoder scan unroll.
       rnn_backend: encoder kernel, "scan", "flax_scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
       remat: recompute the encoder's time steps in the backward pass (see ``seqjax.layers.Recurrent``).
+      wavefront: run a unidirectional encoder's layers in one time loop (see ``seqjax.layers.Stacked``).
       head_chunk: teacher-forced loss read-out: -1 auto, 0 plain logits, N fused rows per
         chunk (as ``seqjax.models.language_model.LanguageModel``).
     """
@@ -215,6 +216,7 @@ class Seq2Seq(nn.Module):
     unroll: int = 1
     rnn_backend: str = "scan"
     remat: bool = False
+    wavefront: bool = False
     head_chunk: int = -1
 
     def setup(self):
@@ -227,6 +229,7 @@ class Seq2Seq(nn.Module):
         self.encoder = Stacked(
             cell=self.cell, hidden=sizes, dropout=self.dropout, bidirectional=self.bidirectional,
             cell_kwargs=self.cell_kwargs, unroll=self.unroll, backend=self.rnn_backend, remat=self.remat,
+            wavefront=self.wavefront,
         )
         if self.bidirectional:
             self.bridge_h = [nn.Dense(h, name=f"bridge_h_{i}") for i, h in enumerate(sizes)]

@@ -46,13 +46,20 @@ class Task(abc.ABC):
 
     def step_model(self, train: bool) -> nn.Module:
         """The module a train (``train=True``) or eval step applies: :meth:`model`, with
-        ``model.eval_unroll`` as the scan unroll of eval steps when it is set (same params,
-        same numbers; eval has no backward loop, and unrolling it measured faster on CPU)."""
+        ``model.eval_unroll`` as the scan unroll of eval steps when it is set, and a
+        unidirectional stack run as one loop when ``model.eval_wavefront`` is (same params,
+        same numbers up to float rounding; eval has no backward loop, and both measured
+        faster there on CPU, experiments/results/bench.md)."""
         model = self.model()
-        unroll = self.cfg.model.get("eval_unroll", 0)
-        if train or not unroll or not hasattr(model, "unroll"):
+        if train:
             return model
-        return model.clone(unroll=int(unroll))
+        changes = {}
+        unroll = self.cfg.model.get("eval_unroll", 0)
+        if unroll and hasattr(model, "unroll"):
+            changes["unroll"] = int(unroll)
+        if self.cfg.model.get("eval_wavefront", False) and hasattr(model, "wavefront"):
+            changes["wavefront"] = True
+        return model.clone(**changes) if changes else model
 
     @abc.abstractmethod
     def init_batch(self) -> Batch:

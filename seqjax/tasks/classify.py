@@ -106,6 +106,7 @@ class ClassifyTask(BucketedTask):
             unroll=c.unroll,
             rnn_backend=c.backend,
             remat=bool(c.remat),
+            wavefront=bool(c.wavefront),
         )
 
     def init_batch(self):

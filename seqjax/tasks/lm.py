@@ -60,6 +60,7 @@ class LanguageModelTask(Task):
             dtype=None if c.dtype == "float32" else jnp.dtype(c.dtype),
             rnn_backend=c.backend,
             remat=bool(c.remat),
+            wavefront=bool(c.wavefront),
             head_chunk=c.head_chunk,
         )
 

@@ -99,6 +99,7 @@ class SequenceTask(Task):
             cell_kwargs=config_lib.cell_kwargs(self.cfg),
             unroll=c.unroll,
             remat=bool(c.remat),
+            wavefront=bool(c.wavefront),
         )
 
     def init_batch(self):

@@ -116,7 +116,7 @@ class TranslateTask(BucketedTask):
             hidden=config_lib.hidden_sizes(self.cfg), embed=c.embed, bidirectional=c.bidirectional,
             attention=c.attention, attention_units=c.attention_units, dropout=c.dropout,
             cell_kwargs=config_lib.cell_kwargs(self.cfg), unroll=c.unroll, rnn_backend=c.backend,
-            remat=bool(c.remat), head_chunk=c.head_chunk,
+            remat=bool(c.remat), wavefront=bool(c.wavefront), head_chunk=c.head_chunk,
         )
 
     def init_batch(self):

@@ -1,5 +1,7 @@
 """seqjax.recurrence: the time loop with dW_hh computed after the loop equals plain
 autodiff of the same loop (values and gradients), masked, reversed, unrolled, bf16."""
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -150,8 +152,8 @@ def test_remat_same_gradients_less_memory(backend):
     assert temp_bytes(remat) < 0.7 * temp_bytes(plain)
 
 
-def _stack_loss(model, params, x, lengths, carry, rng):
-    y, carries = model.apply(params, x, lengths, carry, deterministic=rng is None,
+def _stack_loss(model, params, x, carry, *, seq_lengths, rng):
+    y, carries = model.apply(params, x, seq_lengths, carry, deterministic=rng is None,
                              rngs=None if rng is None else {"dropout": rng})
     w = jnp.arange(1, y.size + 1, dtype=y.dtype).reshape(y.shape) / y.size
     return jnp.sum(jnp.sin(y) * w) + sum(jnp.sum(c**2) for c in jax.tree.leaves(carries))
@@ -171,13 +173,16 @@ def test_wavefront_equals_layer_by_layer(cell, dropout):
     carry = jax.tree.map(lambda z: z + 0.5, ref.initialize_carry(4))
     rng = jax.random.PRNGKey(2) if dropout else None
     wave, wave_remat = ref.clone(wavefront=True), ref.clone(wavefront=True, remat=True, unroll=3)
+
+    def grad(model, sl):
+        loss = partial(_stack_loss, model, seq_lengths=sl, rng=rng)
+        return jax.jit(jax.value_and_grad(loss, (0, 1, 2)))(params, x, carry)
+
     for sl, models in ((None, {"wave": wave}), (lengths, {"wave": wave, "wave_remat_unroll": wave_remat})):
-        grad = lambda m: jax.jit(jax.value_and_grad(  # noqa: E731
-            lambda p, x, c: _stack_loss(m, p, x, sl, c, rng), (0, 1, 2)))(params, x, carry)
-        v_ref, g_ref = grad(ref)
+        v_ref, g_ref = grad(ref, sl)
         assert float(jnp.abs(g_ref[0]["params"]["layer_0"]["cell"]["hh"]["kernel"]).max()) > 1e-3
         for name, model in models.items():
-            v, g = grad(model)
+            v, g = grad(model, sl)
             np.testing.assert_allclose(v, v_ref, rtol=1e-6, err_msg=name)
             for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)

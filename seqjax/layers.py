@@ -24,7 +24,7 @@ from flax import linen as nn
 from flax.core import FrozenDict
 
 from seqjax.cells import CELLS, LSTMCell, make_cell
-from seqjax.recurrence import recurrence, stacked_recurrence
+from seqjax.recurrence import project, recurrence, stacked_recurrence
 
 Array = jax.Array
 Carry = Any
@@ -70,6 +70,18 @@ def _masked_step(cell, carry, xs):
 
 def _shapes(tree) -> Any:
     return jax.tree.map(lambda x: tuple(jnp.shape(x)), tree)
+
+
+def _checked_carry(given: Carry | None, zero: Carry, where: str) -> Carry:
+    """``given`` if it has the structure and shapes of ``zero`` (zeros if None), else a
+    ValueError naming both."""
+    if given is None:
+        return zero
+    if jax.tree.structure(given) != jax.tree.structure(zero) or any(
+        jnp.shape(a) != jnp.shape(b) for a, b in zip(jax.tree.leaves(given), jax.tree.leaves(zero))
+    ):
+        raise ValueError(f"initial_carry must have shapes {_shapes(zero)} {where}, got {_shapes(given)}")
+    return given
 
 
 def _check_inputs(inputs: Array, seq_lengths: Array | None) -> None:
@@ -162,17 +174,8 @@ class Recurrent(nn.Module):
         _check_inputs(inputs, seq_lengths)
         batch, time, features = inputs.shape
 
-        carry = self.cell.initialize_carry(None, (batch, features))
-        if initial_carry is not None:
-            if jax.tree.structure(initial_carry) != jax.tree.structure(carry) or any(
-                jnp.shape(a) != jnp.shape(b)
-                for a, b in zip(jax.tree.leaves(initial_carry), jax.tree.leaves(carry))
-            ):
-                raise ValueError(
-                    f"initial_carry must have shapes {_shapes(carry)} for inputs of"
-                    f" shape {inputs.shape}, got {_shapes(initial_carry)}"
-                )
-            carry = initial_carry
+        carry = _checked_carry(initial_carry, self.cell.initialize_carry(None, (batch, features)),
+                               f"for inputs of shape {inputs.shape}")
 
         if self._cudnn_ok(reverse):
             return self._cudnn(inputs, seq_lengths, carry)
@@ -410,12 +413,9 @@ class Stacked(nn.Module):
         cells = [make_cell(self.cell, size, parent=None, **dict(self.cell_kwargs)) for size in sizes]
         weights = [params[f"layer_{i}"]["cell"] for i in range(len(sizes))]
         carries, masks = [], []
-        for i, (size, carry) in enumerate(zip(sizes, initial_carry)):
+        for i, carry in enumerate(initial_carry):
             zero = cells[i].initialize_carry(None, (batch, sizes[i - 1] if i else features))
-            if carry is not None and (jax.tree.structure(carry) != jax.tree.structure(zero) or any(
-                    jnp.shape(a) != jnp.shape(b) for a, b in zip(jax.tree.leaves(carry), jax.tree.leaves(zero)))):
-                raise ValueError(f"initial_carry must have shapes {_shapes(zero)} for layer {i}, got {_shapes(carry)}")
-            carries.append(zero if carry is None else carry)
+            carries.append(_checked_carry(carry, zero, f"for layer {i} at batch size {batch}"))
             if i > 0 and self.dropout > 0 and not deterministic:
                 broadcast_dims = (1,) if self.variational else ()
                 ones = jnp.ones((batch, time, sizes[i - 1]), inputs.dtype)
@@ -427,9 +427,7 @@ class Stacked(nn.Module):
                 f"inputs have {inputs.shape[-1]} features (last axis) but the cell's parameters expect {ih0['kernel'].shape[0]}"
             )
         dtype = cells[0].dtype
-        x = jnp.swapaxes(inputs, 0, 1)  # [T, B, in]
-        dt = dtype or jnp.result_type(x, ih0["kernel"], ih0["bias"])
-        xp = jnp.dot(x.astype(dt), ih0["kernel"].astype(dt)) + ih0["bias"].astype(dt)
+        xp = project(jnp.swapaxes(inputs, 0, 1), ih0["kernel"], ih0["bias"], dtype)  # [T, B, G*H_0]
         valid = None if seq_lengths is None else jnp.arange(time)[:, None] < seq_lengths
         final, ys = stacked_recurrence(
             tuple(c.gates for c in cells), tuple(c.recurrent_input for c in cells),

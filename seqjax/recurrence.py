@@ -32,8 +32,9 @@ Update = Callable[[Carry, Array, Array], tuple[Carry, Array]]
 Hidden = Callable[[Carry], Array]
 
 
-def _project(h: Array, kernel: Array, bias: Array, dtype) -> Array:
-    """``h @ W_hh + b_hh`` as ``nn.Dense(dtype=dtype)`` computes it (operands promoted)."""
+def project(h: Array, kernel: Array, bias: Array, dtype) -> Array:
+    """``h @ kernel + bias`` as ``nn.Dense(dtype=dtype)`` computes it (operands promoted):
+    [..., in] x [in, N] -> [..., N]."""
     dt = dtype or jnp.result_type(h, kernel, bias)
     return jnp.dot(h.astype(dt), kernel.astype(dt)) + bias.astype(dt)
 
@@ -47,7 +48,7 @@ def _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry
     def step(carry, xs):
         x, ok, tap = xs
         h = hidden(carry)
-        hh = _project(h, kernel, bias, dtype)
+        hh = project(h, kernel, bias, dtype)
         new_carry, y = update(carry, x, hh if tap is None else hh + tap)
         if ok is not None:  # past a row's end: carry frozen, output zero
             ok = ok[:, None]
@@ -68,7 +69,7 @@ def _recurrence(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp,
 
 
 def _fwd(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid):
-    hh = jax.eval_shape(partial(_project, dtype=dtype), hidden(carry), kernel, bias)  # dtype only, no matmul
+    hh = jax.eval_shape(partial(project, dtype=dtype), hidden(carry), kernel, bias)  # dtype only, no matmul
     taps = jnp.zeros(xp.shape[:2] + bias.shape, hh.dtype)
 
     def loop(xp, carry, taps):  # kernel and bias are constants here: no dW in the backward loop
@@ -173,12 +174,12 @@ def _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carr
         x0, ok, mask = xs
         new_carries, ys, ins, xs_pre, hhs = [], [], [], [], []
         for l in range(n):
-            hh = _project(hiddens[l](carries[l]), hh_k[l], hh_b[l], dtype)
+            hh = project(hiddens[l](carries[l]), hh_k[l], hh_b[l], dtype)
             if l == 0:
                 x = x0
             else:
                 inp = prev_y[l - 1] if mask is None else prev_y[l - 1] * mask[l - 1].astype(prev_y[l - 1].dtype)
-                x = _project(inp, ih_k[l - 1], ih_b[l - 1], dtype)
+                x = project(inp, ih_k[l - 1], ih_b[l - 1], dtype)
                 ins.append(inp)
             new, y = updates[l](carries[l], x, hh)
             new_carries.append(_where(ok[l], new, carries[l]))
@@ -222,7 +223,7 @@ def _layer_bwd(update, hidden, unroll, dtype, kernel, bias, prev, x, hh, ok, d_c
         _, update_vjp = jax.vjp(update, c, x_t, hh_t)
         dc_new, dx, dhh = update_vjp((_where(on, dc, jax.tree.map(jnp.zeros_like, dc)),
                                       _where(on, dy, jnp.zeros_like(dy))))
-        _, project_vjp = jax.vjp(lambda c: _project(hidden(c), kernel, bias, dtype), c)
+        _, project_vjp = jax.vjp(lambda c: project(hidden(c), kernel, bias, dtype), c)
         (dc_hh,) = project_vjp(dhh)
         kept = _where(on, jax.tree.map(jnp.zeros_like, dc), dc)  # where the step did not run
         return jax.tree.map(lambda a, b, e: a + b + e, dc_new, dc_hh, kept), (dx, dhh)
@@ -238,14 +239,11 @@ def _wave_bwd(updates, hiddens, unroll, dtype, remat, res, cotangents):
     d_hh_k, d_hh_b, d_ih_k, d_ih_b, d_carries0 = [None] * n, [None] * n, [None] * (n - 1), [None] * (n - 1), [None] * n
     for l in reversed(range(n)):
         h_prev = jax.vmap(hiddens[l])(prevs[l])  # [K, B, H_l]
-        if l > 0:  # x = inputs @ W_ih + b_ih and its input gradient: one large matmul each
-            x, in_vjp = jax.vjp(lambda a, l=l: _project(a, ih_k[l - 1], ih_b[l - 1], dtype), ins[l - 1])
+        if remat:  # the pre-activations again: one large matmul each
+            x = xp if l == 0 else project(ins[l - 1], ih_k[l - 1], ih_b[l - 1], dtype)
+            hh = project(h_prev, hh_k[l], hh_b[l], dtype)
         else:
-            x = xp
-        if not remat:
             x, hh = kept[2][l], kept[3][l]
-        else:
-            hh = _project(h_prev, hh_k[l], hh_b[l], dtype)
         d_carries0[l], (dx, dhh) = _layer_bwd(updates[l], hiddens[l], unroll, dtype, hh_k[l], hh_b[l], prevs[l],
                                               x, hh, active[:, l], d_carries[l], d_ys)
         d_hh_k[l] = _outer(h_prev, dhh).astype(hh_k[l].dtype)
@@ -255,7 +253,8 @@ def _wave_bwd(updates, hiddens, unroll, dtype, remat, res, cotangents):
         else:
             d_ih_k[l - 1] = _outer(ins[l - 1], dx).astype(ih_k[l - 1].dtype)
             d_ih_b[l - 1] = jnp.sum(dx, axis=(0, 1), dtype=jnp.float32).astype(ih_b[l - 1].dtype)
-            (d_in,) = in_vjp(dx)
+            _, in_vjp = jax.vjp(partial(project, kernel=ih_k[l - 1], bias=ih_b[l - 1], dtype=dtype), ins[l - 1])
+            (d_in,) = in_vjp(dx)  # [K, B, H_{l-1}]: one large matmul
             if masks is not None:
                 d_in = d_in * masks[l - 1].astype(d_in.dtype)
             # layer l read layer l-1's output of iteration k-1 at iteration k
@@ -300,7 +299,11 @@ def stacked_recurrence(
         layer's carry is kept and its outputs are zero.
       masks: for layers 1..L-1, a [T, B, H_{l-1}] factor on the layer's input (dropout:
         0 or 1/(1-p)), or None.
-      unroll, dtype, remat: as in :func:`recurrence`.
+      unroll, dtype: as in :func:`recurrence`.
+      remat: the forward pass keeps only the carries and layer inputs for the backward
+        pass, which recomputes the pre-activations (one large matmul per layer); without
+        it, the pre-activations are kept too. The gate activations are recomputed in
+        the backward loops either way.
 
     Returns:
       (the L final carries, top-layer outputs [T, B, H_{L-1}]).

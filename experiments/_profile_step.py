@@ -5,6 +5,7 @@ summed per XLA op (thunk) and per step.
     python experiments/_profile_step.py --eval                # its eval step (batch 64)
     python experiments/_profile_step.py agnews:bilstm-2x64 --set data.batch_size=128 --top 20
     PYTHONPATH=/tmp/old python experiments/_profile_step.py   # another checkout (git archive)
+    python experiments/_profile_step.py --overlap ynn_fusion.24   # what ran beside that op
 
 Same synthetic batches and steps as ``seqjax bench`` (``seqjax.bench.synthetic_task`` and
 ``seqjax.training.loop.build``). Prints the wall time per step and the ``--top`` ops by
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--hlo", help="write the optimized HLO text of the step here")
+    ap.add_argument("--overlap", action="append", default=[], metavar="OP",
+                    help="for the first call of OP in the trace, the ops that ran on other threads meanwhile")
     args = ap.parse_args()
     keep_freed_memory()  # as the `seqjax` commands do (SEQJAX_MALLOC_TUNING=0: off)
     sets = list(bench.DEFAULT_OVERRIDES) + args.sets if args.config == bench.DEFAULT_CONFIG else args.sets
@@ -95,6 +98,27 @@ def main() -> None:
     print("\n| op | ms / step | calls / step |\n| --- | ---: | ---: |")
     for name, us in total.most_common(args.top):
         print(f"| {name[:60]} | {us / args.steps / 1e3:.2f} | {count[name] / args.steps:g} |")
+    for op in args.overlap:
+        print_overlap(events, op)
+
+
+def print_overlap(events, op: str) -> None:
+    """Which ops ran on other threads while the first call of ``op`` ran (ms of overlap)."""
+    ops = [e for e in events if e.get("ph") == "X" and not e.get("name", "").startswith(("$", "ThunkExecutor", "Pjit"))]
+    calls = sorted((e for e in ops if e["name"] == op), key=lambda e: e["ts"])
+    if not calls:
+        print(f"\n{op}: not in the trace")
+        return
+    first = calls[0]
+    start, end = first["ts"], first["ts"] + first["dur"]
+    overlap = collections.Counter()
+    for e in ops:
+        if e["tid"] != first["tid"]:
+            shared = min(end, e["ts"] + e["dur"]) - max(start, e["ts"])
+            if shared > 0:
+                overlap[e["name"]] += shared
+    top = ", ".join(f"{name} {us / 1e3:.2f}" for name, us in overlap.most_common(5))
+    print(f"\n{op} ({first['dur'] / 1e3:.2f} ms): on other threads meanwhile (ms): {top or 'nothing'}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@ Builds the engine's jitted train (or eval) step once per variant (PTB-small by d
 shapes of ``seqjax bench``), then in every round runs ``--steps`` steps of each variant in
 turn; prints the median ms per step over rounds and each variant's ratio to the first.
 Interleaving in one process cancels most of this VM's slow drifts (the same command gave
-105-141 ms per step a few minutes apart as separate processes).
+105-141 ms per step a few minutes apart as separate processes). Items ``xla_*=V`` of a
+variant are XLA compiler options of its compilation instead of config overrides::
+
+    python experiments/_ab_step.py --variant "bfs=xla_cpu_enable_concurrency_optimized_scheduler=true" \
+        --variant "dfs=xla_cpu_enable_concurrency_optimized_scheduler=false"
 """
 from __future__ import annotations
 
@@ -21,11 +25,23 @@ import numpy as np
 from seqjax import bench
 from seqjax import config as config_lib
 from seqjax._malloc import keep_freed_memory
+from seqjax._xla_flags import prefer_depth_first_schedule
 from seqjax.training import loop
 from seqjax.training import mesh as mesh_lib
 
 
+def _compiler_options(sets: list[str]) -> tuple[list[str], dict]:
+    """Splits ``xla_*=V`` items (XLA debug options for this variant's compilation, e.g.
+    ``xla_cpu_enable_concurrency_optimized_scheduler=false``) from config overrides."""
+    opts = {}
+    for item in [s for s in sets if s.startswith("xla_")]:
+        key, _, value = item.partition("=")
+        opts[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return [s for s in sets if not s.startswith("xla_")], opts
+
+
 def build(config: str, sets: list[str], eval_step: bool):
+    sets, options = _compiler_options(sets)
     cfg = config_lib.resolve(config, sets)
     task, make_batch = bench.synthetic_task(cfg)
     engine = loop.build(cfg, task=task)
@@ -33,9 +49,9 @@ def build(config: str, sets: list[str], eval_step: bool):
     state = engine.init_state()
     if eval_step:
         carry = task.initial_carry(len(next(iter(batch.values())))) if task.stateful else None
-        compiled = engine.eval_step.lower(state.params, batch, carry).compile()
+        compiled = engine.eval_step.lower(state.params, batch, carry).compile(compiler_options=options or None)
         return lambda s: (compiled(s.params, batch, carry)[0]["count"].block_until_ready(), s)[1], state
-    compiled = engine.train_step.lower(state, batch).compile()
+    compiled = engine.train_step.lower(state, batch).compile(compiler_options=options or None)
     return lambda s: jax.block_until_ready(compiled(s, batch)), state
 
 
@@ -43,12 +59,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("config", nargs="?", default=bench.DEFAULT_CONFIG)
     ap.add_argument("--variant", action="append", required=True, metavar="NAME=KEY=V[,KEY=V]",
-                    help="a contestant: its name, then comma-separated --set overrides (none: NAME=)")
+                    help="a contestant: its name, then comma-separated --set overrides (none: NAME=) and "
+                    "xla_*=V XLA compiler options of its compilation")
     ap.add_argument("--eval", action="store_true")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--steps", type=int, default=5)
     args = ap.parse_args()
     keep_freed_memory()
+    prefer_depth_first_schedule()  # as the `seqjax` commands do (SEQJAX_XLA_TUNING=0: off)
     base = list(bench.DEFAULT_OVERRIDES) if args.config == bench.DEFAULT_CONFIG else []
     runs = {}
     for spec in args.variant:

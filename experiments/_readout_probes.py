@@ -4,7 +4,9 @@
     python experiments/_readout_probes.py [--rounds 20]
 
 - ``inner dim``: the three products of a chunk (``[350, K] x [K, 10000]``, ``d Wᵀ``,
-  ``xᵀ d``) for K = 200, 201 (the bias row of :mod:`seqjax.losses`' augmented kernel), 208;
+  ``xᵀ d``) in one jitted function for K = 200, 201 (the bias row of :mod:`seqjax.losses`'
+  augmented kernel), 208; and as three calls, one after the other (XLA:CPU runs the
+  products of one function side by side: they do not depend on each other);
 - ``chunk``: loss and both gradient products of one 350-row chunk as
   :mod:`seqjax.losses` computes them ("current": ``exp`` in the log-sum-exp and again in
   the softmax gradient), with the ``exp`` computed once and kept, and with the weight
@@ -35,6 +37,12 @@ def inner_dim_cases():
             return a @ w, d @ w.T, a.T @ d
 
         cases[f"K = {k}: the three products"] = (jax.jit(products), (a, w, d))
+    singles = [jax.jit(lambda a, w, d: a @ w), jax.jit(lambda a, w, d: d @ w.T), jax.jit(lambda a, w, d: a.T @ d)]
+
+    def one_at_a_time(a, w, d):
+        return [jax.block_until_ready(f(a, w, d)) for f in singles]
+
+    cases["K = 201: the three products, one call each in turn"] = (one_at_a_time, (a, w, d))
     return cases
 
 

@@ -178,8 +178,10 @@ def cmd_experiments(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from seqjax._malloc import keep_freed_memory
+    from seqjax._xla_flags import prefer_depth_first_schedule
 
     keep_freed_memory()  # XLA:CPU step temporaries reuse memory instead of page-faulting
+    prefer_depth_first_schedule()  # before JAX's CPU backend starts: see seqjax/_xla_flags.py
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and hasattr(args, "text") and not any(e.startswith("-") for e in extra):

@@ -1,0 +1,30 @@
+"""seqjax._xla_flags: the CLI's XLA:CPU schedule flag, and the user's choice wins."""
+import os
+
+import pytest
+
+from seqjax import _xla_flags
+
+FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
+
+
+@pytest.mark.parametrize("before, after, changed", [
+    (None, f"{FLAG}=false", True),
+    ("--xla_force_host_platform_device_count=4", f"--xla_force_host_platform_device_count=4 {FLAG}=false", True),
+    (f"{FLAG}=true", f"{FLAG}=true", False),  # the user's choice wins
+])
+def test_adds_the_flag_unless_the_user_chose(monkeypatch, before, after, changed):
+    monkeypatch.delenv("SEQJAX_XLA_TUNING", raising=False)
+    if before is None:
+        monkeypatch.delenv("XLA_FLAGS", raising=False)
+    else:
+        monkeypatch.setenv("XLA_FLAGS", before)
+    assert _xla_flags.prefer_depth_first_schedule() is changed
+    assert os.environ["XLA_FLAGS"] == after
+
+
+def test_off_switch(monkeypatch):
+    monkeypatch.setenv("SEQJAX_XLA_TUNING", "0")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    assert _xla_flags.prefer_depth_first_schedule() is False
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"

@@ -20,7 +20,7 @@ train: $(STAMP)
 
 ## the test suite (README's test command)
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -n 2 tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -41,32 +41,23 @@ def _final_params(workdir, cfg):
     return jax.device_get(params)
 
 
-# dropout makes the RNG part of the state that must resume exactly
-RESUME_OVERRIDES = ["model.layers=2", "model.dropout=0.3", "train.epochs=2", "train.log_every=3"]
-
-
-@pytest.fixture(scope="module")
-def straight_run(tmp_path_factory):
-    """One uninterrupted run, shared by the resume tests: (workdir, summary)."""
-    workdir = tmp_path_factory.mktemp("straight")
-    return workdir, loop.train(tiny(*RESUME_OVERRIDES), workdir, echo=lambda s: None)
-
-
-@pytest.mark.xdist_group("straight_run")  # one worker runs both: the straight run once
-@pytest.mark.parametrize("stop_at", [5, 16])  # mid-epoch and exactly at an epoch boundary
-def test_resume_equals_uninterrupted(tmp_path, straight_run, stop_at):
-    o = RESUME_OVERRIDES
-    straight_dir, straight = straight_run
-    out = loop.train(tiny(*o), tmp_path / "resumed", stop_after=stop_at, echo=lambda s: None)
-    assert out == {"interrupted_at": stop_at, "workdir": str(tmp_path / "resumed")}
-    resumed = loop.train(tiny(*o), tmp_path / "resumed", echo=lambda s: None)
-    a, b = _final_params(straight_dir, tiny(*o)), _final_params(tmp_path / "resumed", tiny(*o))
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
-    assert straight["best"]["test"]["acc"] == pytest.approx(resumed["best"]["test"]["acc"])
+def test_resume_equals_uninterrupted(tmp_path):
+    """Killed mid-epoch (step 5) and exactly at an epoch boundary (step 16), then resumed:
+    the final params and every logged metric equal one uninterrupted run's."""
+    o = ["model.layers=2", "model.dropout=0.3", "train.epochs=2", "train.log_every=3"]  # dropout: the RNG resumes
+    straight = loop.train(tiny(*o), tmp_path / "straight", echo=lambda s: None)
     rows = lambda d: [json.loads(ln) for ln in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     strip = lambda rs: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rs]  # noqa: E731
-    assert strip(rows(straight_dir)) == strip(rows(tmp_path / "resumed"))
+    a = _final_params(tmp_path / "straight", tiny(*o))
+    for stop_at in (5, 16):
+        workdir = tmp_path / f"resumed_{stop_at}"
+        out = loop.train(tiny(*o), workdir, stop_after=stop_at, echo=lambda s: None)
+        assert out == {"interrupted_at": stop_at, "workdir": str(workdir)}
+        resumed = loop.train(tiny(*o), workdir, echo=lambda s: None)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(_final_params(workdir, tiny(*o)))):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-6, err_msg=f"stopped at {stop_at}")
+        assert straight["best"]["test"]["acc"] == pytest.approx(resumed["best"]["test"]["acc"])
+        assert strip(rows(tmp_path / "straight")) == strip(rows(workdir)), f"stopped at {stop_at}"
 
 
 def test_run_directory_contents(tmp_path):

@@ -1,4 +1,5 @@
-"""A recurrent layer's time loop as a function with its own backward pass.
+"""Recurrent time loops as functions with their own backward passes: one layer
+(:func:`recurrence`) and a unidirectional stack in one loop (:func:`stacked_recurrence`).
 
 Autodiff through a scan of ``h_{t-1} @ W_hh`` accumulates the weight gradient inside the
 backward loop: at every time step a rank-B update ``h_{t-1}^T dz_t`` of the whole
@@ -9,8 +10,12 @@ same loop, but its backward loop only carries the state gradient and stacks the
 gradients of the recurrent pre-activations ``dz_t``; ``dW_hh = H_prev^T dZ`` and
 ``db_hh = sum dZ`` are then one ``[H, T*B] x [T*B, G*H]`` matmul and one reduction.
 
+:func:`stacked_recurrence` runs L layers as one loop, layer l at time step k - l in
+iteration k, so that the layers' steps of one iteration run side by side (the section
+below; experiments/results/bench.md, session 5).
+
 The numbers are those of plain autodiff up to float summation order (tests/test_recurrence.py).
-Being a ``jax.custom_vjp``, it supports reverse mode (``jax.grad``, ``jax.vjp``) but not
+Being ``jax.custom_vjp``s, they support reverse mode (``jax.grad``, ``jax.vjp``) but not
 forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``): for those, layers take
 ``backend="flax_scan"`` (``--set model.backend=flax_scan``).
 """

@@ -14,11 +14,11 @@ Results: experiments/results/bench.md (session 5).
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import interleaved_ms, print_table  # experiments/_timing.py
 
 from seqjax.cells import make_cell
 from seqjax.recurrence import recurrence, stacked_recurrence
@@ -99,18 +99,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     args = ap.parse_args()
     for title, cases in (("chains", chains()), ("stack", stack())):
-        times = {name: [] for name in cases}
-        for fn, a in cases.values():
-            jax.block_until_ready(fn(*a))
-        for _ in range(args.rounds):
-            for name, (fn, a) in cases.items():
-                t = time.perf_counter()
-                jax.block_until_ready(fn(*a))
-                times[name].append(time.perf_counter() - t)
-        print(f"\n{title}: T {T}, batch {B}, hidden {H}; median of {args.rounds} interleaved rounds, {jax.devices()[0]}")
-        print("\n| case | ms |\n| --- | ---: |")
-        for name, ts in times.items():
-            print(f"| {name} | {1e3 * float(np.median(ts)):.2f} |")
+        print_table(f"{title}: T {T}, batch {B}, hidden {H}", interleaved_ms(cases, args.rounds), args.rounds)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ Results: experiments/results/bench.md (session 5).
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import interleaved_ms, print_table  # experiments/_timing.py
 
 N, H, V = 350, 200, 10_000
 
@@ -90,18 +90,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     args = ap.parse_args()
     for title, cases in (("inner dim", inner_dim_cases()), ("chunk", chunk_cases())):
-        times = {name: [] for name in cases}
-        for fn, a in cases.values():
-            jax.block_until_ready(fn(*a))
-        for _ in range(args.rounds):
-            for name, (fn, a) in cases.items():
-                t = time.perf_counter()
-                jax.block_until_ready(fn(*a))
-                times[name].append(time.perf_counter() - t)
-        print(f"\n{title}: median of {args.rounds} interleaved rounds, {jax.devices()[0]}")
-        print("\n| case | ms |\n| --- | ---: |")
-        for name, ts in times.items():
-            print(f"| {name} | {1e3 * float(np.median(ts)):.2f} |")
+        print_table(title, interleaved_ms(cases, args.rounds), args.rounds)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """AG News topic classification (4 classes) with embedding + RNN classifiers.
 
-    seqjax train agnews:simple-rnn          # the seed's first model: SimpleRNN, no masking
+    seqjax train agnews:simple-rnn          # the Keras notebook's first model: SimpleRNN, no masking
     seqjax train agnews:bilstm-2x64
     seqjax train agnews:best --workdir ckpt/agnews-best
     seqjax classify ckpt/agnews-best "Stocks fell as oil prices rose"
 
 Data: ``$SEQJAX_DATA/ag_news/{train,test}.csv``; the offline train.csv is a 20,000-row
-subset, so 18,000 train / 2,000 valid (held out with the seed) / 7,600 test.
+subset, so 18,000 train / 2,000 valid (held out by `seed`) / 7,600 test.
 Results and the TF-IDF baseline: experiments/results/agnews.md.
 
 Keys beyond the shared ones (seqjax/config.py OPTIONS):
@@ -24,19 +24,38 @@ Keys beyond the shared ones (seqjax/config.py OPTIONS):
   model.pooling      last (last valid state; bidirectional: forward at the last valid step
                      + backward at step 0) | mean | max (over the valid steps)
 """
-from seqjax.config import base_config
+from seqjax.config import Preset, base_config, with_preset
 
 PRESETS = {
-    "simple-rnn": "embedding 64 -> SimpleRNN (Elman tanh) 16, last state, no masking (the seed's first model)",
-    "simple-rnn-masked": "simple-rnn with masking (Keras mask_zero=True)",
-    "lstm": "embedding 64 -> LSTM 8, masked",
-    "bilstm-2x64": "embedding 128 -> two bidirectional LSTM layers of 64, masked",
-    "best": "embedding 128 -> BiGRU 64, max pooling, dropout 0.5, adam + cosine, 3 epochs; the one to beat TF-IDF",
-    "tiny": "seconds on CPU, for tests and smoke checks",
+    "simple-rnn": Preset(
+        "embedding 64 -> SimpleRNN (Elman tanh) 16, last state, no masking (the Keras notebook's first model)",
+        {"data.mask": False},
+    ),
+    "simple-rnn-masked": Preset("simple-rnn with masking (Keras mask_zero=True)"),
+    "lstm": Preset("embedding 64 -> LSTM 8, masked", {"model.cell": "lstm", "model.hidden": 8}),
+    "bilstm-2x64": Preset(
+        "embedding 128 -> two bidirectional LSTM layers of 64, masked",
+        {"model.cell": "lstm", "model.hidden": 64, "model.layers": 2, "model.bidirectional": True,
+         "model.embed": 128, "train.epochs": 3},
+    ),
+    "best": Preset(
+        "embedding 128 -> BiGRU 64, max pooling, dropout 0.5, adam + cosine, 3 epochs; the one to beat TF-IDF",
+        {"data.min_freq": 2, "data.vocab_size": 30000, "model.cell": "gru", "model.hidden": 64,
+         "model.bidirectional": True, "model.embed": 128, "model.pooling": "max", "model.dropout": 0.5,
+         "model.embed_dropout": 0.5, "optim.lr": 3e-3, "optim.clip_norm": 1.0, "schedule.name": "cosine",
+         "schedule.warmup_steps": 100, "train.epochs": 3},
+    ),
+    "tiny": Preset(
+        "seconds on CPU, for tests and smoke checks",
+        {"data.max_examples": 256, "data.valid_size": 64, "data.vocab_size": 2000, "data.max_len": 32,
+         "data.buckets": [16], "data.batch_size": 16, "data.eval_batch_size": 64, "model.cell": "lstm",
+         "model.hidden": 16, "model.embed": 16, "optim.lr": 1e-2, "train.epochs": 2, "train.log_every": 4},
+    ),
 }
 
 
-def get_config(preset: str):
+def base():
+    """The simple-rnn-masked preset: the shared starting point of every preset."""
     c = base_config()
     c.task = "classify"
     c.data.update(dict(
@@ -46,26 +65,8 @@ def get_config(preset: str):
     c.model.update(dict(cell="rnn", hidden=16, layers=1, embed=64, embed_dropout=0.0, pooling="last"))
     c.optim.update(dict(name="adam", lr=1e-3))
     c.train.update(dict(epochs=5, log_every=50))
-    if preset == "simple-rnn":
-        c.data.mask = False
-    elif preset == "simple-rnn-masked":
-        pass
-    elif preset == "lstm":
-        c.model.update(dict(cell="lstm", hidden=8))
-    elif preset == "bilstm-2x64":
-        c.model.update(dict(cell="lstm", hidden=64, layers=2, bidirectional=True, embed=128))
-        c.train.epochs = 3
-    elif preset == "best":
-        c.data.update(dict(min_freq=2, vocab_size=30000))
-        c.model.update(dict(cell="gru", hidden=64, bidirectional=True, embed=128, pooling="max",
-                            dropout=0.5, embed_dropout=0.5))
-        c.optim.update(dict(lr=3e-3, clip_norm=1.0))
-        c.schedule.update(dict(name="cosine", warmup_steps=100))
-        c.train.epochs = 3
-    elif preset == "tiny":
-        c.data.update(dict(max_examples=256, valid_size=64, vocab_size=2000, max_len=32, buckets=[16],
-                           batch_size=16, eval_batch_size=64))
-        c.model.update(dict(cell="lstm", hidden=16, embed=16))
-        c.optim.lr = 1e-2
-        c.train.update(dict(epochs=2, log_every=4))
     return c
+
+
+def get_config(preset: str = "simple-rnn"):
+    return with_preset(base(), PRESETS, preset)

@@ -15,17 +15,26 @@ Keys beyond the shared ones (seqjax/config.py OPTIONS):
   data.ar_coeffs    AR coefficients a_1..a_n
   data.noise_std    AR innovation std (its square is the MSE floor)
 """
-from seqjax.config import base_config
+from seqjax.config import Preset, base_config, with_preset
 
 PRESETS = {
-    "parity": "LSTM 64 on +-1 bit strings of length 1-20, tested up to 30 (held-out lengths), masked",
-    "ar": "LSTM 32 one-step forecasting of an AR(3) process, context 30; MSE vs noise variance",
-    "padding": "parity without masking: the RNN reads the zero padding to the end",
-    "tiny": "seconds on CPU, for tests and smoke checks",
+    "parity": Preset("LSTM 64 on +-1 bit strings of length 1-20, tested up to 30 (held-out lengths), masked"),
+    "ar": Preset(
+        "LSTM 32 one-step forecasting of an AR(3) process, context 30; MSE vs noise variance",
+        {"data.problem": "ar", "data.max_len": 30, "model.hidden": 32, "schedule.name": "cosine",
+         "schedule.warmup_steps": 100, "train.epochs": 8},
+    ),
+    "padding": Preset("parity without masking: the RNN reads the zero padding to the end", {"data.mask": False}),
+    "tiny": Preset(
+        "seconds on CPU, for tests and smoke checks",
+        {"data.n_train": 512, "data.n_eval": 128, "data.max_len": 8, "data.test_max_len": 10,
+         "data.batch_size": 32, "model.hidden": 16, "train.epochs": 2, "train.log_every": 4},
+    ),
 }
 
 
-def get_config(preset: str):
+def base():
+    """The parity preset: the shared starting point of every preset."""
     c = base_config()
     c.task = "sequences"
     c.data.update(
@@ -37,16 +46,8 @@ def get_config(preset: str):
     c.model.update(dict(cell="lstm", hidden=64, layers=1))
     c.optim.update(dict(name="adam", lr=3e-3, clip_norm=1.0))
     c.train.update(dict(epochs=10, log_every=50))
-    if preset == "ar":
-        c.data.update(dict(problem="ar", max_len=30, n_train=20000))
-        c.model.hidden = 32
-        c.optim.lr = 3e-3
-        c.schedule.update(dict(name="cosine", warmup_steps=100))
-        c.train.epochs = 8
-    elif preset == "padding":
-        c.data.mask = False
-    elif preset == "tiny":
-        c.data.update(dict(n_train=512, n_eval=128, max_len=8, test_max_len=10, batch_size=32))
-        c.model.hidden = 16
-        c.train.update(dict(epochs=2, log_every=4))
     return c
+
+
+def get_config(preset: str = "parity"):
+    return with_preset(base(), PRESETS, preset)

@@ -1,33 +1,31 @@
 """English -> X translation on Tatoeba pairs: recurrent encoder-decoder, with and without
 Bahdanau attention; greedy and beam-search decoding; BLEU / chrF with sacrebleu.
 
-    seqjax train translate:char-lstm --set data.pair=spa-eng      # the seed (Keras char LSTM)
+    seqjax train translate:char-lstm --set data.pair=spa-eng      # the Keras char-level example
     seqjax train translate:word-gru-attention --set data.pair=spa-eng --workdir ckpt/es-att
     seqjax translate ckpt/es-att "I liked that hair" --beam 5 --plot-attention att.png
 
-Data: ``$SEQJAX_DATA/por-eng/por.txt`` (default, the seed's pair) or
+Data: ``$SEQJAX_DATA/por-eng/por.txt`` (default, the Keras example's pair) or
 ``--set data.pair=spa-eng`` (``spa-eng/spa.txt``, the TensorFlow attention tutorial's
 file). The files are sorted by length, so ``data.max_pairs`` keeps the shortest pairs,
-as the seed (num_samples=10000) and the tutorial (num_examples=30000) do. Pairs are split
-by source sentence (no test source is seen in training; seqjax/data/tatoeba.py).
+as the Keras example (num_samples=10000) and the tutorial (num_examples=30000) do. Pairs
+are split by source sentence (no test source is seen in training; seqjax/data/tatoeba.py).
 Results: experiments/results/translate.md.
 
-Presets: ``char-lstm`` is the seed: character level, one-hot inputs, LSTM 512 encoder and
-decoder, the encoder's final (h, c) handed to the decoder, rmsprop lr 1e-3, batch 64,
-10,000 pairs, no attention. ``word-gru-attention`` follows the TensorFlow tutorial (30,000
-pairs, word level, embeddings 256, GRU, Bahdanau attention, adam, batch 64) but with 256 GRU
-units instead of the tutorial's 1024 (the runs behind results/translate.md are on a 2-core
-CPU, where 1024 units cost ~10x the time per step), the full target vocabulary and dropout
-0.2 (session 1's 4,000-word cap and dropout 0.1 scored 5.5 BLEU lower)
-(``--set model.hidden=1024 model.attention_units=1024`` restores the tutorial's size on a
-GPU). ``word-gru`` is the same model without attention (the ablation).
+Presets: ``char-lstm`` is the classic Keras character-level seq2seq example: one-hot
+inputs, LSTM 512 encoder and decoder, the encoder's final (h, c) handed to the decoder,
+rmsprop lr 1e-3, batch 64, 10,000 pairs, no attention. ``word-gru-attention`` follows the
+TensorFlow attention tutorial (30,000 pairs, word level, embeddings 256, GRU, Bahdanau
+attention, adam, batch 64) with 256 GRU units instead of the tutorial's 1024 (1024 units
+cost ~10x the time per step on a 2-core CPU), the full target vocabulary and dropout 0.2
+(``--set model.hidden=1024 --set model.attention_units=1024`` restores the tutorial's size).
+``word-gru`` is the same model without attention (the ablation).
 
 Every preset reports its final test BLEU/chrF with ``train.final_params=average``: the mean
 of the best-valid-loss params and the ``train.keep_checkpoints`` most recent checkpoints
-(early stopping leaves those a few epochs past the best). On EN->ES that scored 3.6-4.9 BLEU
-above the best checkpoint alone (results/translate.md, session 3);
-``seqjax eval RUN --split test --checkpoint average`` gives the same figures, ``--checkpoint
-best`` the best checkpoint's.
+(early stopping leaves those a few epochs past the best; the gain is in
+experiments/results/translate.md). ``seqjax eval RUN --split test --checkpoint average``
+gives the same figures, ``--checkpoint best`` the best checkpoint's.
 
 Keys beyond the shared ones (seqjax/config.py OPTIONS):
   data.pair            por-eng | spa-eng
@@ -42,7 +40,7 @@ Keys beyond the shared ones (seqjax/config.py OPTIONS):
   data.tgt_vocab_size  target vocabulary size, specials included (0: every training token)
   data.buckets         padded lengths of the batches (bucket boundaries) below
                        data.max_len + 1, which is always the last; [] = one shape
-  model.embed          embedding width of source and target tokens (0: one-hot, the seed)
+  model.embed          embedding width of source and target tokens (0: one-hot, as the Keras example)
   model.attention      none | bahdanau
   model.attention_units  Bahdanau attention size (0: the top hidden size)
   decode.beam          beam size for the final test report (greedy is always reported too)
@@ -51,18 +49,40 @@ Keys beyond the shared ones (seqjax/config.py OPTIONS):
   decode.max_len       most tokens generated (0: data.max_len + 1)
   decode.batch_size    sentences decoded per compiled batch (0: data.eval_batch_size)
 """
-from seqjax.config import base_config
+from seqjax.config import Preset, base_config, with_preset
+
+_WORD = {
+    "data.level": "word", "data.max_pairs": 30000, "data.max_len": 12, "data.buckets": [8],
+    "data.valid_size": 1500, "data.test_size": 1500, "data.src_vocab_size": 6000, "data.tgt_vocab_size": 0,
+    "model.cell": "gru", "model.hidden": 256, "model.embed": 256, "model.attention": "bahdanau",
+    "model.dropout": 0.2, "optim.name": "adam", "optim.lr": 2e-3, "optim.clip_norm": 5.0, "optim.eps": 1e-8,
+    "train.epochs": 12, "train.early_stop_patience": 3,
+}
 
 PRESETS = {
-    "char-lstm": "the seed: char level, one-hot, LSTM 512 enc+dec, rmsprop, 10k pairs, no attention",
-    "char-lstm-attention": "char-lstm with Bahdanau attention (keys/values: encoder outputs)",
-    "word-gru-attention": "TF tutorial setup (30k pairs, word level, emb 256, Bahdanau) with GRU 256",
-    "word-gru": "word-gru-attention without attention (the ablation)",
-    "tiny": "seconds on CPU, for tests and smoke checks",
+    "char-lstm": Preset(
+        "the Keras character-level seq2seq example: one-hot, LSTM 512 enc+dec, rmsprop, 10k pairs, no attention"
+    ),
+    "char-lstm-attention": Preset(
+        "char-lstm with Bahdanau attention (keys/values: encoder outputs)", {"model.attention": "bahdanau"}
+    ),
+    "word-gru-attention": Preset("TF tutorial setup (30k pairs, word level, emb 256, Bahdanau) with GRU 256", _WORD),
+    "word-gru": Preset(
+        "word-gru-attention without attention (the ablation)", {**_WORD, "model.attention": "none"}
+    ),
+    "tiny": Preset(
+        "seconds on CPU, for tests and smoke checks",
+        {"data.max_pairs": 600, "data.max_len": 12, "data.buckets": [], "data.valid_size": 50,
+         "data.test_size": 50, "data.batch_size": 32, "data.eval_batch_size": 64, "model.cell": "gru",
+         "model.hidden": 16, "model.embed": 8, "model.attention": "bahdanau", "optim.name": "adam",
+         "optim.lr": 1e-2, "train.epochs": 2, "train.log_every": 5, "train.early_stop_patience": 0,
+         "decode.beam": 3},
+    ),
 }
 
 
-def get_config(preset: str):
+def base():
+    """The char-lstm preset: the shared starting point of every preset."""
     c = base_config()
     c.task = "translate"
     c.data.update(dict(
@@ -73,23 +93,8 @@ def get_config(preset: str):
     c.optim.update(dict(name="rmsprop", lr=1e-3, eps=1e-7, momentum=0.0))
     c.train.update(dict(epochs=100, log_every=50, early_stop_patience=10, final_params="average"))
     c.decode = dict(beam=5, alpha=0.6, penalty="gnmt", max_len=0, batch_size=0)
-    if preset == "char-lstm":
-        pass
-    elif preset == "char-lstm-attention":
-        c.model.attention = "bahdanau"
-    elif preset in ("word-gru-attention", "word-gru"):
-        c.data.update(dict(level="word", max_pairs=30000, max_len=12, buckets=[8], valid_size=1500,
-                           test_size=1500, src_vocab_size=6000, tgt_vocab_size=0))
-        c.model.update(dict(cell="gru", hidden=256, embed=256, attention="bahdanau", dropout=0.2))
-        c.optim.update(dict(name="adam", lr=2e-3, clip_norm=5.0, eps=1e-8))
-        c.train.update(dict(epochs=12, early_stop_patience=3))
-        if preset == "word-gru":
-            c.model.attention = "none"
-    elif preset == "tiny":
-        c.data.update(dict(max_pairs=600, max_len=12, buckets=[], valid_size=50, test_size=50,
-                           batch_size=32, eval_batch_size=64))
-        c.model.update(dict(cell="gru", hidden=16, embed=8, attention="bahdanau"))
-        c.optim.update(dict(name="adam", lr=1e-2))
-        c.train.update(dict(epochs=2, log_every=5, early_stop_patience=0))
-        c.decode.update(dict(beam=3))
     return c
+
+
+def get_config(preset: str = "char-lstm"):
+    return with_preset(base(), PRESETS, preset)

@@ -4,7 +4,7 @@ XLA:CPU orders a step's instructions breadth-first by default ("optimised for co
 independent operations become ready together, and its runtime runs ready operations side by
 side on the intra-op thread pool); ``--xla_cpu_enable_concurrency_optimized_scheduler=false``
 selects its depth-first memory scheduler instead. On the 2-core dev box the PTB-small train
-step ran 1.03-1.07x faster with it in three in-process A/Bs (``experiments/_ab_step.py``
+step ran 1.03-1.07x faster with it in three in-process A/Bs (``benchmarks/ab_step.py``
 with ``xla_cpu_enable_concurrency_optimized_scheduler`` per variant) and 1.09-1.10x in two
 interleaved runs against the peers; its eval step 1.01x in-process (1.01-1.15x against the
 peers); XLA's temp memory of the train step is the same (73.9 MB). Which instructions the

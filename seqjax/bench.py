@@ -30,7 +30,7 @@ Prints one JSON object:
 Default shapes (no CONFIG): ``ptb_lm:zaremba-small`` with ``data.bptt=35`` and
 ``data.eval_batch_size=64`` — vocabulary 10,000, embedding and hidden 200, 2 LSTM layers,
 batch 20, BPTT 35 — the shapes of ``../shared/peers/torch_lm.py`` and ``flax_lm.py`` at
-their defaults, so ``experiments/bench_peers.py`` can put them side by side.
+their defaults, so ``benchmarks/bench_peers.py`` can put them side by side.
 """
 from __future__ import annotations
 

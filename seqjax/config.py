@@ -2,22 +2,24 @@
 
 An experiment is a Python file in ``experiments/`` defining::
 
-    PRESETS = {"name": "one-line description", ...}   # the first one is the default
-    def get_config(preset: str) -> ml_collections.ConfigDict
+    PRESETS = {"name": Preset("one-line description", {"dotted.key": value, ...}), ...}
+    def get_config(preset: str) -> ml_collections.ConfigDict   # base config + the preset
 
-Configs start from :func:`base_config`, which holds the keys that mean the same in
-every experiment (DESIGN.md), so one ``--set model.cell=gru`` works across all of them.
-Every option is documented once, here, in :data:`OPTIONS`.
+The first preset is the default. Configs start from :func:`base_config`, which holds the
+keys that mean the same in every experiment (DESIGN.md), so one ``--set model.cell=gru``
+works across all of them. Every shared option is documented once, here, in
+:data:`OPTIONS`; an experiment's own keys are documented in its file. The experiment files
+ship inside the wheel as ``seqjax.experiments`` (pyproject.toml maps it to ``experiments/``).
 """
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import importlib.util
 import json
 import pathlib
-import sys
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import ml_collections
 from ml_collections import config_dict
@@ -130,10 +132,14 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def experiments_dirs() -> list[pathlib.Path]:
-    """Where short config names are looked up: ./experiments, then the repo's."""
-    here = pathlib.Path(__file__).resolve().parent.parent / "experiments"
-    dirs = [pathlib.Path.cwd() / "experiments", here]
-    return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]
+    """Where short config names are looked up, first match wins: ``./experiments`` (the
+    user's own), the source tree's ``experiments/``, the installed ``seqjax.experiments``."""
+    dirs = [pathlib.Path.cwd() / "experiments", pathlib.Path(__file__).resolve().parent.parent / "experiments"]
+    spec = importlib.util.find_spec("seqjax.experiments")
+    if spec is not None and spec.submodule_search_locations:
+        dirs += [pathlib.Path(p) for p in spec.submodule_search_locations]
+    dirs = [d.resolve() for d in dirs if d.is_dir()]
+    return [d for i, d in enumerate(dirs) if d not in dirs[:i]]
 
 
 def find_config_file(name: str) -> pathlib.Path:
@@ -159,11 +165,7 @@ def find_config_file(name: str) -> pathlib.Path:
 def load_module(path: pathlib.Path):
     spec = importlib.util.spec_from_file_location(f"seqjax_experiment_{path.stem}", path)
     mod = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))  # experiment files may share helpers (_lm_common.py)
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(path.parent))
+    spec.loader.exec_module(mod)
     for attr in ("PRESETS", "get_config"):
         if not hasattr(mod, attr):
             raise UsageError(f"{path}: an experiment file must define {attr}")
@@ -171,8 +173,42 @@ def load_module(path: pathlib.Path):
 
 
 def is_config_file(path: pathlib.Path) -> bool:
-    """Experiment configs define ``get_config``; other scripts in experiments/ don't."""
+    """Experiment configs define ``get_config``."""
     return "def get_config(" in path.read_text()
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named variant of an experiment: a description and dotted-key overrides of its base."""
+
+    description: str
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def with_preset(
+    cfg: ml_collections.ConfigDict, presets: Mapping[str, Preset], name: str
+) -> ml_collections.ConfigDict:
+    """``cfg`` with preset ``name``'s overrides applied in place (keys must exist in ``cfg``)."""
+    if name not in presets:
+        hint = difflib.get_close_matches(name, list(presets), n=1)
+        raise UsageError(
+            f"unknown preset {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; presets: {', '.join(presets)}"
+        )
+    keys = set(flat_keys(cfg))
+    for key, value in presets[name].overrides.items():
+        if key not in keys:
+            raise UsageError(f"preset {name!r}: unknown config key {key!r}")
+        *parents, leaf = key.split(".")
+        node = cfg
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return cfg
+
+
+def _description(preset: Preset | str) -> str:
+    return preset.description if isinstance(preset, Preset) else str(preset)
 
 
 def list_experiments() -> dict[str, dict[str, str]]:
@@ -182,7 +218,7 @@ def list_experiments() -> dict[str, dict[str, str]]:
         for f in sorted(d.glob("*.py")):
             if f.stem.startswith("_") or f.stem in out or not is_config_file(f):
                 continue
-            out[f.stem] = dict(load_module(f).PRESETS)
+            out[f.stem] = {k: _description(v) for k, v in load_module(f).PRESETS.items()}
     return out
 
 

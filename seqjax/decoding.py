@@ -155,7 +155,7 @@ def _gather(x: Array, idx: Array) -> Array:
 
 class BeamState(NamedTuple):
     """The ``while_loop`` carry of :func:`beam_search` (exposed for the Python-loop
-    reference in ``experiments/_translate_decode_speed.py``)."""
+    reference in ``benchmarks/translate_decode_speed.py``)."""
 
     t: Array  # int32 []
     state: Any  # decoder state, leaves [B*K, ...]

@@ -11,7 +11,7 @@ same pass as the loss (the loss is a weighted *sum*, so its gradient for a unit 
 is known in the forward pass; the backward pass only scales it), so the ``[N, V]`` arrays
 never exist. Same FLOPs, same math; the summation order differs (float32 rounding).
 
-Measured on the 2-core CPU dev box (``python experiments/_bench_readout.py``,
+Measured on the 2-core CPU dev box (``python benchmarks/readout.py``,
 experiments/results/bench.md): read-out loss + gradients at PTB-small shapes (700 rows)
 87.0 → 71.6 ms; the eval loss at 2,240 rows 132.7 → 73.6 ms.
 """

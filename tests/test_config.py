@@ -1,5 +1,6 @@
 """Configs: presets, short names, typed dotted overrides, one-line exit-2 errors."""
 import json
+import pathlib
 
 import pytest
 
@@ -61,7 +62,7 @@ def test_every_experiment_preset_resolves():
 
 
 def test_json_round_trip():
-    cfg = config_lib.resolve("ptb_lm:seed")
+    cfg = config_lib.resolve("ptb_lm:tf-256-128")
     back = config_lib.from_json(config_lib.to_json(cfg))
     assert json.loads(back.to_json()) == json.loads(cfg.to_json())
     assert config_lib.hidden_sizes(back) == (256, 128)
@@ -73,3 +74,35 @@ def test_cli_bad_key_exits_2_with_one_line(run_cli):
     assert err.strip().count("\n") == 0 and "optim.lr" in err and "Traceback" not in err
     code, _, err = run_cli("train", "sequences:tiny", "--set", "train.epochs=many")
     assert code == 2 and "expected int" in err
+
+
+def test_experiments_dir_holds_only_configs():
+    """Every .py file in experiments/ is a config: PRESETS of Preset and get_config."""
+    root = pathlib.Path(config_lib.__file__).resolve().parent.parent / "experiments"
+    files = sorted(root.glob("*.py"))
+    assert len(files) >= 5
+    for f in files:
+        mod = config_lib.load_module(f)
+        assert all(isinstance(p, config_lib.Preset) for p in mod.PRESETS.values()), f
+        default = mod.get_config()
+        first = mod.get_config(next(iter(mod.PRESETS)))
+        assert default.to_json() == first.to_json(), f"{f.name}: the default preset is not the first"
+
+
+def test_preset_with_unknown_key_is_rejected():
+    cfg = config_lib.base_config()
+    presets = {"a": config_lib.Preset("x", {"model.hiden": 3})}
+    with pytest.raises(UsageError, match="preset 'a': unknown config key 'model.hiden'"):
+        config_lib.with_preset(cfg, presets, "a")
+    with pytest.raises(UsageError, match="unknown preset 'b'"):
+        config_lib.with_preset(cfg, presets, "b")
+
+
+def test_pyproject_lists_every_package():
+    """The wheel ships every package of seqjax/ and the experiment configs."""
+    tomllib = pytest.importorskip("tomllib")
+
+    root = pathlib.Path(config_lib.__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "seqjax").rglob("__init__.py")}
+    assert found | {"seqjax.experiments"} == listed

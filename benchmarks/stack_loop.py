@@ -1,7 +1,7 @@
 """Why a stack's layers run faster in one time loop on CPU: loop timings, interleaved in one
 process (median ms over rounds), at PTB-small's LSTM shapes (T 35, batch 20, hidden 200).
 
-    python experiments/_bench_stack_loop.py [--rounds 30]
+    python benchmarks/stack_loop.py [--rounds 30]
 
 - ``chains``: one LSTM loop; two independent LSTM chains in one loop; the two as two
   loops one after the other (forward only, written out with ``lax.scan``);
@@ -18,7 +18,7 @@ import argparse
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _timing import interleaved_ms, print_table  # experiments/_timing.py
+from timing import interleaved_ms, print_table  # benchmarks/timing.py (same directory)
 
 from seqjax.cells import make_cell
 from seqjax.recurrence import recurrence, stacked_recurrence

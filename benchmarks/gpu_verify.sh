@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # One prepared GPU call (about 9 minutes with STOP_AT=530): correctness of the GPU-only paths
-# (experiments/gpu_check.py: cuDNN LSTM vs the scan, bf16 and TF32 vs float32), the
-# side-by-side throughput bench against PyTorch cuDNN (experiments/gpu_bench.sh), then the
+# (benchmarks/gpu_check.py: cuDNN LSTM vs the scan, bf16 and TF32 vs float32), the
+# side-by-side throughput bench against PyTorch cuDNN (benchmarks/gpu_bench.sh), then the
 # core equivalence tests on the GPU at full float32 precision. Everything lands in $OUT.
 #
-#   bash experiments/gpu_verify.sh       # on the GPU machine, from the repository root
+#   bash benchmarks/gpu_verify.sh       # on the GPU machine, from the repository root
 #
 # The machine has jax/flax/optax/orbax/torch but not ml_collections or tensorboardX: the
 # wheels in .gpu/whl go to /tmp/site. If seqjax does not import with the machine's own
@@ -23,11 +23,11 @@ python3 -c "import jax, flax, optax, orbax.checkpoint as o, torch; print('jax', 
 echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 
 echo "=== 1. gpu_check"
-timeout 120 python3 experiments/gpu_check.py 2> "$OUT/gpu_check.err" | tee "$OUT/gpu_check.jsonl"
+timeout 120 python3 benchmarks/gpu_check.py 2> "$OUT/gpu_check.err" | tee "$OUT/gpu_check.jsonl"
 echo "gpu_check rc=${PIPESTATUS[0]} after $(( $(date +%s) - start ))s"
 
 echo "=== 2. bench"
-DEADLINE=${DEADLINE:-170} timeout 200 bash experiments/gpu_bench.sh > "$OUT/bench.log" 2>&1
+DEADLINE=${DEADLINE:-170} timeout 200 bash benchmarks/gpu_bench.sh > "$OUT/bench.log" 2>&1
 echo "bench rc=$? after $(( $(date +%s) - start ))s"
 grep -v '^{' "$OUT/bench.log" | tail -16
 

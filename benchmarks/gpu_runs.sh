@@ -3,8 +3,8 @@
 # trainings side by side on the one GPU, each under a time limit. Every run directory
 # (minus checkpoints) is packed into $OUT/runs.tar.gz.
 #
-#   bash experiments/gpu_runs.sh [TOTAL_SECONDS]      # data in $SEQJAX_DATA
-#   EXTRA="--set train.steps=2" bash experiments/gpu_runs.sh 150   # a dry run of every job
+#   bash benchmarks/gpu_runs.sh [TOTAL_SECONDS]      # data in $SEQJAX_DATA
+#   EXTRA="--set train.steps=2" bash benchmarks/gpu_runs.sh 150   # a dry run of every job
 #
 # The device tool's machine has jax/flax/optax/orbax but not ml_collections: wheels in
 # .gpu/whl are installed to /tmp/site first when present.
@@ -24,8 +24,8 @@ start=$(date +%s)
 cat runs/env.txt
 
 # 1. bench, alone on the GPU (its own script writes $OUT/bench_gpu.jsonl)
-if [ -f experiments/gpu_bench.sh ]; then
-  timeout 200 bash experiments/gpu_bench.sh > runs/bench.log 2>&1; echo "bench rc=$? after $(( $(date +%s) - start ))s"
+if [ -f benchmarks/gpu_bench.sh ]; then
+  timeout 200 bash benchmarks/gpu_bench.sh > runs/bench.log 2>&1; echo "bench rc=$? after $(( $(date +%s) - start ))s"
   cp "$OUT"/bench_gpu.jsonl runs/ 2>/dev/null
 fi
 

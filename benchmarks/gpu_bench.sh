@@ -5,8 +5,8 @@
 # backend (model.backend=cudnn) and the fused read-out (model.head_chunk) on the GPU. One JSON object a
 # line in $OUT/bench_gpu.jsonl, each tagged with "run"; a summary table on stdout.
 #
-#   bash experiments/gpu_bench.sh             # on the GPU machine, from the repository root
-#   STEPS=100 bash experiments/gpu_bench.sh   # more timed steps per run (default 50)
+#   bash benchmarks/gpu_bench.sh             # on the GPU machine, from the repository root
+#   STEPS=100 bash benchmarks/gpu_bench.sh   # more timed steps per run (default 50)
 #
 # Finishes in about 4 minutes: every run has its own time limit (RUN_TIMEOUT, default 150 s) and the script stops
 # starting runs after DEADLINE seconds (default 170). The device tool's machine has

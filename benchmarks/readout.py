@@ -1,9 +1,9 @@
 """Micro-benchmark of the LM read-out: plain (materialised logits + optax cross-entropy) vs
 the fused, chunked :func:`seqjax.losses.linear_cross_entropy`, at PTB-small shapes.
 
-    python experiments/_bench_readout.py [--rounds 15] [--chunks 50,150,350,700]
+    python benchmarks/readout.py [--rounds 15] [--chunks 50,150,350,700]
     git show 8ded8c0:seqjax/losses.py > /tmp/old_losses.py
-    python experiments/_bench_readout.py --chunks 150 --baseline "8ded8c0=/tmp/old_losses.py"
+    python benchmarks/readout.py --chunks 150 --baseline "8ded8c0=/tmp/old_losses.py"
 
 Times, in one process and interleaved round by round (median ms over rounds):
 

@@ -2,7 +2,7 @@
 (``model.backend=cudnn``, ``jax.experimental.rnn``) against the ``nn.scan`` cell, and the
 bfloat16 model against float32. One JSON line per check; exit 1 if any check fails.
 
-    python experiments/gpu_check.py            # on a GPU machine (on CPU the cuDNN path is absent:
+    python benchmarks/gpu_check.py            # on a GPU machine (on CPU the cuDNN path is absent:
                                                # every check runs the scan twice and must pass)
 
 Checks (float32 at ``jax.default_matmul_precision("highest")``, so TF32 does not blur them):

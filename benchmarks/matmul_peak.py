@@ -1,6 +1,6 @@
 """Matmul throughput (GFLOP/s) at the shapes of a PTB-small step, JAX and (if installed) torch.
 
-    python experiments/_matmul_peak.py [--torch]
+    python benchmarks/matmul_peak.py [--torch]
 
 The FLOP roof of experiments/results/bench.md: a step cannot run faster than its FLOPs at
 these rates. Median of 30 calls per shape, in one process.

@@ -1,10 +1,10 @@
 """Side-by-side speed of seqjax and its peers, interleaved on one machine; medians and ratios.
 
-    python experiments/bench_peers.py                        # PTB-small LSTM: seqjax, torch, flax
-    python experiments/bench_peers.py --variant small --variant h650 --variant gru --variant rnn
-    python experiments/bench_peers.py --variant small --xla "onednn=--xla_cpu_use_onednn=true"
-    python experiments/bench_peers.py --compile-vs-length    # seqjax compile_s at T = 35, 350, 3500
-    python experiments/bench_peers.py --variant agnews --variant seq2seq   # classifier, attention seq2seq
+    python benchmarks/bench_peers.py                        # PTB-small LSTM: seqjax, torch, flax
+    python benchmarks/bench_peers.py --variant small --variant h650 --variant gru --variant rnn
+    python benchmarks/bench_peers.py --variant small --xla "onednn=--xla_cpu_use_onednn=true"
+    python benchmarks/bench_peers.py --compile-vs-length    # seqjax compile_s at T = 35, 350, 3500
+    python benchmarks/bench_peers.py --variant agnews --variant seq2seq   # classifier, attention seq2seq
 
 Each round runs every contestant once, as a fresh process, in the same order (A B C A B
 C ...), so slow phases of a shared machine hit all of them alike; the table gives the
@@ -16,7 +16,7 @@ embedding = hidden, layers, batch, BPTT, eval batch. ``--xla NAME=FLAGS`` adds s
 under ``XLA_FLAGS=FLAGS`` as another contestant (repeatable); ``--env NAME=VAR=VALUE`` one run
 with an environment variable set (e.g. ``"malloc off=SEQJAX_MALLOC_TUNING=0"``).
 
-Two more step types have a PyTorch peer only (``experiments/torch_peers.py``, whose
+Two more step types have a PyTorch peer only (``benchmarks/torch_peers.py``, whose
 defaults are the presets' shapes): ``--variant agnews`` is ``seqjax bench
 agnews:bilstm-2x64`` against a bidirectional ``nn.LSTM`` classifier, ``--variant seq2seq``
 is ``seqjax bench translate:word-gru-attention`` against an ``nn.GRU`` encoder and an
@@ -48,7 +48,7 @@ VARIANTS = {
     "rnn": ("rnn", 200, 2, 20, 35, 64),  # Elman tanh
     "large": ("lstm", 1500, 2, 20, 35, 64),  # Zaremba large width (GPU)
 }
-#: name -> (seqjax bench config, experiments/torch_peers.py subcommand, torch contestant, shapes,
+#: name -> (seqjax bench config, benchmarks/torch_peers.py subcommand, torch contestant, shapes,
 #: the seqjax overrides that give the peer's shapes)
 STEP_VARIANTS = {
     "agnews": ("agnews:bilstm-2x64", "classifier", "torch nn.LSTM",
@@ -94,7 +94,7 @@ def torch_peer(variant, steps) -> tuple[str, list[str]]:
     """(contestant name, command) of ``variant``'s PyTorch peer."""
     if variant in STEP_VARIANTS:
         _, sub, name, _, _ = STEP_VARIANTS[variant]
-        return name, [sys.executable, str(ROOT / "experiments" / "torch_peers.py"), sub, "--steps", str(steps)]
+        return name, [sys.executable, str(ROOT / "benchmarks" / "torch_peers.py"), sub, "--steps", str(steps)]
     name = "torch nn." + {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[VARIANTS[variant][0]]
     return name, peer_cmd("torch_lm.py", variant, steps)
 

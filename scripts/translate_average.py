@@ -1,6 +1,6 @@
 """Checkpoint averaging for a translate run: score single checkpoints and their averages.
 
-    python experiments/_translate_average.py WORKDIR [--split valid] [--beam 5]
+    python scripts/translate_average.py WORKDIR [--split valid] [--beam 5]
 
 Scores (BLEU per pair and multi-reference, chrF) the run's best checkpoint, each kept
 ``checkpoints/<step>`` and the element-wise mean of the params of (a) the kept checkpoints

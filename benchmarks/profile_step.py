@@ -1,11 +1,11 @@
 """Where a step's time goes: the engine's jitted train (or eval) step under ``jax.profiler``,
 summed per XLA op (thunk) and per step.
 
-    python experiments/_profile_step.py                       # PTB-small train step
-    python experiments/_profile_step.py --eval                # its eval step (batch 64)
-    python experiments/_profile_step.py agnews:bilstm-2x64 --set data.batch_size=128 --top 20
-    PYTHONPATH=/tmp/old python experiments/_profile_step.py   # another checkout (git archive)
-    python experiments/_profile_step.py --overlap ynn_fusion.24   # what ran beside that op
+    python benchmarks/profile_step.py                       # PTB-small train step
+    python benchmarks/profile_step.py --eval                # its eval step (batch 64)
+    python benchmarks/profile_step.py agnews:bilstm-2x64 --set data.batch_size=128 --top 20
+    PYTHONPATH=/tmp/old python benchmarks/profile_step.py   # another checkout (git archive)
+    python benchmarks/profile_step.py --overlap ynn_fusion.24   # what ran beside that op
 
 Same synthetic batches and steps as ``seqjax bench`` (``seqjax.bench.synthetic_task`` and
 ``seqjax.training.loop.build``). Prints the wall time per step and the ``--top`` ops by

@@ -1,7 +1,7 @@
 """PyTorch peers of two seqjax step types: training and eval throughput, for side-by-side ratios.
 
-    python experiments/torch_peers.py classifier   # as `seqjax bench agnews:bilstm-2x64`
-    python experiments/torch_peers.py seq2seq      # as `seqjax bench translate:word-gru-attention`
+    python benchmarks/torch_peers.py classifier   # as `seqjax bench agnews:bilstm-2x64`
+    python benchmarks/torch_peers.py seq2seq      # as `seqjax bench translate:word-gru-attention`
 
 Each subcommand builds the model of the seqjax preset in plain PyTorch, times ``--steps``
 train steps (forward, cross-entropy, backward, gradient clipping when ``--clip`` > 0, Adam
@@ -21,7 +21,7 @@ are honoured as seqjax honours them (it masks the recurrence by the lengths): th
 a ``pack_padded_sequence``; ``--no-pack`` feeds it the padded batch instead (every row is
 full length, so the outputs are the same; only the time may differ).
 
-``experiments/bench_peers.py --variant agnews`` / ``--variant seq2seq`` runs these against
+``benchmarks/bench_peers.py --variant agnews`` / ``--variant seq2seq`` runs these against
 ``seqjax bench``. Needs torch (CPU build: pip install torch==2.13.0); seqjax itself never imports it.
 """
 from __future__ import annotations

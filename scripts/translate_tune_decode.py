@@ -1,6 +1,6 @@
 """Choose beam size and length penalty on the *valid* split, then score the test split once.
 
-    python experiments/_translate_tune_decode.py WORKDIR [--beams 5,10] [--alphas 0,0.6,1.0]
+    python scripts/translate_tune_decode.py WORKDIR [--beams 5,10] [--alphas 0,0.6,1.0]
 
 For every (beam, alpha) the run's best checkpoint decodes the valid split
 (``TranslateTask.evaluate_translation``); the setting with the highest valid per-pair BLEU

@@ -4,7 +4,7 @@ Same split as ``seqjax train agnews:*`` (``load_agnews`` with the same seed and
 ``valid_size``: 18,000 train / 2,000 valid / 7,600 test on the 20k offline subset) and the
 same tokenizer. C is chosen on the validation split; the test split is scored once.
 
-    python experiments/agnews_baseline.py [--data-dir DIR] [--seed 0] [--valid-size 2000]
+    python scripts/agnews_baseline.py [--data-dir DIR] [--seed 0] [--valid-size 2000]
 
 Prints one JSON object. A script, not a seqjax dependency (needs scikit-learn).
 """

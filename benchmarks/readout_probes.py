@@ -1,7 +1,7 @@
 """Probes of the fused read-out's inner loop (one chunk of rows), interleaved in one process
 (median ms over rounds), at PTB-small shapes.
 
-    python experiments/_readout_probes.py [--rounds 20]
+    python benchmarks/readout_probes.py [--rounds 20]
 
 - ``inner dim``: the three products of a chunk (``[350, K] x [K, 10000]``, ``d Wᵀ``,
   ``xᵀ d``) in one jitted function for K = 200, 201 (the bias row of :mod:`seqjax.losses`'
@@ -22,7 +22,7 @@ import argparse
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _timing import interleaved_ms, print_table  # experiments/_timing.py
+from timing import interleaved_ms, print_table  # benchmarks/timing.py (same directory)
 
 N, H, V = 350, 200, 10_000
 

@@ -1,7 +1,7 @@
 """Decode speed of one trained translation model: batched jit ``lax.while_loop`` decoding
 vs per-token Python loops over the same model (the seed's way: one step call per token).
 
-    python experiments/_translate_decode_speed.py ckpt/es-word-att --sentences 200
+    python benchmarks/translate_decode_speed.py ckpt/es-word-att --sentences 200
 
 Measured side by side in one process, on the first ``--sentences`` test sources:
 

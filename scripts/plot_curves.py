@@ -1,7 +1,7 @@
 """Learning curves of run directories: the per-epoch train and valid metric.
 
-    python experiments/plot_curves.py ckpt/run-a ckpt/run-b --metric ppl --out curves.png [--labels A B]
-    python experiments/plot_curves.py RUN --table          # print the per-epoch table (Markdown)
+    python scripts/plot_curves.py ckpt/run-a ckpt/run-b --metric ppl --out curves.png [--labels A B]
+    python scripts/plot_curves.py RUN --table          # print the per-epoch table (Markdown)
 """
 import argparse
 import pathlib

@@ -1,6 +1,6 @@
 """A/B timing of config variants of one step, interleaved in one process.
 
-    python experiments/_ab_step.py --variant "chunk 150=model.head_chunk=150" \
+    python benchmarks/ab_step.py --variant "chunk 150=model.head_chunk=150" \
         --variant "chunk 350=model.head_chunk=350" [--eval] [--rounds 30] [--steps 5]
 
 Builds the engine's jitted train (or eval) step once per variant (PTB-small by default, the
@@ -10,7 +10,7 @@ Interleaving in one process cancels most of this VM's slow drifts (the same comm
 105-141 ms per step a few minutes apart as separate processes). Items ``xla_*=V`` of a
 variant are XLA compiler options of its compilation instead of config overrides::
 
-    python experiments/_ab_step.py --variant "bfs=xla_cpu_enable_concurrency_optimized_scheduler=true" \
+    python benchmarks/ab_step.py --variant "bfs=xla_cpu_enable_concurrency_optimized_scheduler=true" \
         --variant "dfs=xla_cpu_enable_concurrency_optimized_scheduler=false"
 """
 from __future__ import annotations

@@ -1,5 +1,3 @@
-import sys
+from seqjax.cli import run
 
-from seqjax.cli import main
-
-sys.exit(main())
+run()

@@ -6,9 +6,9 @@ eval steps, on synthetic batches.
     seqjax bench agnews:bilstm-2x64 --set data.batch_size=128
     seqjax bench --set data.bptt=3500 --steps 2    # compile time against sequence length
 
-The experiment's task is built with a synthetic vocabulary (and, for language models, a
-random token stream) instead of its dataset, so the command needs neither the data files
-nor ``datasets`` nor ``torch``. The step that is timed is the engine's own
+The experiment's task is built on synthetic data (every task's ``synthetic`` and
+``synthetic_batch``: a synthetic vocabulary and random batches of the real shapes) instead
+of its dataset, so the command needs neither the data files nor ``datasets`` nor ``torch``. The step that is timed is the engine's own
 (:func:`seqjax.training.loop.build`): the jit-compiled, state-donating ``train_step`` that
 ``seqjax train`` runs (forward, backward, clipping, optimizer update, metric sums) and
 the ``eval_step`` of ``seqjax eval``.
@@ -46,104 +46,21 @@ import numpy as np
 
 from seqjax import config as config_lib
 from seqjax.errors import UsageError
+from seqjax.tasks import task_class
 
 DEFAULT_CONFIG = "ptb_lm:zaremba-small"
 DEFAULT_OVERRIDES = ("data.bptt=35", "data.eval_batch_size=64")
 
-#: vocabulary sizes of the LM corpora (their real sizes), used for the synthetic stream
-LM_VOCAB = {"ptb": 10000, "ptb_char": 50, "shakespeare": 65, "toy": 64}
-#: vocabulary size for classify/translate presets that do not cap it (0 / unset)
-DEFAULT_VOCAB = {"char": 100, "word": 10000}
 WARMUP = 2
 
 
-def _vocab(size: int, specials=()):
-    from seqjax.data.vocab import Vocab
-
-    specials = list(specials)
-    return Vocab(specials + [f"w{i}" for i in range(max(size - len(specials), 1))])
-
-
-def synthetic_task(cfg, steps_per_epoch: int = 100):
-    """The task of ``cfg`` with synthetic data: the real model, loss and metrics.
-
-    Returns ``(task, make_batch)``: ``make_batch(rng, split)`` gives one random batch of
-    the shapes that the training (``split="train"``) or evaluation loop would feed at the
-    longest bucket, as host NumPy arrays.
-    """
-    rng0 = np.random.default_rng(cfg.seed)
-    d = cfg.data
-    eval_b = d.get("eval_batch_size", 0) or d.batch_size
-    size = {"train": d.batch_size, "valid": eval_b}
-
-    if cfg.task == "lm":
-        from seqjax.data.lm import LMCorpus
-        from seqjax.tasks.lm import LanguageModelTask
-
-        level = "char" if d.corpus in ("ptb_char", "shakespeare") else "word"
-        v = LM_VOCAB.get(d.corpus, DEFAULT_VOCAB[level])
-        n = d.batch_size * d.bptt * 2 + 1  # a couple of windows: steps_per_epoch only feeds the schedule
-        stream = lambda: rng0.integers(0, v, size=n).astype(np.int32)  # noqa: E731
-        corpus = LMCorpus(stream(), stream(), stream(), _vocab(v), level, d.corpus)
-        task = LanguageModelTask(cfg, corpus=corpus)
-
-        def make_batch(rng, split):
-            b, t = size[split], d.bptt
-            return {"inputs": rng.integers(0, v, (b, t)).astype(np.int32),
-                    "targets": rng.integers(0, v, (b, t)).astype(np.int32),
-                    "weights": np.ones((b, t), np.float32)}
-
-        return task, make_batch
-
-    if cfg.task == "classify":
-        from seqjax.data.vocab import PAD, UNK
-        from seqjax.tasks.classify import ClassifyTask
-
-        v = d.get("vocab_size", 0) or DEFAULT_VOCAB["word"]
-        classes = [f"class{i}" for i in range(int(d.get("num_classes", 4) or 4))]
-        task = ClassifyTask(cfg, vocab=_vocab(v, (PAD, UNK)), class_names=classes)
-        t = task.bounds[-1]
-
-        def make_batch(rng, split):
-            b = size[split]
-            return {"tokens": rng.integers(2, v, (b, t)).astype(np.int32),
-                    "lengths": np.full(b, t, np.int32),
-                    "labels": rng.integers(0, len(classes), b).astype(np.int32),
-                    "weight": np.ones(b, np.float32)}
-
-    elif cfg.task == "translate":
-        from seqjax.data.vocab import EOS, PAD, SOS, UNK
-        from seqjax.tasks.translate import TranslateTask
-
-        specials = (PAD, UNK, SOS, EOS)
-        sv = d.get("src_vocab_size", 0) or DEFAULT_VOCAB[d.level]
-        tv = d.get("tgt_vocab_size", 0) or DEFAULT_VOCAB[d.level]
-        task = TranslateTask(cfg, src_vocab=_vocab(sv, specials), tgt_vocab=_vocab(tv, specials))
-        t = task.bounds[-1]
-
-        def make_batch(rng, split):
-            b = size[split]
-            tgt = rng.integers(4, tv, (b, t + 1)).astype(np.int32)
-            tgt[:, 0] = task.tgt_vocab.sos_id
-            return {"src": rng.integers(4, sv, (b, t)).astype(np.int32),
-                    "src_len": np.full(b, t, np.int32), "tgt": tgt,
-                    "weight": np.ones(b, np.float32)}
-
-    elif cfg.task == "sequences":
-        from seqjax.tasks.sequences import SequenceTask
-
-        task = SequenceTask(cfg)  # generates its own data; cheap at the bench's sizes
-
-        def make_batch(rng, split):
-            batches = task.train_batches(0) if split == "train" else task.eval_batches("valid")
-            return next(iter(batches))
-
-        return task, make_batch
-    else:
-        raise UsageError(f"task={cfg.task!r}: seqjax bench knows lm, classify, translate, sequences")
-
-    task.steps_per_epoch = lambda: steps_per_epoch  # the data methods need the dataset
-    return task, make_batch
+def synthetic_task(cfg):
+    """``(task, make_batch)``: the task of ``cfg`` on synthetic data (:meth:`Task.synthetic`:
+    the real model, loss and metrics) and ``make_batch(rng, split)``, one random host batch
+    of the train (``split="train"``) or eval batch size."""
+    task = task_class(cfg.task).synthetic(cfg)
+    size = {"train": cfg.data.batch_size, "valid": cfg.data.get("eval_batch_size", 0) or cfg.data.batch_size}
+    return task, lambda rng, split: task.synthetic_batch(rng, size[split])
 
 
 def _device() -> str:

@@ -1,7 +1,9 @@
 """The ``seqjax`` command (also ``python -m seqjax``).
 
 Errors a user can act on print one line and exit 2 (usage/config) or 3 (data); see
-seqjax/errors.py. ``SEQJAX_DEBUG=1`` shows full tracebacks.
+seqjax/errors.py. ``SEQJAX_DEBUG=1`` shows full tracebacks. :func:`main` is pure;
+:func:`run`, the executable's entry point, first applies the process-wide CPU settings
+(:func:`tune_process`, off with ``SEQJAX_TUNING=0``).
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir")
-    p.set_defaults(func=lambda a: _lazy("seqjax.tasks.lm", "sample_command")(a))
+    p.set_defaults(func=lambda a: _lazy("seqjax.commands", "sample_command")(a))
 
     p = sub.add_parser("translate", help="translate with a seq2seq run (stdin lines when no TEXT)")
     p.add_argument("workdir")
@@ -67,13 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=["best", "latest", "average"], default="best",
                    help="best params, latest checkpoint, or the mean of the best and every kept checkpoint")
     p.add_argument("--data-dir")
-    p.set_defaults(func=lambda a: _lazy("seqjax.tasks.translate", "translate_command")(a))
+    p.set_defaults(func=lambda a: _lazy("seqjax.commands", "translate_command")(a))
 
     p = sub.add_parser("classify", help="classify texts with a classifier run (stdin lines when no TEXT)")
     p.add_argument("workdir")
     p.add_argument("text", nargs="*")
     p.add_argument("--data-dir")
-    p.set_defaults(func=lambda a: _lazy("seqjax.tasks.classify", "classify_command")(a))
+    p.set_defaults(func=lambda a: _lazy("seqjax.commands", "classify_command")(a))
 
     p = sub.add_parser("bench", help="throughput / compile time / memory of a train and eval step (JSON)")
     _add_config_args(p, required=False)
@@ -177,11 +179,10 @@ def cmd_experiments(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from seqjax._malloc import keep_freed_memory
-    from seqjax._xla_flags import prefer_depth_first_schedule
+    """Runs the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code.
 
-    keep_freed_memory()  # XLA:CPU step temporaries reuse memory instead of page-faulting
-    prefer_depth_first_schedule()  # before JAX's CPU backend starts: see seqjax/_xla_flags.py
+    No process-wide settings: tests, notebooks and ``seqjax sweep`` call it in-process.
+    """
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and hasattr(args, "text") and not any(e.startswith("-") for e in extra):
@@ -203,5 +204,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def tune_process() -> dict[str, bool]:
+    """The ``seqjax`` executable's process-wide CPU settings, unless ``SEQJAX_TUNING=0``:
+    glibc keeps freed memory (faster steps; the resident size stays at its peak, see
+    seqjax/_malloc.py) and XLA:CPU schedules depth-first (seqjax/_xla_flags.py; a choice in
+    ``XLA_FLAGS`` wins). Call it before JAX starts its backend. Returns what was applied."""
+    if os.environ.get("SEQJAX_TUNING", "1") == "0":
+        return {"malloc": False, "xla_schedule": False}
+    from seqjax._malloc import keep_freed_memory
+    from seqjax._xla_flags import prefer_depth_first_schedule
+
+    return {"malloc": keep_freed_memory(), "xla_schedule": prefer_depth_first_schedule()}
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point of the ``seqjax`` executable and ``python -m seqjax``: :func:`tune_process`,
+    then :func:`main`; exits with its code."""
+    tune_process()
+    sys.exit(main(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -27,9 +27,9 @@ def test_cli_prints_one_json_object_without_datasets_or_torch():
     """The CLI path in a fresh interpreter where `import datasets` / `import torch` fail."""
     code = (
         "import sys; sys.modules['datasets'] = None; sys.modules['torch'] = None\n"
-        "from seqjax.cli import main; sys.exit(main(['bench', 'sequences:tiny', '--steps', '2']))"
+        "from seqjax.cli import run; run(['bench', 'sequences:tiny', '--steps', '2'])"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "SEQJAX_XLA_TUNING")}
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "SEQJAX_TUNING")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
@@ -37,7 +37,7 @@ def test_cli_prints_one_json_object_without_datasets_or_torch():
     out = json.loads(lines[0])
     _check(out)
     assert out["config"] == "sequences:tiny" and out["steps"] == 2
-    assert out["xla_flags"] == "--xla_cpu_enable_concurrency_optimized_scheduler=false"  # the CLI's schedule
+    assert out["xla_flags"] == "--xla_cpu_enable_concurrency_optimized_scheduler=false"  # the executable's schedule
 
 
 def test_lm_tiny_on_synthetic_tokens(monkeypatch, capsys, tmp_path):

@@ -1,4 +1,4 @@
-"""seqjax._malloc: the CLI keeps freed memory, and an LM train step stops page-faulting."""
+"""seqjax._malloc: glibc keeps freed memory, and an LM train step stops page-faulting."""
 import os
 import subprocess
 import sys
@@ -33,10 +33,8 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 8)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
-def test_settings_accepted_and_opt_out(monkeypatch):
+def test_settings_accepted():
     assert _malloc.keep_freed_memory() is True
-    monkeypatch.setenv("SEQJAX_MALLOC_TUNING", "0")
-    assert _malloc.keep_freed_memory() is False
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")

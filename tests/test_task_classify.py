@@ -10,7 +10,8 @@ import pytest
 
 from seqjax import cli
 from seqjax import config as config_lib
-from seqjax.tasks.classify import ClassifyTask, boundaries, load_classifier
+from seqjax.tasks.classify import ClassifyTask, boundaries
+from seqjax.training.inference import load_for_inference
 from seqjax.errors import UsageError
 
 CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
@@ -114,8 +115,8 @@ def test_malformed_csv_row_is_one_line_exit_3(tmp_path):
     rc, out, err = _main(["train", "agnews:tiny", "--data-dir", str(bad), "--workdir", str(tmp_path / "run")])
     assert rc == 3
     lines = err.strip().splitlines()
-    assert lines[-1] == (f"seqjax: error: {bad / 'ag_news' / 'train.csv'}:3: class '7' is not 1..4; "
-                         "fix the row or pass --set data.on_error=skip")
+    assert lines[-1] == (f"seqjax: error: {bad / 'ag_news' / 'train.csv'}: row 3: label 7 is not one of the 4 "
+                         "labels of this corpus (1, 2, 3, 4); fix the row or add it to train")
     assert "Traceback" not in err and out == ""
 
 
@@ -143,7 +144,7 @@ def test_train_then_classify(data_dir, tmp_path, monkeypatch):
     assert rc == 0 and out_stdin == out
 
     # the probabilities are the ones evaluation scored: same test loss and accuracy
-    task, params = load_classifier(work)
+    task, params = load_for_inference(work, "classify")
     test = ClassifyTask(task.cfg, str(data_dir)).splits["test"]
     labels, probs = task.predict(params, test.texts)
     nll = -np.log(probs[np.arange(len(labels)), test.labels]).mean()

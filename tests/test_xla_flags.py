@@ -1,4 +1,4 @@
-"""seqjax._xla_flags: the CLI's XLA:CPU schedule flag, and the user's choice wins."""
+"""seqjax._xla_flags: the executable's XLA:CPU schedule flag, and the user's choice wins."""
 import os
 
 import pytest
@@ -14,17 +14,9 @@ FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
     (f"{FLAG}=true", f"{FLAG}=true", False),  # the user's choice wins
 ])
 def test_adds_the_flag_unless_the_user_chose(monkeypatch, before, after, changed):
-    monkeypatch.delenv("SEQJAX_XLA_TUNING", raising=False)
     if before is None:
         monkeypatch.delenv("XLA_FLAGS", raising=False)
     else:
         monkeypatch.setenv("XLA_FLAGS", before)
     assert _xla_flags.prefer_depth_first_schedule() is changed
     assert os.environ["XLA_FLAGS"] == after
-
-
-def test_off_switch(monkeypatch):
-    monkeypatch.setenv("SEQJAX_XLA_TUNING", "0")
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-    assert _xla_flags.prefer_depth_first_schedule() is False
-    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"

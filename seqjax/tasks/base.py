@@ -15,15 +15,23 @@ from __future__ import annotations
 import abc
 import functools
 import pathlib
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
 
+from seqjax.data.vocab import Vocab
+from seqjax.errors import UsageError
+
 Batch = Mapping[str, np.ndarray]
 Metrics = dict[str, jax.Array]
+
+
+def synthetic_vocab(size: int, specials: Sequence[str] = ()) -> Vocab:
+    """A vocabulary of ``size`` tokens: ``specials`` first, then ``w0``, ``w1``, ..."""
+    return Vocab([*specials, *(f"w{i}" for i in range(max(size - len(specials), 1)))])
 
 
 class Task(abc.ABC):
@@ -92,6 +100,17 @@ class Task(abc.ABC):
     def eval_batches(self, split: str) -> Iterator[Batch]:
         """All of ``split`` (``valid`` or ``test``), every example counted once."""
 
+    @classmethod
+    def synthetic(cls, cfg: ml_collections.ConfigDict) -> Task:
+        """The task of ``cfg`` with a synthetic vocabulary and no dataset: the real model, loss
+        and metrics, fed by :meth:`synthetic_batch` (``seqjax bench``, tests)."""
+        raise UsageError(f"task {cls.__name__} cannot run on synthetic data (it defines no synthetic())")
+
+    def synthetic_batch(self, rng: np.random.Generator, batch_size: int) -> Batch:
+        """A random batch of ``batch_size`` rows with the shapes and dtypes the loops feed
+        (the longest bucket, every row real)."""
+        raise UsageError(f"task {type(self).__name__} defines no synthetic_batch()")
+
     def tokens(self, batch: Batch) -> int:
         """Tokens (time steps) in a batch, for tokens/s."""
         x = next(iter(batch.values()))
@@ -110,8 +129,10 @@ class Task(abc.ABC):
     def save_assets(self, workdir: pathlib.Path) -> None:
         """Write what inference needs besides params (vocabularies) into the run dir."""
 
-    def final_report(self, params, summary: dict) -> dict:
-        """Extra end-of-run results (e.g. samples, BLEU), merged into summary.json."""
+    def final_report(self, params) -> dict:
+        """End-of-run results of ``params`` (e.g. samples, BLEU), which the loop merges into
+        summary.json; metrics under the key ``"test"`` join the reported test metrics (and
+        the ``test`` line of metrics.jsonl) instead."""
         return {}
 
     def eval_report(self, params, split: str) -> dict:
@@ -133,8 +154,13 @@ class BucketedTask(Task):
     @abc.abstractmethod
     def _materialize(self, split: str, plan) -> Iterator[Batch]: ...
 
+    #: epoch length of a task without a dataset (:meth:`Task.synthetic`): it only sets the schedule
+    synthetic_steps_per_epoch: int = 100
+
     @functools.cache
     def steps_per_epoch(self):
+        if getattr(self, "data", None) is None:
+            return self.synthetic_steps_per_epoch
         return len(self.batches("train", shuffle=False))
 
     def train_batches(self, epoch, start=0):

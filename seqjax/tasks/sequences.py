@@ -1,4 +1,8 @@
-"""Sequence basics: many-to-one problems on float inputs ``[N, T, D]``, generated on the fly.
+"""Sequence basics: many-to-one problems on float inputs ``[N, T, D]``, generated or the user's.
+
+- ``data.source=npz``: the user's arrays (``x [N, T, D]``, ``y [N]``, optional
+  ``lengths [N]``; seqjax/data/sources.py): integer ``y`` is classification, float ``y``
+  regression.
 
 - ``parity``: bit strings of variable length (bits as +-1, zero padding after the end);
   predict whether the number of +1 bits is odd. Train on lengths ``min_len..max_len``;
@@ -23,7 +27,8 @@ import numpy as np
 import optax
 
 from seqjax import config as config_lib
-from seqjax.errors import UsageError
+from seqjax.data import sources
+from seqjax.errors import DataError, UsageError
 from seqjax.models.regressor import ManyToOne
 from seqjax.tasks.base import Task
 
@@ -61,9 +66,13 @@ class SequenceTask(Task):
     def __init__(self, cfg, data_dir=None):
         super().__init__(cfg, data_dir)
         d = cfg.data
+        if d.get("source") == "npz":
+            self._load_arrays(cfg)
+            return
         if d.problem not in ("parity", "ar"):
             raise UsageError(f"data.problem={d.problem!r}: choose parity or ar")
         self.classify = d.problem == "parity"
+        self.num_outputs = 2 if self.classify else 1
         self.main_metric = "acc" if self.classify else "mse"
         self.lower_is_better = not self.classify
         rng = np.random.default_rng(cfg.seed)
@@ -85,12 +94,45 @@ class SequenceTask(Task):
             self.noise_var = d.noise_std**2
         self.heldout_from = d.max_len
 
+    def _load_arrays(self, cfg) -> None:
+        """The user's sequences (``data.source=npz``): integer ``y`` is classification over
+        the classes ``0..max(y)``, float ``y`` regression (MSE)."""
+        self.splits = sources.load_sequences(cfg.data, cfg.seed)
+        y = self.splits["train"]["y"]
+        self.classify = np.issubdtype(y.dtype, np.integer) or y.dtype == bool
+        self.main_metric, self.lower_is_better = ("acc", False) if self.classify else ("mse", True)
+        self.num_outputs = int(y.max()) + 1 if self.classify else 1
+        for split, arrays in self.splits.items():
+            arrays["y"] = arrays["y"].astype(np.int32 if self.classify else np.float32)
+            bad = self.classify and (arrays["y"].min() < 0 or arrays["y"].max() >= self.num_outputs)
+            if bad:
+                raise DataError(f"data.files.{split}: labels y must be ints in 0..{self.num_outputs - 1} "
+                                f"(the classes of train), got {arrays['y'].min()}..{arrays['y'].max()}")
+        self.heldout_from = max(int(a["x"].shape[1]) for a in self.splits.values())
+        if len(y) < cfg.data.batch_size:
+            raise UsageError(f"data.batch_size={cfg.data.batch_size} is larger than the {len(y)} training rows "
+                             f"of {cfg.data.files.train}; lower it")
+
+    @classmethod
+    def synthetic(cls, cfg):
+        """The task itself: it generates its data."""
+        return cls(cfg)
+
+    def synthetic_batch(self, rng, batch_size):
+        """A fresh batch of the training distribution, padded to ``data.max_len``, every row real."""
+        d = self.cfg.data
+        if self.classify:
+            arrays = make_parity(rng, batch_size, d.min_len, d.max_len, d.max_len)
+        else:
+            arrays = make_ar(rng, batch_size, list(d.ar_coeffs), d.noise_std, d.max_len)
+        return {**arrays, "weight": np.ones(batch_size, np.float32)}
+
     # -- model -------------------------------------------------------------------------
     @functools.cache
     def model(self):
         c = self.cfg.model
         return ManyToOne(
-            out_features=2 if self.classify else 1,
+            out_features=self.num_outputs,
             cell=c.cell,
             hidden=config_lib.hidden_sizes(self.cfg),
             dropout=c.dropout,
@@ -154,8 +196,9 @@ class SequenceTask(Task):
             }
         else:
             per = (out[:, 0].astype(jnp.float32) - batch["y"]) ** 2
-            oracle = (batch["oracle"] - batch["y"]) ** 2
-            metrics = {"loss_sum": (per * w).sum(), "count": w.sum(), "oracle_sum": (oracle * w).sum()}
+            metrics = {"loss_sum": (per * w).sum(), "count": w.sum()}
+            if "oracle" in batch:  # generated AR data: the true coefficients' error
+                metrics["oracle_sum"] = (((batch["oracle"] - batch["y"]) ** 2) * w).sum()
         return metrics["loss_sum"] / jnp.maximum(metrics["count"], 1.0), (metrics, carry)
 
     def summarize(self, sums):
@@ -167,7 +210,8 @@ class SequenceTask(Task):
                 out["acc_heldout"] = sums["correct_heldout"] / sums["count_heldout"]
         else:
             out["mse"] = out["loss"]
-            out["noise_var"] = self.noise_var
-            out["oracle_mse"] = sums["oracle_sum"] / n  # the true AR predictor on the same examples
-            out["mse_ratio"] = out["mse"] / out["oracle_mse"]
+            if "oracle_sum" in sums:
+                out["noise_var"] = self.noise_var
+                out["oracle_mse"] = sums["oracle_sum"] / n  # the true AR predictor on the same examples
+                out["mse_ratio"] = out["mse"] / out["oracle_mse"]
         return out

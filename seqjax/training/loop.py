@@ -416,7 +416,9 @@ def finish(engine: Engine, state: TrainState, prog: Progress, ckpt: Checkpoints,
     }
     if average is not None:
         summary["average"] = average
-    summary.update(task.final_report(report_params, summary))
+    report = dict(task.final_report(report_params))
+    (summary.get("average") or summary["best"])["test"].update(report.pop("test", {}))
+    summary.update(report)
     return summary
 
 

@@ -1,0 +1,90 @@
+"""The inference commands of the CLI: ``seqjax sample``, ``classify`` and ``translate``.
+
+Each loads a run directory (config, assets, checkpoint; the dataset is read only by
+``sample``, whose vocabulary is the corpus's), calls the task's own inference method and
+prints one line per input. ``args`` is the :mod:`argparse` namespace of :mod:`seqjax.cli`.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from seqjax.errors import UsageError
+from seqjax.tasks.lm import LanguageModelTask, sample
+from seqjax.training.inference import load_for_inference, load_run
+
+
+def _texts(args) -> list[str]:
+    """The TEXT arguments, else the lines of stdin."""
+    return list(args.text) if args.text else [line.rstrip("\r\n") for line in sys.stdin]
+
+
+def sample_command(args) -> int:
+    """``seqjax sample WORKDIR --prompt TEXT [--length N] [--temperature T] [--seed S]``: the
+    prompt and its continuation."""
+    run = load_run(args.workdir, args.data_dir)
+    if not isinstance(run.task, LanguageModelTask):
+        raise UsageError(f"{args.workdir}: a {run.cfg.task} run; `seqjax sample` needs a language model run")
+    text = sample(run.task, jax.device_get(run.params), args.prompt, args.length, args.temperature, args.seed)
+    sep = "" if run.task.corpus.level == "char" or not args.prompt else " "
+    sys.stdout.write(args.prompt + sep + text + "\n")
+    return 0
+
+
+def classify_command(args) -> int:
+    """``seqjax classify WORKDIR [TEXT]...``: one ``label<TAB>probability`` line per text."""
+    texts = _texts(args)
+    task, params = load_for_inference(args.workdir, "classify")
+    labels, probs = task.predict(params, texts)
+    for label, p in zip(labels.tolist(), probs):
+        print(f"{task.class_names[label]}\t{p[label]:.4f}")
+    return 0
+
+
+def translate_command(args) -> int:
+    """``seqjax translate WORKDIR [TEXT]... [--beam K] [--plot-attention PNG]``: one
+    translation per line; with ``--plot-attention`` a heatmap of the first input."""
+    if args.beam < 1:
+        raise UsageError(f"--beam {args.beam}: must be >= 1")
+    texts = _texts(args)
+    task, params = load_for_inference(args.workdir, "translate", args.checkpoint)
+    warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
+    hyps, out = task.translate(params, texts, args.beam, warn=warn)
+    for h in hyps:
+        print(h)
+    if args.plot_attention and texts:
+        if task.cfg.model.attention == "none":
+            warn(f"{args.workdir} has no attention (model.attention=none); no heatmap written")
+        else:
+            src = task.src_vocab.decode(task.encode_sources(texts[:1])[0])
+            n = int(out.lengths[0])
+            tgt = task.tgt_vocab.decode(out.tokens[0, :n])
+            plot_attention(args.plot_attention, src, tgt, np.asarray(out.attention[0, :n, : len(src)]),
+                           title=f"{texts[0]} -> {hyps[0]}")
+            print(f"attention heatmap: {args.plot_attention}", file=sys.stderr)
+    return 0
+
+
+def plot_attention(path: str, src_tokens: Sequence[str], tgt_tokens: Sequence[str], weights: np.ndarray,
+                   title: str = "") -> None:
+    """Heatmap PNG of ``weights [len(tgt_tokens), len(src_tokens)]`` (rows: output tokens)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h, w = len(tgt_tokens), len(src_tokens)
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.45 * w + 1.5), max(2.5, 0.4 * h + 1.2)))
+    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-9), aspect="auto")
+    ax.set_xticks(range(w), [repr(t)[1:-1] if t == " " else t for t in src_tokens], rotation=90)
+    ax.set_yticks(range(h), tgt_tokens)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,127 @@
+"""The package's layering runs one way (DESIGN.md): every module imports alone, and no module
+imports one above it, function-level imports included.
+
+    cli / commands / bench / sweep / api -> training -> tasks -> models -> layers -> cells / recurrence
+
+``data``, ``losses``, ``attention``, ``decoding`` and ``evaluation`` are leaves: anything may
+import them, and they import only ``errors`` / ``config`` and their own package.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1] / "seqjax"
+
+#: group -> (rank, module prefixes); a module may import lower ranks and its own group
+LAYERS = {
+    "base": (0, ("seqjax.errors", "seqjax.config", "seqjax._malloc", "seqjax._xla_flags")),
+    "data": (1, ("seqjax.data",)),
+    "losses": (1, ("seqjax.losses",)),
+    "attention": (1, ("seqjax.attention",)),
+    "decoding": (1, ("seqjax.decoding",)),
+    "evaluation": (1, ("seqjax.evaluation",)),
+    "cells": (2, ("seqjax.cells", "seqjax.recurrence")),
+    "layers": (3, ("seqjax.layers",)),
+    "models": (4, ("seqjax.models", "seqjax.interop")),
+    "tasks": (5, ("seqjax.tasks",)),
+    "training": (6, ("seqjax.training",)),
+    "top": (7, ("seqjax.cli", "seqjax.commands", "seqjax.bench", "seqjax.sweep", "seqjax.api",
+                "seqjax.__main__")),
+}
+LEAVES = {"data", "losses", "attention", "decoding", "evaluation"}
+
+
+def modules() -> list[str]:
+    """Every module of the package (``seqjax.x.y``; a package as its own name)."""
+    out = []
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        out.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return out
+
+
+def source(module: str) -> pathlib.Path:
+    path = ROOT.parent.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def group(module: str) -> str | None:
+    """The layer of ``module`` (longest matching prefix), ``None`` when it has none."""
+    best = None
+    for name, (_, prefixes) in LAYERS.items():
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and (best is None or len(p) > best[1]):
+                best = (name, len(p))
+    return best and best[0]
+
+
+def imports(module: str) -> set[str]:
+    """seqjax modules that ``module`` imports anywhere in its file (function bodies included)."""
+    tree = ast.parse(source(module).read_text(encoding="utf-8"))
+    pkg = module if source(module).name == "__init__.py" else module.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                anchor = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            # `from seqjax import config` imports seqjax.config; `from seqjax.x import f` imports seqjax.x
+            names = [f"{base}.{a.name}" for a in node.names]
+            out |= {n if n in ALL else base for n in names}
+    return {m for m in out if m == "seqjax" or m.startswith("seqjax.")}
+
+
+ALL = set(modules())
+
+
+@pytest.mark.parametrize("module", sorted(ALL - {"seqjax"}))
+def test_import_order(module):
+    assert group(module) is not None, f"{module}: not in tests/test_layering.py LAYERS; give it a layer"
+    name = group(module)
+    rank = LAYERS[name][0]
+    for dep in sorted(imports(module) - {"seqjax"}):
+        dep_group = group(dep)
+        assert dep_group is not None, f"{module} imports {dep}, which has no layer"
+        if dep_group == name:
+            continue
+        if name in LEAVES:
+            assert LAYERS[dep_group][0] == 0, f"{module} (a leaf) imports {dep} ({dep_group})"
+        assert LAYERS[dep_group][0] < rank, f"{module} ({name}) imports {dep} ({dep_group}), a layer above it"
+
+
+def test_the_scan_sees_function_level_imports():
+    """The AST scan finds imports inside functions (the ones a lazy import would hide)."""
+    assert "seqjax.training.inference" in imports("seqjax.commands")
+    assert "seqjax.tasks" in imports("seqjax.bench")
+    assert group("seqjax.data.vocab") == "data" and group("seqjax.models.seq2seq") == "models"
+
+
+def test_every_module_imports_alone():
+    """One interpreter imports each module with no seqjax module loaded before it: an import
+    cycle fails as a partially initialised module."""
+    code = (
+        "import importlib, sys, traceback\n"
+        "bad = []\n"
+        "for name in sys.argv[1:]:\n"
+        "    for m in [m for m in sys.modules if m == 'seqjax' or m.startswith('seqjax.')]:\n"
+        "        del sys.modules[m]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception as e:\n"
+        "        bad.append(f'{name}: {type(e).__name__}: {e}')\n"
+        "print('\\n'.join(bad))\n"
+    )
+    names = sorted(ALL - {"seqjax.__main__"})  # __main__ runs the CLI
+    out = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""

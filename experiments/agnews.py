@@ -12,13 +12,13 @@ Results and the TF-IDF baseline: experiments/results/agnews.md.
 Keys beyond the shared ones (seqjax/config.py OPTIONS):
   data.vocab_size    vocabulary size, <pad> and <unk> included (0: no cap)
   data.min_freq      leave out training words rarer than this
-  data.valid_size    training rows held out for validation (an int, or a fraction < 1)
   data.max_len       tokens kept per text (longer texts are truncated)
   data.buckets       padded lengths of the batches (bucket boundaries) below data.max_len;
                      data.max_len is always the last one. [] = one shape, no bucketing
   data.mask          feed the true lengths to the RNN (Keras mask_zero=True); false: the
                      RNN reads the right padding to the end of the batch
-  data.on_error      malformed CSV rows: raise (file:line error, exit 3) | skip (counted)
+  data.on_error      rows without text or unreadable CSV lines: raise (file and row, exit 3) |
+                     skip (left out, counted)
   model.embed        embedding width
   model.embed_dropout  dropout on embedding channels, one mask per text (SpatialDropout1D)
   model.pooling      last (last valid state; bidirectional: forward at the last valid step
@@ -47,7 +47,7 @@ PRESETS = {
     ),
     "tiny": Preset(
         "seconds on CPU, for tests and smoke checks",
-        {"data.max_examples": 256, "data.valid_size": 64, "data.vocab_size": 2000, "data.max_len": 32,
+        {"data.max_examples": 256, "data.valid_fraction": 64, "data.vocab_size": 2000, "data.max_len": 32,
          "data.buckets": [16], "data.batch_size": 16, "data.eval_batch_size": 64, "model.cell": "lstm",
          "model.hidden": 16, "model.embed": 16, "optim.lr": 1e-2, "train.epochs": 2, "train.log_every": 4},
     ),
@@ -59,8 +59,8 @@ def base():
     c = base_config()
     c.task = "classify"
     c.data.update(dict(
-        batch_size=64, eval_batch_size=256, vocab_size=20000, min_freq=1, valid_size=2000,
-        max_len=128, buckets=[32, 40, 48, 64], mask=True, on_error="raise",
+        source="ag_news", batch_size=64, eval_batch_size=256, vocab_size=20000, min_freq=1,
+        valid_fraction=2000, max_len=128, buckets=[32, 40, 48, 64], mask=True, on_error="raise",
     ))
     c.model.update(dict(cell="rnn", hidden=16, layers=1, embed=64, embed_dropout=0.0, pooling="last"))
     c.optim.update(dict(name="adam", lr=1e-3))

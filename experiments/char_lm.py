@@ -16,13 +16,13 @@ PRESETS = {
     ),
     "ptb-char": Preset(
         "1x512 LSTM on PTB characters, bptt 100, adam",
-        {"data.corpus": "ptb_char", "data.bptt": 100, "data.batch_size": 64, "data.eval_batch_size": 64,
+        {"data.source": "ptb_char", "data.bptt": 100, "data.batch_size": 64, "data.eval_batch_size": 64,
          "data.test_batch_size": 64, "model.embed": 64, "model.layers": 1, "model.dropout": 0.0,
          "train.epochs": 3, "sample.prompt": "the company said", "sample.length": 300},
     ),
     "toy": Preset(
         "1x64 LSTM on the built-in sentences: prompt a prefix, get the sentence completed",
-        {"data.corpus": "toy", "data.bptt": 16, "data.batch_size": 4, "data.eval_batch_size": 4,
+        {"data.source": "toy", "data.bptt": 16, "data.batch_size": 4, "data.eval_batch_size": 4,
          "data.test_batch_size": 1, "model.embed": 16, "model.hidden": 64, "model.layers": 1,
          "model.dropout": 0.0, "optim.lr": 1e-2, "schedule.name": "constant", "train.epochs": 0,
          "train.steps": 600, "train.eval_every": 100, "train.log_every": 50, "sample.prompt": "seven grey",
@@ -40,7 +40,8 @@ PRESETS = {
 def base():
     """The shakespeare preset: the shared starting point of every preset."""
     c = lm_config()
-    c.data.update(dict(corpus="shakespeare", bptt=128, batch_size=32, eval_batch_size=32, test_batch_size=32))
+    c.data.update(dict(source="shakespeare", level="char", valid_fraction=0.05, test_fraction=0.05, bptt=128,
+                       batch_size=32, eval_batch_size=32, test_batch_size=32))
     c.model.update(dict(cell="lstm", embed=128, hidden=512, layers=2, dropout=0.2))
     c.optim.update(dict(name="adam", lr=2e-3, clip_norm=1.0))
     c.schedule.update(dict(name="cosine", warmup_steps=100, min_lr_ratio=0.1))

@@ -42,8 +42,8 @@ PRESETS = {
 def base():
     """Zaremba-small: the shared starting point of every preset."""
     c = lm_config()
-    c.data.update(dict(corpus="ptb", bptt=20, batch_size=20, eval_batch_size=20, test_batch_size=1,
-                       sum_over_time=True))
+    c.data.update(dict(source="ptb", level="word", bptt=20, batch_size=20, eval_batch_size=20,
+                       test_batch_size=1, sum_over_time=True))
     c.model.update(dict(cell="lstm", embed=200, hidden=200, layers=2, init="uniform", init_scale=0.1,
                         dropout=0.0))
     c.optim.update(dict(name="sgd", lr=1.0, clip_norm=5.0))

@@ -28,14 +28,13 @@ experiments/results/translate.md). ``seqjax eval RUN --split test --checkpoint a
 gives the same figures, ``--checkpoint best`` the best checkpoint's.
 
 Keys beyond the shared ones (seqjax/config.py OPTIONS):
-  data.pair            por-eng | spa-eng
+  data.pair            por-eng | spa-eng (data.source=tatoeba); other pairs: data.source=csv|json|...
+                       with data.source_column / data.target_column (seqjax/config.py OPTIONS)
   data.level           char | word (word: lowercased words and punctuation marks)
-  data.max_pairs       read only the first (= shortest) N pairs of the file (0: all)
+  data.max_pairs       read only the first (= shortest) N pairs of train (0: all)
   data.max_len         drop pairs whose source or target has more tokens than this
                        (<sos>/<eos> not counted); also the truncation length of inputs to
                        `seqjax translate`
-  data.valid_size      pairs held out for validation (an int, or a fraction < 1)
-  data.test_size       pairs held out for the final BLEU/chrF test (int or fraction)
   data.src_vocab_size  source vocabulary size, specials included (0: every training token)
   data.tgt_vocab_size  target vocabulary size, specials included (0: every training token)
   data.buckets         padded lengths of the batches (bucket boundaries) below
@@ -53,7 +52,7 @@ from seqjax.config import Preset, base_config, with_preset
 
 _WORD = {
     "data.level": "word", "data.max_pairs": 30000, "data.max_len": 12, "data.buckets": [8],
-    "data.valid_size": 1500, "data.test_size": 1500, "data.src_vocab_size": 6000, "data.tgt_vocab_size": 0,
+    "data.valid_fraction": 1500, "data.test_fraction": 1500, "data.src_vocab_size": 6000, "data.tgt_vocab_size": 0,
     "model.cell": "gru", "model.hidden": 256, "model.embed": 256, "model.attention": "bahdanau",
     "model.dropout": 0.2, "optim.name": "adam", "optim.lr": 2e-3, "optim.clip_norm": 5.0, "optim.eps": 1e-8,
     "train.epochs": 12, "train.early_stop_patience": 3,
@@ -72,8 +71,8 @@ PRESETS = {
     ),
     "tiny": Preset(
         "seconds on CPU, for tests and smoke checks",
-        {"data.max_pairs": 600, "data.max_len": 12, "data.buckets": [], "data.valid_size": 50,
-         "data.test_size": 50, "data.batch_size": 32, "data.eval_batch_size": 64, "model.cell": "gru",
+        {"data.max_pairs": 600, "data.max_len": 12, "data.buckets": [], "data.valid_fraction": 50,
+         "data.test_fraction": 50, "data.batch_size": 32, "data.eval_batch_size": 64, "model.cell": "gru",
          "model.hidden": 16, "model.embed": 8, "model.attention": "bahdanau", "optim.name": "adam",
          "optim.lr": 1e-2, "train.epochs": 2, "train.log_every": 5, "train.early_stop_patience": 0,
          "decode.beam": 3},
@@ -86,7 +85,8 @@ def base():
     c = base_config()
     c.task = "translate"
     c.data.update(dict(
-        pair="por-eng", level="char", max_pairs=10000, max_len=40, valid_size=1000, test_size=1000,
+        source="tatoeba", pair="por-eng", level="char", max_pairs=10000, max_len=40, valid_fraction=1000,
+        test_fraction=1000,
         src_vocab_size=0, tgt_vocab_size=0, buckets=[16, 24, 32], batch_size=64, eval_batch_size=256,
     ))
     c.model.update(dict(cell="lstm", hidden=512, layers=1, embed=0, attention="none", attention_units=0))

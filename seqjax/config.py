@@ -59,6 +59,21 @@ OPTIONS = {
     "data.batch_size": "examples (or parallel streams) per step, over all devices",
     "data.eval_batch_size": "batch size for evaluation (0: same as data.batch_size)",
     "data.max_examples": "cap the training set (0: all), for quick runs",
+    "data.source": "where the rows come from (seqjax/data/sources.py): a built-in corpus (ptb | ptb_char | "
+    "shakespeare | ag_news | tatoeba, its file by data.pair), a datasets builder for local files (text | csv | "
+    "json | parquet), disk (a save_to_disk directory in data.files.train), hub:NAME or hub:OWNER/NAME[/CONFIG] "
+    "(online only), npz (sequences: x [N,T,D], y [N], optional lengths [N]) or a generated one (toy | synthetic)",
+    "data.files.train": "training file(s) of a builder source: a path, a glob or comma-separated paths",
+    "data.files.valid": "validation file(s); empty: carved from train (data.valid_fraction)",
+    "data.files.test": "test file(s); empty: carved from train (data.test_fraction)",
+    "data.valid_fraction": "rows of train held out as valid when there is no valid split: a fraction < 1 or a "
+    "count; seeded by `seed` (language models: the tail of the train text, before test)",
+    "data.test_fraction": "rows of train held out as test when there is no test split (fraction or count)",
+    "data.text_column": "the text column (classifier input; the language model's text); a,b joins columns a and b",
+    "data.label_column": "the label column of a classifier (any values: the classes are those seen in train)",
+    "data.source_column": "the source-text column of a translator",
+    "data.target_column": "the target-text column of a translator",
+    "data.delimiter": "csv field separator (tab or \\t: TSV; empty: comma)",
     "optim.name": "sgd | momentum | adam | adamw | rmsprop",
     "optim.lr": "peak learning rate",
     "optim.clip_norm": "clip gradients by global norm (0: off)",
@@ -112,7 +127,11 @@ def base_config() -> ml_collections.ConfigDict:
         eval_wavefront=True,
         head_chunk=-1,
     )
-    c.data = dict(batch_size=32, eval_batch_size=0, max_examples=0)
+    c.data = dict(
+        batch_size=32, eval_batch_size=0, max_examples=0, source="",
+        files=dict(train="", valid="", test=""), valid_fraction=0.1, test_fraction=0.1,
+        text_column="text", label_column="label", source_column="source", target_column="target", delimiter="",
+    )
     c.optim = dict(
         name="adam", lr=1e-3, clip_norm=0.0, weight_decay=0.0, momentum=0.9,
         b1=0.9, b2=0.999, eps=1e-8,

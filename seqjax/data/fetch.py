@@ -147,8 +147,9 @@ def require(name: str, root: str | os.PathLike | None = None) -> Path:
     root = data_dir(root)
     for rel in spec.files:
         if not (root / rel).is_file():
-            raise DataError(f"{name}: missing {root / rel}; run 'seqjax data fetch {name}' "
-                            f"or pass --data-dir / set {ENV_VAR}")
+            present = [n for n, ok, _ in check(root) if ok]
+            raise DataError(f"{name}: missing {root / rel}; run 'seqjax data fetch {name}' or pass --data-dir / "
+                            f"set {ENV_VAR} (present in {root}: {', '.join(present) or 'none'})")
     return root / spec.folder
 
 
@@ -231,4 +232,31 @@ def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
         with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
             tmp.write(data)
         shutil.move(tmp.name, dest)
+        if spec.files[rel] is None:  # unversioned source: record what was fetched, next to it
+            record_checksum(dest, hashlib.sha256(data).hexdigest(), spec.urls.get(rel) or spec.url)
     return root / spec.folder
+
+
+def record_checksum(path: Path, sha256: str, url: str) -> Path:
+    """Write ``<file>.sha256`` (``sha256sum`` format plus the source URL in a comment) for a
+    file whose source publishes no stable checksum; :func:`verify` checks against it later."""
+    out = path.with_name(path.name + ".sha256")
+    out.write_text(f"# fetched from {url}\n{sha256}  {path.name}\n", encoding="utf-8")
+    return out
+
+
+def verify(name: str, root: str | os.PathLike | None = None) -> dict[str, str]:
+    """``{relative path: "ok" | "changed" | "unpinned"}`` of dataset ``name``'s present files:
+    checked against the pinned sha256, else against the ``.sha256`` recorded at fetch time."""
+    spec, root = _spec(name), data_dir(root)
+    out = {}
+    for rel, expected in spec.files.items():
+        path = root / rel
+        if not path.is_file():
+            continue
+        record = path.with_name(path.name + ".sha256")
+        if expected is None and record.is_file():
+            lines = [ln for ln in record.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
+            expected = lines[0].split()[0] if lines else None
+        out[rel] = "unpinned" if expected is None else ("ok" if sha256_file(path) == expected else "changed")
+    return out

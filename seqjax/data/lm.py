@@ -1,4 +1,4 @@
-"""Language-modelling corpora (word and character level), ``batchify`` and BPTT windows.
+"""Language-modelling text (word and character level), ``batchify`` and BPTT windows.
 
 A corpus is three flat ``int32`` id streams (train/valid/test) plus a :class:`Vocab`.
 Truncated BPTT cuts a stream into ``B`` contiguous parallel rows and walks along them in
@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from seqjax.data.fetch import require
+from seqjax.data import sources
 from seqjax.data.vocab import EOS, UNK, Vocab, build_vocab
 from seqjax.errors import DataError, UsageError
 
@@ -40,8 +40,12 @@ class LMCorpus:
     Attributes:
       train, valid, test: flat id streams, ``int32 [n_tokens]``.
       vocab: the :class:`Vocab` (built from the training split).
-      level: ``"word"`` or ``"char"``.
-      name: the corpus name given to :func:`load_lm_corpus`.
+      level: ``"word"`` or ``"char"`` (what the metrics count: perplexity or bits per char).
+      name: ``data.source`` of the corpus.
+      unit: ``"words"`` (whitespace tokens, ``<eos>`` per line), ``"chars"`` (every
+        character, newline included) or ``"symbols"`` (whitespace-separated characters,
+        ``<eos>`` per line: the PTB character files).
+      space: how a symbol file writes a space (``"_"`` in PTB chars), else ``""``.
     """
 
     train: np.ndarray
@@ -50,6 +54,8 @@ class LMCorpus:
     vocab: Vocab
     level: str
     name: str
+    unit: str = "chars"
+    space: str = ""
 
     def split(self, name: str) -> np.ndarray:
         if name not in SPLITS:
@@ -59,8 +65,8 @@ class LMCorpus:
     def text_to_tokens(self, text: str) -> list[str]:
         """Turn plain text (e.g. a sampling prompt) into this corpus's tokens.
 
-        Newlines become ``<eos>`` where the vocabulary has it. ``ptb_char`` writes spaces as
-        ``_`` like its files.
+        Newlines become ``<eos>`` where the vocabulary has it; a symbol corpus writes spaces
+        as its ``space`` symbol, like its files.
         """
         lines = text.split("\n")
         eos = [EOS] if EOS in self.vocab else ["\n"]
@@ -68,10 +74,10 @@ class LMCorpus:
         for i, line in enumerate(lines):
             if i:
                 out += eos
-            if self.level == "word":
+            if self.unit == "words":
                 out += line.split()
-            elif self.name == "ptb_char":
-                out += ["_" if c == " " else c for c in line]
+            elif self.space:
+                out += [self.space if c == " " else c for c in line]
             else:
                 out += list(line)
         return out
@@ -79,18 +85,10 @@ class LMCorpus:
     def tokens_to_text(self, tokens: list[str]) -> str:
         """Inverse of :meth:`text_to_tokens` (``<eos>`` -> newline)."""
         toks = ["\n" if t == EOS else t for t in tokens]
-        if self.level == "word":
+        if self.unit == "words":
             return " ".join(toks).replace(" \n ", "\n").replace(" \n", "\n").replace("\n ", "\n")
         text = "".join(toks)
-        return text.replace("_", " ") if self.name == "ptb_char" else text
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.start}); re-download it with "
-                        "'seqjax data fetch'") from None
+        return text.replace(self.space, " ") if self.space else text
 
 
 def _line_tokens(text: str) -> list[str]:
@@ -104,62 +102,83 @@ def _line_tokens(text: str) -> list[str]:
     return text.replace("\n", f" {EOS} ").split()
 
 
-def load_lm_corpus(name: str, data_dir: str | os.PathLike | None = None,
-                   max_tokens: int | None = None) -> LMCorpus:
-    """Load a language-modelling corpus.
+@sources.register_generated("toy")
+def toy_rows(data, seed: int) -> dict:
+    """:data:`TOY_SENTENCES` as one document, the same text in train, valid and test."""
+    import datasets
 
-    Names:
-      ``ptb``: word level. Tokens are ``line.split() + ["<eos>"]`` per line; the vocabulary
-        is the training split's 10,000 types (``<eos>`` id 0, ``<unk>`` id 1 -- ``<unk>``
-        is already a token of the files -- then by frequency). No ``<pad>``, so the size
-        stays exactly 10,000. Train/valid/test: 929,589 / 73,760 / 82,430 tokens.
-      ``ptb_char`` (alias ``ptb-char``): Mikolov's character files. Each whitespace-separated
-        symbol is one token (``_`` is the word boundary; ``< u n k >`` stays five symbols, as
-        written), plus one ``<eos>`` per line. Vocabulary: ``<eos>`` + the 49 training
-        symbols = 50 (valid/test use no other symbol). No ``<unk>``: unknown characters of
-        a prompt are dropped by :meth:`Vocab.encode`.
-      ``shakespeare``: tinyshakespeare, raw characters (newline included). Split by position:
-        first 90% train, next 5% valid, last 5% test (nanoGPT uses 90/10 train/val and no
-        test). Vocabulary: the 65 sorted characters, ids 0..64 as in nanoGPT, then
-        ``<unk>`` (id 65).
-      ``toy``: :data:`TOY_SENTENCES` joined by newlines, character level, train = valid =
-        test; vocabulary: sorted characters then ``<unk>``. Needs no files.
+    ds = datasets.Dataset.from_dict({"text": ["\n".join(TOY_SENTENCES) + "\n"]})
+    return dict.fromkeys(SPLITS, ds)
 
-    Args:
-      data_dir: data directory (see :func:`seqjax.data.fetch.data_dir`).
-      max_tokens: keep only the first ``max_tokens`` ids of each split (tiny presets); the
-        vocabulary is still built from the whole training split, so ids match full runs.
 
-    Returns:
-      :class:`LMCorpus` with ``int32`` streams.
+def _tokens(texts: list[str], unit: str) -> list[str]:
+    if unit == "chars":
+        return list("".join(texts))
+    return [t for text in texts for t in _line_tokens(text)]
+
+
+def load_lm_corpus(data: Mapping[str, Any], data_dir: str | os.PathLike | None = None,
+                   seed: int = 0) -> LMCorpus:
+    """Load the language-modelling text of ``data.source`` (:mod:`seqjax.data.sources`).
+
+    The text is ``data.text_column`` of every row, in order; rows of the ``text`` builder
+    are whole files, other rows are one line each. ``data.level``: ``word`` (whitespace
+    tokens plus one ``<eos>`` per line; vocabulary ``<eos>``, ``<unk>``, then the training
+    types by frequency) or ``char`` (every character; vocabulary the sorted training
+    characters, then ``<unk>``). The built-in corpora fix their own:
+
+      ``ptb``: words; ``<unk>`` is already a token of the files; 10,000 types, no
+        ``<pad>``. Train/valid/test: 929,589 / 73,760 / 82,430 tokens.
+      ``ptb_char``: Mikolov's character files: each whitespace-separated symbol is a token
+        (``_`` is the word boundary, ``< u n k >`` stays five symbols), plus ``<eos>`` per
+        line; vocabulary ``<eos>`` + the 49 training symbols = 50, no ``<unk>``.
+      ``shakespeare``: raw characters, one file: valid and test carved from its tail.
+      ``toy``: :data:`TOY_SENTENCES` (generated, no files), train = valid = test.
+
+    A missing valid/test split is carved from the end of the train stream, contiguous:
+    train | valid | test, of ``data.valid_fraction`` / ``data.test_fraction`` of its
+    tokens (a fraction < 1, or a count). ``data.max_tokens`` keeps only the first that
+    many ids of each split (tiny presets); the vocabulary is still built from the whole
+    training split, so ids match full runs.
     """
-    if name == "ptb-char":
-        name = "ptb_char"
-    if name in ("ptb", "ptb_char"):
-        folder = require("ptb" if name == "ptb" else "ptb-char", data_dir)
-        prefix = "ptb" if name == "ptb" else "ptb.char"
-        tokens = {s: _line_tokens(_read(folder / f"{prefix}.{s}.txt")) for s in SPLITS}
-        vocab = build_vocab(Counter(tokens["train"]), specials=(EOS, UNK) if name == "ptb" else (EOS,))
-        streams = {s: vocab.encode(tokens[s]) for s in SPLITS}
-        level = "word" if name == "ptb" else "char"
-    elif name in ("shakespeare", "toy"):
-        if name == "shakespeare":
-            text = _read(require("shakespeare", data_dir) / "input.txt")
-            n = len(text)
-            parts = {"train": text[: int(0.9 * n)], "valid": text[int(0.9 * n): int(0.95 * n)],
-                     "test": text[int(0.95 * n):]}
-        else:
-            text = "\n".join(TOY_SENTENCES) + "\n"
-            parts = dict.fromkeys(SPLITS, text)
-        vocab = Vocab(sorted(set(parts["train"])) + [UNK])
-        streams = {s: vocab.encode(parts[s]) for s in SPLITS}
-        level = "char"
+    splits = sources.load_splits(data, data_dir, seed)
+    ex = splits.extras
+    level = ex.get("level") or data.get("level") or "word"
+    if level not in ("word", "char"):
+        raise UsageError(f"data.level={level!r}: choose word or char")
+    unit = ex.get("unit") or ("words" if level == "word" else "chars")
+
+    def texts(split):
+        col = splits.column(split, "text_column")
+        return [v or "" for v in col] if splits.whole_files else [f"{v or ''}\n" for v in col]
+
+    tokens = {s: _tokens(texts(s), unit) for s in SPLITS if splits.rows[s] is not None}
+    if not tokens["train"]:
+        raise DataError(f"{splits.where['train']}: no tokens in column {splits.columns['text_column']!r}")
+    missing = [s for s in ("valid", "test") if s not in tokens]
+    if missing:
+        n = len(tokens["train"])
+        sizes = {s: sources.count(data.get(f"{s}_fraction", 0.1), n, f"{s}_fraction") for s in missing}
+        end = n
+        for s in reversed(missing):  # test is the very tail, valid just before it
+            tokens[s], end = tokens["train"][end - sizes[s]:end], end - sizes[s]
+        if end <= 0:
+            raise UsageError(f"data.valid_fraction / data.test_fraction leave no training tokens ({n} tokens)")
+        tokens["train"] = tokens["train"][:end]
+    for s in missing:
+        if not tokens[s]:
+            raise DataError(f"{splits.where['train']}: data.{s}_fraction={data.get(f'{s}_fraction')} carves an "
+                            f"empty {s} split; raise it or give data.files.{s}")
+    if unit == "chars":
+        vocab = Vocab(sorted(set(tokens["train"])) + [UNK])
     else:
-        raise UsageError(f"unknown language-model corpus {name!r}; "
-                         "expected ptb, ptb_char, shakespeare or toy")
+        vocab = build_vocab(Counter(tokens["train"]), specials=tuple(ex.get("specials", (EOS, UNK))))
+    streams = {s: vocab.encode(tokens[s]) for s in SPLITS}
+    max_tokens = data.get("max_tokens") or None
     if max_tokens is not None:
         streams = {s: a[:max_tokens] for s, a in streams.items()}
-    return LMCorpus(**streams, vocab=vocab, level=level, name=name)
+    return LMCorpus(**streams, vocab=vocab, level=level, name=str(data["source"]), unit=unit,
+                    space=ex.get("space", ""))
 
 
 def batchify(ids: np.ndarray, batch_size: int, *, pad: bool = False,

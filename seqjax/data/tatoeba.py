@@ -1,9 +1,10 @@
-"""Tatoeba sentence pairs (manythings.org ``*-eng`` files) for English -> X translation.
+"""Sentence pairs for translation: normalisation, tokenizers, carve-out and encoding.
 
-File format: one pair a line, ``English<TAB>other language[<TAB>attribution]`` (the 2018
-releases have 2 columns, newer ones 3). Source = English, target = the other language.
-The files are sorted by length, shortest first, so ``max_pairs`` keeps the shortest pairs
-(as the TensorFlow NMT tutorial's ``num_examples`` does).
+Pairs come from any source (seqjax/data/sources.py). The built-in ``tatoeba`` corpus reads
+manythings.org ``*-eng`` files: one pair a line, ``English<TAB>other language[<TAB>
+attribution]`` (the 2018 releases have 2 columns, newer ones 3); source = English, target
+= the other language. The files are sorted by length, shortest first, so ``max_pairs``
+keeps the shortest pairs (as the TensorFlow NMT tutorial's ``num_examples`` does).
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ import gc
 import os
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from seqjax.data.fetch import require
+from seqjax.data import sources
 from seqjax.data.vocab import EOS, PAD, SOS, UNK, Vocab, build_vocab
 from seqjax.errors import DataError, UsageError
 
 SPECIALS = (PAD, UNK, SOS, EOS)
-PAIRS = {"por-eng": ("tatoeba-por", "por.txt"), "spa-eng": ("tatoeba-spa", "spa.txt")}
 LEVELS = ("char", "word")
 
 # Word level: a word (letters/digits of any script, inner ' or - kept: "don't", "well-known")
@@ -31,40 +32,6 @@ LEVELS = ("char", "word")
 _WORD_TOKEN = re.compile(r"[^\W_]+(?:['-][^\W_]+)*|[^\w\s]|_")
 _NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}»])")
 _NO_SPACE_AFTER = re.compile(r"([¿¡(\[{«]) ")
-
-
-def load_pairs(path: str | os.PathLike, *, max_pairs: int | None = None) -> list[tuple[str, str]]:
-    """Read ``(english, other)`` pairs from a 2- or 3-column TSV (the third column is ignored).
-
-    Blank lines are skipped. A line with another number of columns or an empty field raises
-    :class:`DataError` ``"{file}:{line}: ..."``. ``max_pairs`` keeps the first pairs only.
-    """
-    path = Path(path)
-    pairs = []
-    try:
-        with open(path, encoding="utf-8", newline="\n") as f:
-            for lineno, line in enumerate(f, start=1):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                cols = line.split("\t")
-                if len(cols) not in (2, 3):
-                    raise DataError(f"{path}:{lineno}: expected 2 or 3 tab-separated columns "
-                                    f"(English, translation[, attribution]), got {len(cols)}; fix the line")
-                src, tgt = cols[0].strip(), cols[1].strip()
-                if not src or not tgt:
-                    raise DataError(f"{path}:{lineno}: empty {'English' if not src else 'translation'} "
-                                    "field; fix the line")
-                pairs.append((src, tgt))
-                if max_pairs is not None and len(pairs) >= max_pairs:
-                    break
-    except FileNotFoundError:
-        fetch_name = next((n for n, f in PAIRS.values() if f == path.name), "tatoeba-por")
-        raise DataError(f"missing {path}; run 'seqjax data fetch {fetch_name}' or pass --data-dir "
-                        "/ set SEQJAX_DATA") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.start}); re-download it") from None
-    return pairs
 
 
 def normalize(text: str, level: str = "char") -> str:
@@ -143,40 +110,69 @@ class TranslationData:
     dropped_long: int
 
 
-def _count(size: int | float, total: int, key: str) -> int:
-    n = round(size * total) if isinstance(size, float) and size < 1 else int(size)
-    if n < 0:
-        raise UsageError(f"data.{key}={size} must be >= 0")
-    return n
+def load_translation(data: Mapping[str, Any], data_dir: str | os.PathLike | None = None,
+                     seed: int = 0) -> TranslationData:
+    """Load, tokenize, filter, split and encode the pairs of ``data.source``.
 
+    Rows come from :mod:`seqjax.data.sources` (``tatoeba``: the pair file of ``data.pair``;
+    any builder or generated source with ``data.source_column`` / ``data.target_column``).
+    Steps: keep the first ``data.max_pairs`` rows of train (0: all); tokenize at
+    ``data.level``; drop pairs whose source or target has more than ``data.max_len`` tokens
+    (``<sos>``/``<eos>`` not counted), counted in ``dropped_long``; carve the missing splits.
 
-def load_translation(data_dir: str | os.PathLike | None = None, *, pair: str = "por-eng",
-                     level: str = "char", max_pairs: int | None = None, max_len: int | None = None,
-                     valid_size: int | float = 2000, test_size: int | float = 2000, seed: int = 0,
-                     src_vocab_size: int | None = None,
-                     tgt_vocab_size: int | None = None) -> TranslationData:
-    """Load, tokenize, filter, split and encode a Tatoeba pair file.
-
-    Steps: read the first ``max_pairs`` pairs (``por-eng/por.txt`` or ``spa-eng/spa.txt``);
-    tokenize at ``level``; drop pairs whose source or target has more than ``max_len``
-    tokens (``<sos>``/``<eos>`` not counted) and count them in ``dropped_long``; split.
-
-    The split is by unique source sentence (compared after word-level normalisation, i.e.
-    case-insensitively): Tatoeba lists many English sentences several times with different
-    translations, and all pairs of one source land in the same split, so no test source
-    sentence is seen in training. Sources are shuffled with ``seed``; whole groups go to
-    test until it holds at least ``test_size`` pairs, then to valid until ``valid_size``
-    (a count of pairs, or a float < 1: a fraction of the pairs), the rest to train. Vocabularies come
-    from the training split (``*_vocab_size`` = total size, specials included; ``None`` = all).
+    The carve-out is by unique source sentence (compared after word-level normalisation,
+    i.e. case-insensitively): Tatoeba lists many English sentences several times with
+    different translations, and all pairs of one source land in the same split, so no test
+    source sentence is seen in training. Sources are shuffled with ``seed``; whole groups go
+    to test until it holds at least ``data.test_fraction`` pairs, then to valid until
+    ``data.valid_fraction`` (a fraction < 1 of the pairs, or a count), the rest to train.
+    Vocabularies come from the training split (``data.src_vocab_size`` /
+    ``data.tgt_vocab_size`` = total size, specials included; 0 = all).
     """
+    level = data.get("level", "char")
     _check_level(level)
-    if pair not in PAIRS:
-        raise UsageError(f"data.pair={pair!r}; expected one of {', '.join(PAIRS)}")
-    name, filename = PAIRS[pair]
-    raw = load_pairs(require(name, data_dir) / filename, max_pairs=max_pairs)
+    splits = sources.load_splits(data, data_dir, seed)
+    max_pairs, max_len = data.get("max_pairs") or None, data.get("max_len") or None
     with _gc_paused():
-        return _build(raw, pair, level, max_len, valid_size, test_size, seed,
-                      src_vocab_size, tgt_vocab_size, max_pairs)
+        given = [s for s in sources.SPLITS if splits.rows[s] is not None]
+        examples, dropped = {}, 0
+        for s in given:
+            src, tgt = splits.column(s, "source_column"), splits.column(s, "target_column")
+            if s == "train" and max_pairs is not None:
+                src, tgt = src[:max_pairs], tgt[:max_pairs]
+            examples[s], n_long = _examples(src, tgt, level, max_len, splits.where[s])
+            dropped += n_long
+            if not examples[s]:
+                raise DataError(f"{splits.where[s]}: no pairs left after filtering (data.max_pairs={max_pairs}, "
+                                f"data.max_len={max_len}); raise data.max_len or data.max_pairs")
+        train = examples["train"]
+        missing = [s for s in ("test", "valid") if s not in given]
+        sizes = {s: sources.count(data.get(f"{s}_fraction", 0.1), len(train), f"{s}_fraction") for s in missing}
+        keys: dict[str, int] = {}
+        groups = [keys.setdefault(ex[2].lower(), len(keys)) for ex in train]
+        idx = sources.carve(len(train), sizes, np.random.default_rng(seed), groups)
+        for s in missing:
+            examples[s] = [train[i] for i in idx[s]]
+        examples["train"] = [train[i] for i in idx["train"]]
+        return _encode(examples, str(data.get("pair", "")) if data["source"] == "tatoeba" else str(data["source"]),
+                       level, dropped, data.get("src_vocab_size") or None, data.get("tgt_vocab_size") or None)
+
+
+def _examples(src: list, tgt: list, level: str, max_len: int | None,
+              where: str) -> tuple[list[tuple[list[str], list[str], str, str]], int]:
+    """``(src_tokens, tgt_tokens, src_text, tgt_text)`` of each pair (texts normalised, case
+    kept) within ``max_len``, and the number of pairs dropped as longer."""
+    out, dropped = [], 0
+    for row, (a, b) in enumerate(zip(src, tgt), start=1):
+        a, b = normalize("" if a is None else str(a)), normalize("" if b is None else str(b))
+        if not a or not b:
+            raise DataError(f"{where}: row {row}: empty {'source' if not a else 'target'} text; fix the row")
+        s, t = _split(a, level), _split(b, level)
+        if max_len is not None and (len(s) > max_len or len(t) > max_len):
+            dropped += 1
+            continue
+        out.append((s, t, a, b))
+    return out, dropped
 
 
 @contextlib.contextmanager
@@ -192,58 +188,21 @@ def _gc_paused():
             gc.enable()
 
 
-def _build(raw: list[tuple[str, str]], pair: str, level: str, max_len: int | None,
-           valid_size: int | float, test_size: int | float, seed: int,
-           src_vocab_size: int | None, tgt_vocab_size: int | None,
-           max_pairs: int | None) -> TranslationData:
-    """The body of :func:`load_translation` after reading the file."""
-    examples = []  # (src_tokens, tgt_tokens, src_text, tgt_text), texts normalised, case kept
-    dropped = 0
-    for src, tgt in raw:
-        src, tgt = normalize(src), normalize(tgt)
-        s, t = _split(src, level), _split(tgt, level)
-        if max_len is not None and (len(s) > max_len or len(t) > max_len):
-            dropped += 1
-            continue
-        examples.append((s, t, src, tgt))
-    if not examples:
-        raise DataError(f"{pair}: no pairs left (max_pairs={max_pairs}, max_len={max_len}); "
-                        "raise data.max_len or data.max_pairs")
+def _encode(examples: dict[str, list], pair: str, level: str, dropped: int,
+            src_vocab_size: int | None, tgt_vocab_size: int | None) -> TranslationData:
+    """Vocabularies from train, then every split encoded."""
+    train = examples["train"]
+    src_vocab = build_vocab((ex[0] for ex in train), max_size=src_vocab_size, specials=SPECIALS)
+    tgt_vocab = build_vocab((ex[1] for ex in train), max_size=tgt_vocab_size, specials=SPECIALS)
 
-    groups: dict[str, list[int]] = {}
-    for i, ex in enumerate(examples):
-        groups.setdefault(ex[2].lower(), []).append(i)
-    keys = list(groups)
-    order = np.random.default_rng(seed).permutation(len(keys))
-    n_test = _count(test_size, len(examples), "test_size")
-    n_valid = _count(valid_size, len(examples), "valid_size")
-    test_idx, valid_idx, train_idx = [], [], []
-    for k in order.tolist():
-        members = groups[keys[k]]
-        if len(test_idx) < n_test:
-            test_idx += members
-        elif len(valid_idx) < n_valid:
-            valid_idx += members
-        else:
-            train_idx += members
-    if not train_idx:
-        raise UsageError(f"{pair}: valid_size={valid_size} and test_size={test_size} leave no "
-                         f"training pairs ({len(examples)} pairs)")
-    for idx in (test_idx, valid_idx, train_idx):
-        idx.sort()
-
-    src_vocab = build_vocab((examples[i][0] for i in train_idx), max_size=src_vocab_size, specials=SPECIALS)
-    tgt_vocab = build_vocab((examples[i][1] for i in train_idx), max_size=tgt_vocab_size, specials=SPECIALS)
-
-    def encode(idx):
-        src = src_vocab.encode_many(examples[i][0] for i in idx)
-        tgt = tgt_vocab.encode_many([SOS, *examples[i][1], EOS] for i in idx)
+    def encode(exs):
+        src = src_vocab.encode_many(ex[0] for ex in exs)
+        tgt = tgt_vocab.encode_many([SOS, *ex[1], EOS] for ex in exs)
         return list(zip(src, tgt))
 
     return TranslationData(
-        train=encode(train_idx), valid=encode(valid_idx), test=encode(test_idx),
+        train=encode(train), valid=encode(examples["valid"]), test=encode(examples["test"]),
         src_vocab=src_vocab, tgt_vocab=tgt_vocab,
-        valid_pairs=[examples[i][2:] for i in valid_idx],
-        test_pairs=[examples[i][2:] for i in test_idx],
+        valid_pairs=[ex[2:] for ex in examples["valid"]], test_pairs=[ex[2:] for ex in examples["test"]],
         level=level, pair=pair, dropped_long=dropped,
     )

@@ -1,31 +1,27 @@
-"""AG News topic classification (Zhang, Zhao & LeCun 2015): 4 classes, title + description.
+"""Text classification data: texts and labels of any source, cleaned, tokenized, encoded.
 
-Files (``ag_news/``): ``train.csv``, ``test.csv`` (no header; columns class 1..4, title,
-description; every field quoted) and ``classes.txt`` (one class name a line).
-The shared offline copy of ``train.csv`` is a 20,000-row subset, sorted by class; the loader
-shuffles with the seed before holding out the validation split.
+The built-in ``ag_news`` corpus (Zhang, Zhao & LeCun 2015; seqjax/data/sources.py) is one
+preset: ``ag_news/train.csv``, ``test.csv`` (no header; class 1..4, title, description) and
+``classes.txt`` (one class name a line). The shared offline copy of ``train.csv`` is a
+20,000-row subset, sorted by class; the loader shuffles with the seed before holding out
+the validation split.
 """
 
 from __future__ import annotations
 
-import csv
 import html
 import os
 import re
-import tempfile
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from seqjax.data.fetch import require
+from seqjax.data import sources
 from seqjax.data.vocab import PAD, UNK, Vocab, build_vocab
 from seqjax.errors import DataError, UsageError
-
-NUM_CLASSES = 4
-_COLUMNS = ["label", "title", "description"]
 
 # Lowercased words: letters/digits (any script), with inner apostrophes kept ("america's",
 # "don't"); punctuation and symbols are dropped.
@@ -77,7 +73,7 @@ def encode_texts(texts: list[str], vocab: Vocab) -> list[np.ndarray]:
 
 class TextSplit(NamedTuple):
     """One split: ``tokens`` is a list of ``int32 [len_i]`` arrays, ``labels`` is ``int32 [n]``
-    with values 0..3, ``texts`` the cleaned ``title + " " + description`` strings."""
+    class ids, ``texts`` the cleaned texts."""
 
     tokens: list[np.ndarray]
     labels: np.ndarray
@@ -86,13 +82,13 @@ class TextSplit(NamedTuple):
 
 @dataclass
 class TextClassData:
-    """AG News, encoded.
+    """A text classification dataset, encoded.
 
     Attributes:
       train, valid, test: :class:`TextSplit` (unpacks as ``tokens, labels, texts``).
       vocab: ``<pad>`` = 0, ``<unk>`` = 1, then training words by frequency.
-      class_names: from ``classes.txt`` (World, Sports, Business, Sci/Tech).
-      skipped: malformed rows skipped (``on_error="skip"``).
+      class_names: one name per class id (AG News: World, Sports, Business, Sci/Tech).
+      skipped: rows without text left out (``data.on_error=skip``).
     """
 
     train: TextSplit
@@ -103,134 +99,103 @@ class TextClassData:
     skipped: int
 
 
-def _bad_rows(path: Path) -> list[tuple[int, str]]:
-    """``(line, problem)`` of every malformed row, found with the csv module (exact lines)."""
-    bad = []
-    line = 1
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            for row in reader:
-                problem = None
-                if len(row) != 3:
-                    problem = f"expected 3 columns (class, title, description), got {len(row)}"
-                elif row[0].strip() not in ("1", "2", "3", "4"):
-                    problem = f"class {row[0]!r} is not 1..4"
-                elif not (_WORD.search(row[1]) or _WORD.search(row[2])):
-                    problem = "empty text"
-                if problem:
-                    bad.append((line, problem))
-                line = reader.line_num + 1
-    except (csv.Error, UnicodeDecodeError) as err:
-        raise DataError(f"{path}:{line}: unreadable CSV ({err}); fix the file or re-fetch it "
-                        "with 'seqjax data fetch ag-news'") from None
-    return bad
+def _names(splits: sources.Splits, labels: list, where: str) -> tuple[list, list[str]]:
+    """The classes (the distinct training labels, sorted) and their names (the corpus's
+    class-names file, else the labels as strings)."""
+    if any(v is None for v in labels):
+        row = labels.index(None) + 1
+        raise DataError(f"{where}: row {row}: no label in column {splits.columns['label_column']!r}; fix the row")
+    classes = list(splits.extras.get("label_values") or sorted(set(labels)))
+    names_file = splits.extras.get("label_names")
+    if not names_file:
+        return classes, [str(c) for c in classes]
+    path = splits.extras["root"] / names_file
+    names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if len(names) != len(classes):
+        raise DataError(f"{path} names {len(names)} classes but the train labels are {len(classes)}: "
+                        f"{', '.join(map(str, classes))}; fix the labels or the file")
+    return classes, names
 
 
-def _cache_dir() -> str | None:
-    """HF datasets cache: ``$HF_DATASETS_CACHE`` if set, else a folder in the temp dir.
+def load_text_classes(data: Mapping[str, Any], data_dir: str | os.PathLike | None = None,
+                      seed: int = 0) -> TextClassData:
+    """Load texts and labels of ``data.source`` (:mod:`seqjax.data.sources`), split, build the
+    vocabulary, encode.
 
-    Never the data directory: it may be a shared, read-only copy.
+    A text is ``data.text_column`` (``a,b``: columns joined by a space) cleaned by
+    :func:`clean_text`; its label is ``data.label_column``, any values: the classes are the
+    distinct training labels, sorted (a corpus may fix them: AG News 1..4 -> ids 0..3, named
+    by ``classes.txt``).
+    A missing valid/test split is carved from train with a generator seeded by ``seed``
+    (``data.valid_fraction``, ``data.test_fraction``: a fraction < 1 or a count of rows).
+    The vocabulary comes from the remaining training split (``data.vocab_size`` = total size,
+    the 2 specials included, 0: no cap; ``data.min_freq``). ``data.max_examples`` caps each
+    split, after the shuffle (a test file's subset is a seeded random one).
+
+    A row without a word raises :class:`DataError` ``"{file}: row {n}: ..."`` with
+    ``data.on_error=raise``; ``skip`` leaves it out (counted in ``skipped``). A valid/test
+    label that train does not have raises :class:`DataError` naming it and the classes.
     """
-    if os.environ.get("HF_DATASETS_CACHE"):
-        return None
-    return os.path.join(tempfile.gettempdir(), "seqjax-hf-cache")
-
-
-def _read_csv(path: Path, on_error: str, cache_dir: str | None) -> tuple[list[str], np.ndarray, int]:
-    """Validate ``path`` row by row, then load it with HF ``datasets``' csv builder.
-
-    Returns cleaned texts, labels 0..3 (``int32``) and the number of skipped rows.
-    """
-    bad = _bad_rows(path)
-    if bad and on_error == "raise":
-        line, problem = bad[0]
-        raise DataError(f"{path}:{line}: {problem}; fix the row or pass --set data.on_error=skip")
-    source = path
-    if bad:  # on_error == "skip": load a copy without the malformed rows
-        bad_lines = {line for line, _ in bad}
-        tmp = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, newline="", encoding="utf-8")
-        with open(path, newline="", encoding="utf-8") as f, tmp:
-            reader, writer = csv.reader(f), csv.writer(tmp, quoting=csv.QUOTE_ALL, lineterminator="\n")
-            line = 1
-            for row in reader:
-                if line not in bad_lines:
-                    writer.writerow(row)
-                line = reader.line_num + 1
-        source = Path(tmp.name)
-    import datasets  # lazy: heavy import
-
-    features = datasets.Features({"label": datasets.Value("int32"), "title": datasets.Value("string"),
-                                  "description": datasets.Value("string")})
-    bars_were_off = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        ds = datasets.load_dataset("csv", data_files={"rows": str(source)}, column_names=_COLUMNS,
-                                   header=None, na_filter=False, features=features,
-                                   cache_dir=cache_dir, split="rows")
-    finally:
-        if not bars_were_off:
-            datasets.enable_progress_bars()
-        if source != path:
-            os.unlink(source)
-    table = ds.data  # the Arrow table: column access without per-row formatting
-    texts = [clean_text(f"{t} {d}") for t, d in zip(table.column("title").to_pylist(),
-                                                     table.column("description").to_pylist())]
-    labels = table.column("label").to_numpy().astype(np.int32) - 1
-    return texts, labels, len(bad)
-
-
-def load_agnews(data_dir: str | os.PathLike | None = None, *, max_examples: int | None = None,
-                valid_size: int | float = 2000, seed: int = 0, vocab_size: int | None = 20000,
-                min_freq: int = 1, on_error: str = "raise") -> TextClassData:
-    """Load AG News, split train/valid, build the vocabulary, encode.
-
-    The training CSV is shuffled with ``seed`` and its first ``valid_size`` rows (a count, or
-    a float < 1: a fraction of the rows) become the validation split. The vocabulary is built from
-    the remaining training split only (``vocab_size`` = total size, the 2 specials included;
-    ``None`` = no cap). ``max_examples`` caps each split (train, valid and test) at that many
-    examples, after the shuffle (the test subset is a seeded random one).
-
-    Malformed rows (not 3 columns, class not 1..4, no word in title + description) raise
-    :class:`DataError` ``"{file}:{line}: {what}; ..."`` with ``on_error="raise"``; with
-    ``on_error="skip"`` they are left out and counted in ``skipped``.
-    """
+    on_error = data.get("on_error", "raise")
     if on_error not in ("raise", "skip"):
         raise UsageError(f"data.on_error={on_error!r}; expected 'raise' or 'skip'")
-    folder = require("ag-news", data_dir)
-    class_names = [ln.strip() for ln in (folder / "classes.txt").read_text(encoding="utf-8").splitlines()
-                   if ln.strip()]
-    if len(class_names) != NUM_CLASSES:
-        raise DataError(f"{folder / 'classes.txt'}: expected {NUM_CLASSES} class names, "
-                        f"got {len(class_names)}; re-fetch with 'seqjax data fetch ag-news'")
-    cache = _cache_dir()
-    train_texts, train_labels, skipped_train = _read_csv(folder / "train.csv", on_error, cache)
-    test_texts, test_labels, skipped_test = _read_csv(folder / "test.csv", on_error, cache)
+    splits = sources.load_splits(data, data_dir, seed)
+    given = [s for s in sources.SPLITS if splits.rows[s] is not None]
+    texts, labels, skipped = {}, {}, 0
+    for s in given:
+        raw = splits.column(s, "text_column")
+        lab = splits.column(s, "label_column")
+        cleaned = [clean_text("" if t is None else str(t)) for t in raw]
+        keep = [i for i, t in enumerate(cleaned) if _WORD.search(t)]
+        if len(keep) < len(cleaned):
+            if on_error == "raise":
+                row = next(i for i in range(len(cleaned)) if not _WORD.search(cleaned[i])) + 1
+                raise DataError(f"{splits.where[s]}: row {row}: empty text (no word in column "
+                                f"{splits.columns['text_column']!r}); fix the row or pass --set data.on_error=skip")
+            skipped += len(cleaned) - len(keep)
+            if not keep:
+                raise DataError(f"{splits.where[s]}: no rows left after skipping the rows without text")
+        texts[s], labels[s] = [cleaned[i] for i in keep], [lab[i] for i in keep]
+    classes, class_names = _names(splits, labels["train"], splits.where["train"])
+    index = {c: i for i, c in enumerate(classes)}
+    for s in given:
+        unknown = next((i for i, v in enumerate(labels[s]) if v not in index), None)
+        if unknown is not None:
+            shown = ", ".join(map(str, classes[:10])) + (", ..." if len(classes) > 10 else "")
+            seen = "of this corpus" if splits.extras.get("label_values") else "in train"
+            raise DataError(f"{splits.where[s]}: row {unknown + 1}: label {labels[s][unknown]!r} is not one of the "
+                            f"{len(classes)} labels {seen} ({shown}); fix the row or add it to train")
+    ids = {s: np.array([index[v] for v in labels[s]], np.int32) for s in given}
 
-    n = len(train_texts)
-    n_valid = round(valid_size * n) if isinstance(valid_size, float) and valid_size < 1 else int(valid_size)
-    if not 0 <= n_valid < n:
-        raise UsageError(f"data.valid_size={valid_size} leaves no training rows ({n} rows)")
     rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    valid_idx, train_idx = order[:n_valid], order[n_valid:]
-    test_idx = np.arange(len(test_texts))
-    if max_examples is not None:
-        train_idx, valid_idx = train_idx[:max_examples], valid_idx[:max_examples]
-        if max_examples < len(test_idx):
-            test_idx = np.sort(rng.permutation(len(test_idx))[:max_examples])
+    n = len(texts["train"])
+    missing = [s for s in ("valid", "test") if s not in given]
+    sizes = {s: sources.count(data.get(f"{s}_fraction", 0.1), n, f"{s}_fraction") for s in missing}
+    idx = sources.carve(n, sizes, rng)
+    source_of = {s: ("train" if s in missing else s) for s in sources.SPLITS}
+    for s in given[1:]:
+        idx[s] = np.arange(len(texts[s]))
+    cap = data.get("max_examples") or None
+    if cap is not None:
+        for s in ("train", "valid"):
+            idx[s] = idx[s][:cap]
+        if "test" in given and cap < len(idx["test"]):
+            idx["test"] = np.sort(rng.permutation(len(idx["test"]))[:cap])
+        elif "test" in missing:
+            idx["test"] = idx["test"][:cap]
+    for s in missing:
+        if len(idx[s]) == 0:
+            raise DataError(f"{splits.where['train']}: data.{s}_fraction={data.get(f'{s}_fraction')} carves an "
+                            f"empty {s} split; raise it or give data.files.{s}")
 
-    train_tok = [_words(train_texts[i]) for i in train_idx]
-    vocab = build_vocab(Counter(t for toks in train_tok for t in toks), max_size=vocab_size,
-                        min_freq=min_freq, specials=(PAD, UNK))
+    train_tok = [_words(texts["train"][i]) for i in idx["train"]]
+    vocab = build_vocab(Counter(t for toks in train_tok for t in toks), max_size=data.get("vocab_size") or None,
+                        min_freq=data.get("min_freq", 1), specials=(PAD, UNK))
 
-    def split(texts, labels, idx, toks=None):
-        toks = toks if toks is not None else [_words(texts[i]) for i in idx]
-        return TextSplit(vocab.encode_many(toks), labels[idx], [texts[i] for i in idx])
+    def split(s, toks=None):
+        src = source_of[s]
+        toks = toks if toks is not None else [_words(texts[src][i]) for i in idx[s]]
+        return TextSplit(vocab.encode_many(toks), ids[src][idx[s]], [texts[src][i] for i in idx[s]])
 
-    return TextClassData(
-        train=split(train_texts, train_labels, train_idx, train_tok),
-        valid=split(train_texts, train_labels, valid_idx),
-        test=split(test_texts, test_labels, test_idx),
-        vocab=vocab, class_names=class_names, skipped=skipped_train + skipped_test,
-    )
+    return TextClassData(train=split("train", train_tok), valid=split("valid"), test=split("test"),
+                         vocab=vocab, class_names=class_names, skipped=skipped)

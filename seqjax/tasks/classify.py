@@ -1,4 +1,4 @@
-"""Text classification (AG News): token ids -> one of ``num_classes`` labels.
+"""Text classification (AG News, or any texts with labels): token ids -> one of ``num_classes`` labels.
 
 Batches are length-bucketed (``seqjax.data.batching``): every batch is padded to one of
 the few bucket boundaries, so the train step compiles once per boundary, not per batch.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import pathlib
-import sys
 from typing import Iterator, Sequence
 
 import jax
@@ -23,12 +22,13 @@ import numpy as np
 import optax
 
 from seqjax import config as config_lib
-from seqjax.data.agnews import load_agnews, tokenize
+from seqjax.data.sources import truncation_warning
+from seqjax.data.textclass import load_text_classes, tokenize
 from seqjax.data.batching import length_buckets, pad_batch
-from seqjax.data.vocab import Vocab
+from seqjax.data.vocab import PAD, UNK, Vocab
 from seqjax.errors import DataError, UsageError
 from seqjax.models.classifier import POOLINGS, TextClassifier
-from seqjax.tasks.base import BucketedTask
+from seqjax.tasks.base import BucketedTask, synthetic_vocab
 
 VOCAB_FILE = "vocab.json"
 CLASSES_FILE = "classes.json"
@@ -64,16 +64,12 @@ class ClassifyTask(BucketedTask):
             self.data = None
             self.vocab, self.class_names = vocab, list(class_names)
             return
-        valid = d.valid_size
-        self.data = load_agnews(
-            data_dir, max_examples=d.max_examples or None, valid_size=valid, seed=cfg.seed,
-            vocab_size=d.vocab_size or None, min_freq=d.min_freq, on_error=d.on_error,
-        )
+        self.data = load_text_classes(d, data_dir, cfg.seed)
         self.vocab, self.class_names = self.data.vocab, list(self.data.class_names)
         self.splits = {"train": self.data.train, "valid": self.data.valid, "test": self.data.test}
-        self.lengths = {k: np.minimum([len(t) for t in s.tokens], d.max_len) for k, s in self.splits.items()}
-        if len(self.splits["train"].tokens) == 0:
-            raise DataError("ag_news: no training examples left after the validation split")
+        full = {k: np.array([len(t) for t in s.tokens], np.int64) for k, s in self.splits.items()}
+        truncation_warning(f"data.source={d.source} (train)", full["train"], d.max_len)
+        self.lengths = {k: np.minimum(n, d.max_len) for k, n in full.items()}
 
     @classmethod
     def from_run(cls, workdir: str | pathlib.Path, cfg: ml_collections.ConfigDict) -> ClassifyTask:
@@ -86,6 +82,21 @@ class ClassifyTask(BucketedTask):
         except FileNotFoundError:
             raise DataError(f"missing {workdir / CLASSES_FILE}; was {workdir} written by 'seqjax train'?") from None
         return cls(cfg, vocab=vocab, class_names=class_names)
+
+    @classmethod
+    def synthetic(cls, cfg):
+        """A vocabulary of ``data.vocab_size`` (else 10,000) words, ``data.num_classes`` (else 4) classes."""
+        size = cfg.data.get("vocab_size", 0) or 10000
+        classes = [f"class{i}" for i in range(int(cfg.data.get("num_classes", 0) or 4))]
+        return cls(cfg, vocab=synthetic_vocab(size, (PAD, UNK)), class_names=classes)
+
+    def synthetic_batch(self, rng, batch_size):
+        """Random word ids ``[batch_size, data.max_len]`` (every row full length) and labels."""
+        b, t = batch_size, self.bounds[-1]
+        return {"tokens": rng.integers(2, len(self.vocab), (b, t)).astype(np.int32),
+                "lengths": np.full(b, t, np.int32),
+                "labels": rng.integers(0, len(self.class_names), b).astype(np.int32),
+                "weight": np.ones(b, np.float32)}
 
     # -- model -------------------------------------------------------------------------
     @functools.cache
@@ -186,21 +197,3 @@ class ClassifyTask(BucketedTask):
     def _probs_fn(self):
         model = self.model()
         return jax.jit(lambda params, tokens, lengths: jax.nn.softmax(model.apply({"params": params}, tokens, lengths)))
-
-
-def load_classifier(workdir: str | pathlib.Path, which: str = "best") -> tuple[ClassifyTask, object]:
-    """``(task, params)`` of a classifier run directory (the dataset is not read)."""
-    from seqjax.training.inference import load_for_inference
-
-    return load_for_inference(workdir, "classify", which)
-
-
-def classify_command(args) -> int:
-    """``seqjax classify WORKDIR [TEXT]...``: one ``label<TAB>probability`` line per text
-    (per stdin line when no TEXT is given)."""
-    texts = list(args.text) if args.text else [line.rstrip("\r\n") for line in sys.stdin]
-    task, params = load_classifier(args.workdir)
-    labels, probs = task.predict(params, texts)
-    for label, p in zip(labels.tolist(), probs):
-        print(f"{task.class_names[label]}\t{p[label]:.4f}")
-    return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import math
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -25,13 +24,15 @@ from seqjax.data.vocab import Vocab
 from seqjax.errors import UsageError
 from seqjax.layers import zero_carry
 from seqjax.models.language_model import LanguageModel
-from seqjax.tasks.base import Task
+from seqjax.tasks.base import Task, synthetic_vocab
 
 
 def lm_config():
     """Base config of ``task=lm`` (experiments/ptb_lm.py, experiments/char_lm.py). LM keys:
 
-    data.corpus          ptb | ptb_char | shakespeare | toy
+    data.source          ptb | ptb_char | shakespeare | toy | text | csv | json | parquet | disk | hub:NAME
+                         (seqjax/config.py OPTIONS); the text is data.text_column of every row
+    data.level           word | char: the unit of user text (the built-in corpora fix their own)
     data.bptt            truncated-BPTT window (time steps per step)
     data.test_batch_size parallel streams for the test split (0: data.eval_batch_size)
     data.max_tokens      keep the first N tokens of each split (0: all)
@@ -46,10 +47,15 @@ def lm_config():
     """
     c = config_lib.base_config()
     c.task = "lm"
-    c.data.update(dict(corpus="ptb", bptt=20, test_batch_size=0, max_tokens=0, sum_over_time=False))
+    c.data.update(dict(source="ptb", level="word", bptt=20, test_batch_size=0, max_tokens=0, sum_over_time=False))
     c.model.update(dict(embed=200, tie_weights=False))
     c.sample = dict(prompt="", length=300, temperature=0.8, prompt_on_finish=True)
     return c
+
+
+#: vocabulary sizes of the built-in corpora (what a synthetic stream of their shapes uses)
+CORPUS_VOCAB = {"ptb": 10000, "ptb_char": 50, "shakespeare": 65, "toy": 64}
+CHAR_CORPORA = ("ptb_char", "shakespeare")
 
 
 class LanguageModelTask(Task):
@@ -58,10 +64,28 @@ class LanguageModelTask(Task):
     def __init__(self, cfg, data_dir=None, corpus: LMCorpus | None = None):
         super().__init__(cfg, data_dir)
         d = cfg.data
-        self.corpus = corpus or load_lm_corpus(d.corpus, data_dir, max_tokens=d.max_tokens or None)
+        self.corpus = corpus or load_lm_corpus(d, data_dir, cfg.seed)
         self.word = self.corpus.level == "word"
         self.main_metric = "ppl" if self.word else "bpc"
         self._windows = {}
+
+    @classmethod
+    def synthetic(cls, cfg):
+        """Random token streams (a couple of train windows) over a vocabulary of the corpus's size."""
+        d = cfg.data
+        level = "char" if d.source in CHAR_CORPORA or d.level == "char" else "word"
+        v = CORPUS_VOCAB.get(d.source, 100 if level == "char" else 10000)
+        rng = np.random.default_rng(cfg.seed)
+        n = d.batch_size * d.bptt * 2 + 1
+        stream = lambda: rng.integers(0, v, size=n).astype(np.int32)  # noqa: E731
+        return cls(cfg, corpus=LMCorpus(stream(), stream(), stream(), synthetic_vocab(v), level, d.source))
+
+    def synthetic_batch(self, rng, batch_size):
+        """``inputs``, ``targets`` int32 ``[batch_size, data.bptt]``, ``weights`` all ones."""
+        shape, v = (batch_size, self.cfg.data.bptt), len(self.corpus.vocab)
+        return {"inputs": rng.integers(0, v, shape).astype(np.int32),
+                "targets": rng.integers(0, v, shape).astype(np.int32),
+                "weights": np.ones(shape, np.float32)}
 
     # -- model -------------------------------------------------------------------------
     @functools.cache
@@ -146,7 +170,7 @@ class LanguageModelTask(Task):
     def save_assets(self, workdir):
         self.corpus.vocab.save(pathlib.Path(workdir) / "vocab.json")
 
-    def final_report(self, params, summary):
+    def final_report(self, params):
         if self.word or not self.cfg.sample.prompt_on_finish:
             return {}
         text = sample(self, params, self.cfg.sample.prompt, self.cfg.sample.length, self.cfg.sample.temperature, 0)
@@ -207,18 +231,3 @@ def sample(task: LanguageModelTask, params, prompt: str, length: int, temperatur
         greedy=temperature == 0,
     )
     return task.corpus.tokens_to_text(task.corpus.vocab.decode(np.asarray(toks)))
-
-
-def sample_command(args) -> int:
-    """``seqjax sample WORKDIR --prompt TEXT [--length N] [--temperature T] [--seed S]``."""
-    from seqjax.training.inference import load_run
-
-    run = load_run(args.workdir, args.data_dir)
-    if not isinstance(run.task, LanguageModelTask):
-        raise UsageError(f"{args.workdir}: a {run.cfg.task} run; `seqjax sample` needs a language model run")
-    params = jax.device_get(run.params)
-    text = sample(run.task, params, args.prompt, args.length, args.temperature, args.seed)
-    sep = "" if run.task.corpus.level == "char" or not args.prompt else " "
-    sys.stdout.write(args.prompt + sep + text + "\n")
-    return 0
-

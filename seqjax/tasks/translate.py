@@ -14,8 +14,8 @@ At the end of training (:meth:`TranslateTask.final_report`) the best parameters 
 the held-out test split with greedy decoding and beam search (``decode.beam``), both
 batched and jit-compiled (``seqjax.decoding``); sacrebleu gives corpus BLEU and chrF
 against the references (lowercased on both sides at word level, where the model's
-vocabulary is lowercase), and the wall time per sentence is recorded. The seed's
-sentences (:data:`SEED_SENTENCES`) are translated too.
+vocabulary is lowercase; :mod:`seqjax.evaluation`), and the wall time per sentence is
+recorded. The sentences of the Keras example (:data:`EXAMPLE_SENTENCES`) are translated too.
 
 The run directory gets ``src_vocab.json`` and ``tgt_vocab.json``, so ``seqjax translate
 WORKDIR TEXT...`` needs the run alone, not the dataset. Unknown characters or words map
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import pathlib
-import sys
 import time
 from typing import Iterator, Sequence
 
@@ -35,19 +34,19 @@ import ml_collections
 import numpy as np
 
 from seqjax import config as config_lib
-from seqjax import decoding
-from seqjax.data import tatoeba
+from seqjax import decoding, evaluation
+from seqjax.data import sources, tatoeba
 from seqjax.data.batching import length_buckets, pad_batch
-from seqjax.data.vocab import Vocab
+from seqjax.data.vocab import EOS, PAD, SOS, UNK, Vocab
 from seqjax.errors import UsageError
 from seqjax.models.seq2seq import ATTENTIONS, Seq2Seq
-from seqjax.tasks.base import BucketedTask
+from seqjax.tasks.base import BucketedTask, synthetic_vocab
 
 SRC_VOCAB_FILE = "src_vocab.json"
 TGT_VOCAB_FILE = "tgt_vocab.json"
 
-#: The sentences the seed (the Keras character-level example) translates.
-SEED_SENTENCES = ("You'll do it now!", "Are you wrong", "Can you help me?", "I hate you all",
+#: The sentences the Keras character-level seq2seq example translates.
+EXAMPLE_SENTENCES = ("You'll do it now!", "Are you wrong", "Can you help me?", "I hate you all",
                   "I liked that hair")
 
 
@@ -88,11 +87,10 @@ class TranslateTask(BucketedTask):
             self.data = None
             self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
             return
-        self.data = tatoeba.load_translation(
-            data_dir, pair=d.pair, level=d.level, max_pairs=d.max_pairs or None, max_len=d.max_len,
-            valid_size=d.valid_size, test_size=d.test_size, seed=cfg.seed,
-            src_vocab_size=d.src_vocab_size or None, tgt_vocab_size=d.tgt_vocab_size or None,
-        )
+        self.data = tatoeba.load_translation(d, data_dir, cfg.seed)
+        if self.data.dropped_long:
+            sources.log.warning(f"warning: data.source={d.source}: {self.data.dropped_long} pairs longer than "
+                                f"data.max_len={d.max_len} tokens left out")
         self.src_vocab, self.tgt_vocab = self.data.src_vocab, self.data.tgt_vocab
         train = self.data.train
         if d.max_examples and d.max_examples < len(train):
@@ -106,6 +104,23 @@ class TranslateTask(BucketedTask):
         """The task of a run directory for inference: vocabularies from its assets."""
         workdir = pathlib.Path(workdir)
         return cls(cfg, src_vocab=Vocab.load(workdir / SRC_VOCAB_FILE), tgt_vocab=Vocab.load(workdir / TGT_VOCAB_FILE))
+
+    @classmethod
+    def synthetic(cls, cfg):
+        """Vocabularies of ``data.{src,tgt}_vocab_size`` (else 100 characters / 10,000 words)."""
+        d, specials = cfg.data, (PAD, UNK, SOS, EOS)
+        default = 100 if d.level == "char" else 10000
+        return cls(cfg, src_vocab=synthetic_vocab(d.get("src_vocab_size", 0) or default, specials),
+                   tgt_vocab=synthetic_vocab(d.get("tgt_vocab_size", 0) or default, specials))
+
+    def synthetic_batch(self, rng, batch_size):
+        """Random ``src [batch_size, L]`` and ``tgt [batch_size, L + 1]`` (``<sos>`` first) at
+        the longest bucket ``L``, every row full length."""
+        b, t, first = batch_size, self.bounds[-1], len((PAD, UNK, SOS, EOS))
+        tgt = rng.integers(first, len(self.tgt_vocab), (b, t + 1)).astype(np.int32)
+        tgt[:, 0] = self.tgt_vocab.sos_id
+        return {"src": rng.integers(first, len(self.src_vocab), (b, t)).astype(np.int32),
+                "src_len": np.full(b, t, np.int32), "tgt": tgt, "weight": np.ones(b, np.float32)}
 
     # -- model -------------------------------------------------------------------------
     @functools.cache
@@ -245,21 +260,6 @@ class TranslateTask(BucketedTask):
         out = self.translate_ids(params, self.encode_sources(texts, warn), beam)
         return [self.detokenize(t) for t in out.tokens], out
 
-    def score(self, hyps: Sequence[str], refs: Sequence[str] | Sequence[Sequence[str]]) -> dict[str, float]:
-        """Corpus BLEU and chrF (sacrebleu); lowercased at word level.
-
-        ``refs``: one reference string per hypothesis, or one list of references per
-        hypothesis (any number: sacrebleu's ``nrefs:var``)."""
-        from sacrebleu.metrics import BLEU, CHRF
-
-        per_hyp = [[r] if isinstance(r, str) else list(r) for r in refs]
-        width = max((len(r) for r in per_hyp), default=1)
-        streams = [[r[k] if k < len(r) else None for r in per_hyp] for k in range(width)]
-        lower = self.level == "word"
-        bleu = BLEU(lowercase=lower).corpus_score(list(hyps), streams)
-        chrf = CHRF(lowercase=lower).corpus_score(list(hyps), streams)
-        return {"bleu": round(bleu.score, 2), "chrf": round(chrf.score, 2)}
-
     def evaluate_translation(self, params, split: str = "test", beams: Sequence[int] = (1,)) -> dict:
         """BLEU, chrF and decode time per sentence of ``split`` for each beam size.
 
@@ -273,10 +273,8 @@ class TranslateTask(BucketedTask):
         self._require_data()
         pairs = self.data.test_pairs if split == "test" else self.data.valid_pairs
         src = [p[0] for p in self.splits[split]]
-        refs = [r for _, r in pairs]
-        groups: dict[str, list[int]] = {}
-        for i, (source, _) in enumerate(pairs):
-            groups.setdefault(source, []).append(i)
+        sources, refs = [s for s, _ in pairs], [r for _, r in pairs]
+        lower = self.level == "word"  # the word-level vocabulary is lowercase
         out = {}
         for beam in beams:
             self.translate_ids(params, src[: self.decode_batch_size], beam)  # compile
@@ -284,12 +282,12 @@ class TranslateTask(BucketedTask):
             dec = self.translate_ids(params, src, beam)
             dt = time.perf_counter() - t0
             hyps = [self.detokenize(t) for t in dec.tokens]
-            multi = self.score([hyps[idx[0]] for idx in groups.values()],
-                               [[refs[i] for i in idx] for idx in groups.values()])
+            multi = evaluation.bleu_chrf_per_source(sources, hyps, refs, lower)
             name = "greedy" if beam == 1 else f"beam{beam}"
-            out[name] = {**self.score(hyps, refs), "bleu_multiref": multi["bleu"], "chrf_multiref": multi["chrf"],
+            out[name] = {**evaluation.bleu_chrf(hyps, refs, lower),
+                         "bleu_multiref": multi["bleu"], "chrf_multiref": multi["chrf"],
                          "decode_ms_per_sentence": round(1000 * dt / max(len(src), 1), 3),
-                         "sentences": len(src), "sources": len(groups)}
+                         "sentences": len(src), "sources": len(set(sources))}
         return out
 
     def eval_report(self, params, split):
@@ -297,75 +295,17 @@ class TranslateTask(BucketedTask):
         beam ``decode.beam``."""
         return {"translation": self.evaluate_translation(params, split, sorted({1, self.cfg.decode.beam}))}
 
-    def final_report(self, params, summary):
-        """BLEU/chrF on the test split (greedy and beam ``decode.beam``), translations of the
-        seed's sentences, of ``params`` (the best checkpoint, or with
-        ``train.final_params=average`` the averaged one). The beam (else greedy) BLEU/chrF
-        are also added to the matching ``summary[...]["test"]``, so the ``test`` line of
-        metrics.jsonl carries them."""
+    def final_report(self, params):
+        """BLEU/chrF of ``params`` on the test split (greedy and beam ``decode.beam``) and
+        translations of :data:`EXAMPLE_SENTENCES`. The beam (else greedy) BLEU/chrF also go
+        under ``"test"``, so the reported test metrics and the ``test`` line of metrics.jsonl
+        carry them."""
         beams = sorted({1, self.cfg.decode.beam})
         report = self.evaluate_translation(params, "test", beams)
         main = report["greedy" if self.cfg.decode.beam == 1 else f"beam{self.cfg.decode.beam}"]
-        scored = summary["average"] if "average" in summary else summary["best"]
-        scored["test"].update(bleu=main["bleu"], chrf=main["chrf"], bleu_multiref=main["bleu_multiref"])
         samples = {}
         for beam in beams:
-            hyps, _ = self.translate(params, SEED_SENTENCES, beam)
-            samples["greedy" if beam == 1 else f"beam{beam}"] = dict(zip(SEED_SENTENCES, hyps))
-        return {"translation": {"test": report, "samples": samples}}
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def load_translator(workdir: str | pathlib.Path, which: str = "best") -> tuple[TranslateTask, object]:
-    """``(task, params)`` of a translation run directory (the dataset is not read)."""
-    from seqjax.training.inference import load_for_inference
-
-    return load_for_inference(workdir, "translate", which)
-
-
-def plot_attention(path: str, src_tokens: Sequence[str], tgt_tokens: Sequence[str], weights: np.ndarray,
-                   title: str = "") -> None:
-    """Heatmap of ``weights [len(tgt_tokens), len(src_tokens)]`` (rows: output tokens)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    h, w = len(tgt_tokens), len(src_tokens)
-    fig, ax = plt.subplots(figsize=(max(3.0, 0.45 * w + 1.5), max(2.5, 0.4 * h + 1.2)))
-    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-9), aspect="auto")
-    ax.set_xticks(range(w), [repr(t)[1:-1] if t == " " else t for t in src_tokens], rotation=90)
-    ax.set_yticks(range(h), tgt_tokens)
-    ax.set_xlabel("source")
-    ax.set_ylabel("output")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def translate_command(args) -> int:
-    """``seqjax translate WORKDIR [TEXT]... [--beam K] [--plot-attention PNG]``: one
-    translation per line (per stdin line when no TEXT is given)."""
-    if args.beam < 1:
-        raise UsageError(f"--beam {args.beam}: must be >= 1")
-    texts = list(args.text) if args.text else [line.rstrip("\r\n") for line in sys.stdin]
-    task, params = load_translator(args.workdir, args.checkpoint)
-    warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)
-    hyps, out = task.translate(params, texts, args.beam, warn=warn)
-    for h in hyps:
-        print(h)
-    if args.plot_attention and texts:
-        if task.cfg.model.attention == "none":
-            warn(f"{args.workdir} has no attention (model.attention=none); no heatmap written")
-        else:
-            src = task.src_vocab.decode(task.encode_sources(texts[:1])[0])
-            n = int(out.lengths[0])
-            tgt = task.tgt_vocab.decode(out.tokens[0, :n])
-            plot_attention(args.plot_attention, src, tgt, np.asarray(out.attention[0, :n, : len(src)]),
-                           title=f"{texts[0]} -> {hyps[0]}")
-            print(f"attention heatmap: {args.plot_attention}", file=sys.stderr)
-    return 0
+            hyps, _ = self.translate(params, EXAMPLE_SENTENCES, beam)
+            samples["greedy" if beam == 1 else f"beam{beam}"] = dict(zip(EXAMPLE_SENTENCES, hyps))
+        return {"test": {k: main[k] for k in ("bleu", "chrf", "bleu_multiref")},
+                "translation": {"test": report, "samples": samples}}

@@ -13,8 +13,8 @@ import jax
 import numpy as np
 
 from seqjax.errors import UsageError
-from seqjax.tasks.lm import LanguageModelTask, sample
-from seqjax.training.inference import load_for_inference, load_run
+from seqjax.tasks.lm import sample
+from seqjax.training.inference import load_for_inference, load_run, read_config
 
 
 def _texts(args) -> list[str]:
@@ -25,9 +25,8 @@ def _texts(args) -> list[str]:
 def sample_command(args) -> int:
     """``seqjax sample WORKDIR --prompt TEXT [--length N] [--temperature T] [--seed S]``: the
     prompt and its continuation."""
+    read_config(args.workdir, "lm")  # not a language model run: one line before anything loads
     run = load_run(args.workdir, args.data_dir)
-    if not isinstance(run.task, LanguageModelTask):
-        raise UsageError(f"{args.workdir}: a {run.cfg.task} run; `seqjax sample` needs a language model run")
     text = sample(run.task, jax.device_get(run.params), args.prompt, args.length, args.temperature, args.seed)
     sep = "" if run.task.corpus.level == "char" or not args.prompt else " "
     sys.stdout.write(args.prompt + sep + text + "\n")

@@ -1,0 +1,43 @@
+"""seqjax.commands: the inference commands' own behaviour (the end-to-end runs are in
+tests/test_task_*.py and tests/test_lm.py): wrong kind of run, stdin, the heatmap."""
+import io
+
+import numpy as np
+
+from seqjax import commands
+from seqjax import config as config_lib
+from seqjax.cli import main
+
+
+def _run_dir(tmp_path, spec):
+    """A directory that holds only the config.json of a ``spec`` run."""
+    (tmp_path / "config.json").write_text(config_lib.to_json(config_lib.resolve(spec)))
+    return str(tmp_path)
+
+
+def test_wrong_kind_of_run_is_one_line(tmp_path, capsys):
+    work = _run_dir(tmp_path, "sequences:tiny")
+    for argv in (["sample", work, "--prompt", "a"], ["classify", work, "x"], ["translate", work, "x"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is a 'sequences' run; this command needs a" in err[0], err
+
+
+def test_texts_from_arguments_else_stdin(monkeypatch):
+    class Args:
+        text = ["a b", "c"]
+
+    assert commands._texts(Args) == ["a b", "c"]
+    Args.text = []
+    monkeypatch.setattr("sys.stdin", io.StringIO("first line\r\nsecond\n"))
+    assert commands._texts(Args) == ["first line", "second"]
+
+
+def test_plot_attention_writes_a_png(tmp_path):
+    path = tmp_path / "att.png"
+    weights = np.eye(3, 4, dtype=np.float32)
+    commands.plot_attention(str(path), ["a", " ", "b", "c"], ["x", "y", "z"], weights, title="a -> xyz")
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    assert (width, height) == (396, 300)  # figsize (0.45 * 4 + 1.5, 2.5) inches at 120 dpi

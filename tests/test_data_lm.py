@@ -91,7 +91,7 @@ def test_training_truncation_matches_pytorch():
 
 
 def test_toy_corpus():
-    c = load_lm_corpus("toy")
+    c = load_lm_corpus({"source": "toy", "level": "char"})
     assert c.level == "char" and 3 <= len(TOY_SENTENCES) <= 6
     text = "\n".join(TOY_SENTENCES) + "\n"
     assert len(c.train) == len(text)
@@ -102,25 +102,25 @@ def test_toy_corpus():
 
 def test_missing_corpus_names_path_and_fetch(tmp_path):
     with pytest.raises(DataError, match=r"ptb\.train\.txt; run 'seqjax data fetch ptb'"):
-        load_lm_corpus("ptb", tmp_path)
+        load_lm_corpus({"source": "ptb"}, tmp_path)
 
 
 def test_ptb_counts_and_vocab():
     root = _shared("ptb")
-    c = load_lm_corpus("ptb", root)
+    c = load_lm_corpus({"source": "ptb"}, root)
     assert len(c.vocab) == 10_000 and c.level == "word"
     assert (len(c.train), len(c.valid), len(c.test)) == (929_589, 73_760, 82_430)
     assert c.train.dtype == np.int32 and c.train.max() == 9_999
     assert c.vocab.itos[:2] == ["<eos>", "<unk>"] and c.vocab.pad_id is None
     assert (c.train == c.vocab.eos_id).sum() == 42_068
     assert c.vocab.decode(c.valid[:4]) == ["consumers", "may", "want", "to"]
-    small = load_lm_corpus("ptb", root, max_tokens=100)
+    small = load_lm_corpus({"source": "ptb", "max_tokens": 100}, root)
     assert len(small.train) == 100 and len(small.vocab) == 10_000
 
 
 def test_ptb_char_counts():
     root = _shared("ptb_char")
-    c = load_lm_corpus("ptb_char", root)
+    c = load_lm_corpus({"source": "ptb_char"}, root)
     assert len(c.vocab) == 50 and c.vocab.unk_id is None
     # PROVENANCE: whitespace tokens + one <eos> a line
     assert (len(c.train), len(c.valid), len(c.test)) == (4_975_414 + 42_068, 389_672 + 3_370, 438_662 + 3_761)
@@ -130,7 +130,7 @@ def test_ptb_char_counts():
 
 def test_shakespeare_split():
     root = _shared("tinyshakespeare")
-    c = load_lm_corpus("shakespeare", root)
+    c = load_lm_corpus({"source": "shakespeare", "valid_fraction": 0.05, "test_fraction": 0.05}, root)
     assert len(c.vocab) == 66 and c.vocab.itos[-1] == "<unk>"
     assert (len(c.train), len(c.valid), len(c.test)) == (1_003_854, 55_770, 55_770)
     assert "".join(c.vocab.decode(c.train[:14])) == "First Citizen:"

@@ -1,4 +1,5 @@
-"""Tatoeba: parsing (file:line errors), normalisation, tokenize round trips, disjoint split."""
+"""Translation pairs: the Tatoeba preset, rows with errors, normalisation, tokenize round
+trips, the grouped (disjoint) carve-out."""
 
 import os
 import unicodedata
@@ -7,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqjax.data.tatoeba import (decode_target, detokenize, encode_source, load_pairs,
-                                 load_translation, normalize, tokenize)
+from seqjax.data.tatoeba import decode_target, detokenize, encode_source, load_translation, normalize, tokenize
 from seqjax.errors import DataError
 
 LINES = ["Go.\tVai.", "Go.\tVá.", "Hi.\tOi.", "Run!\tCorra!", "Who?\tQuem?\tCC-BY 2.0 (France) Attribution",
@@ -30,24 +30,33 @@ def _shared():
     return root
 
 
-def test_load_pairs_two_and_three_columns(tmp_path):
-    path = _write(tmp_path, LINES[:5] + [""])
-    assert load_pairs(path) == [("Go.", "Vai."), ("Go.", "Vá."), ("Hi.", "Oi."), ("Run!", "Corra!"),
-                                ("Who?", "Quem?")]
-    assert len(load_pairs(path, max_pairs=2)) == 2
+def _cfg(**kw):
+    return {"source": "tatoeba", "pair": "por-eng", "level": "char", "max_len": 0, "max_pairs": 0,
+            "valid_fraction": 2000, "test_fraction": 2000, **kw}
 
 
-@pytest.mark.parametrize("bad,what", [("no tab here", "got 1"), ("a\tb\tc\td", "got 4"), ("\tVai.", "empty English")])
-def test_malformed_line_names_file_and_line(tmp_path, bad, what):
-    path = _write(tmp_path, LINES[:2] + [bad])
-    with pytest.raises(DataError, match=f"{path}:3: .*{what}") as err:
-        load_pairs(path)
+def test_two_and_three_columns_blank_lines(tmp_path):
+    _write(tmp_path, LINES[:5] + [""])
+    d = load_translation(_cfg(valid_fraction=0, test_fraction=1), tmp_path)
+    pairs = sorted(d.test_pairs + [("".join(d.src_vocab.decode(s)), "".join(d.tgt_vocab.decode(t[1:-1])))
+                                   for s, t in d.train])
+    assert pairs == [("Go.", "Vai."), ("Go.", "Vá."), ("Hi.", "Oi."), ("Run!", "Corra!"), ("Who?", "Quem?")]
+    assert len(load_translation(_cfg(max_pairs=2, valid_fraction=0, test_fraction=0), tmp_path).train) == 2
+
+
+def test_empty_field_names_file_and_row(tmp_path):
+    path = _write(tmp_path, LINES[:2] + ["\tVai."])
+    with pytest.raises(DataError, match=f"{path}: row 3: empty source text") as err:
+        load_translation(_cfg(), tmp_path)
     assert "\n" not in str(err.value)
 
 
-def test_missing_file_names_fetch_command(tmp_path):
-    with pytest.raises(DataError, match=r"por-eng/por\.txt; run 'seqjax data fetch tatoeba-por'"):
-        load_translation(tmp_path)
+def test_missing_file_names_fetch_command_and_present_pair(tmp_path):
+    with pytest.raises(DataError, match=r"por-eng/por\.txt; run 'seqjax data fetch tatoeba-por'.*present in"):
+        load_translation(_cfg(), tmp_path)
+    _write(tmp_path, LINES, folder="spa-eng", name="spa.txt")
+    with pytest.raises(DataError, match=r"tatoeba-spa\); or train on a present pair: --set data.pair=spa-eng$"):
+        load_translation(_cfg(), tmp_path)
 
 
 def test_normalize_and_tokenize():
@@ -62,7 +71,7 @@ def test_normalize_and_tokenize():
 
 def test_synthetic_split_and_round_trip(tmp_path):
     _write(tmp_path, LINES)
-    d = load_translation(tmp_path, level="char", valid_size=2, test_size=2, seed=1)
+    d = load_translation(_cfg(valid_fraction=2, test_fraction=2), tmp_path, seed=1)
     assert len(d.train) + len(d.valid) + len(d.test) == len(LINES)
     assert d.src_vocab.itos[:4] == d.tgt_vocab.itos[:4] == ["<pad>", "<unk>", "<sos>", "<eos>"]
     src, tgt = d.test[0]
@@ -76,14 +85,14 @@ def test_synthetic_split_and_round_trip(tmp_path):
     for split in (d.train, d.valid, d.test):
         n = sum("".join(d.src_vocab.decode(s)).lower() == "go." for s, _ in split)
         assert n in (0, 3)
-    short = load_translation(tmp_path, level="word", max_len=2, valid_size=0, test_size=1)
+    short = load_translation(_cfg(level="word", max_len=2, valid_fraction=0, test_fraction=1), tmp_path)
     assert short.dropped_long == 3  # "I see.", "I try." and "Vai embora." have 3 word tokens
     assert all(len(s) <= 2 and len(t) <= 4 for s, t in short.train)
 
 
 def test_spa_eng_real_split_disjoint_and_deterministic():
     root = _shared()
-    d = load_translation(root, pair="spa-eng", level="char", valid_size=2000, test_size=2000, seed=0)
+    d = load_translation(_cfg(pair="spa-eng"), root, seed=0)
     assert len(d.train) + len(d.valid) + len(d.test) == 118_964
     assert 2000 <= len(d.test) < 2100 and 2000 <= len(d.valid) < 2100
     assert d.test_pairs[0] == ("Be kind.", "Sean gentiles.")
@@ -95,8 +104,8 @@ def test_spa_eng_real_split_disjoint_and_deterministic():
     assert len(d.src_vocab) == 94 and len(d.tgt_vocab) == 114
     for s, t in d.test[:50]:  # round trip of encoded ids against the raw strings
         assert decode_target(t, d.tgt_vocab, "char") in {ref for _, ref in d.test_pairs}
-    again = load_translation(root, pair="spa-eng", level="char", max_pairs=5000, seed=0, valid_size=100, test_size=100)
-    twice = load_translation(root, pair="spa-eng", level="char", max_pairs=5000, seed=0, valid_size=100, test_size=100)
+    again = load_translation(_cfg(pair="spa-eng", max_pairs=5000, valid_fraction=100, test_fraction=100), root, seed=0)
+    twice = load_translation(_cfg(pair="spa-eng", max_pairs=5000, valid_fraction=100, test_fraction=100), root, seed=0)
     assert again.test_pairs == twice.test_pairs and len(again.train) == len(twice.train)
-    other = load_translation(root, pair="spa-eng", level="char", max_pairs=5000, seed=1, valid_size=100, test_size=100)
+    other = load_translation(_cfg(pair="spa-eng", max_pairs=5000, valid_fraction=100, test_fraction=100), root, seed=1)
     assert other.test_pairs != again.test_pairs

@@ -46,6 +46,8 @@ LOCAL_KEYS = ("--set data.source=csv|json|text|parquet --set data.files.train=PA
               "[--set data.files.valid=PATH --set data.files.test=PATH]")
 
 log = logging.getLogger("seqjax.data")
+#: the column keys and their defaults
+COLUMNS = {"text_column": "text", "label_column": "label", "source_column": "source", "target_column": "target"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +174,7 @@ def _quiet():
     bars_were_off = datasets.are_progress_bars_disabled()
     verbosity = datasets.logging.get_verbosity()
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its errors become our one line
     try:
         yield datasets
     finally:
@@ -216,13 +218,15 @@ def _cause(err: BaseException, kind: type) -> BaseException | None:
     return None
 
 
-def _load_files(builder: str, files: dict[str, list[str]], options: Mapping[str, Any], what: str):
-    """``load_dataset(builder, data_files=files, **options)`` with one-line errors."""
+def _load_files(builder: str, files: list[str], options: Mapping[str, Any], what: str):
+    """The rows of ``files``: ``load_dataset(builder, data_files=files, split="train", **options)``
+    (``datasets`` caches the result), with one-line errors."""
     with _quiet() as datasets:
         try:
-            return datasets.load_dataset(builder, data_files=files, cache_dir=_hf_cache_dir(), **options)
+            return datasets.load_dataset(builder, data_files=files, split="train", cache_dir=_hf_cache_dir(),
+                                         **options)
         except Exception as err:  # noqa: BLE001 -- the builders raise many kinds; one line each
-            all_files = [f for fs in files.values() for f in fs]
+            all_files = files
             if _cause(err, UnicodeDecodeError) is not None:
                 where = _bad_bytes(all_files) or ", ".join(all_files)
                 raise DataError(f"{where}: not UTF-8 text; convert the file to UTF-8 "
@@ -270,7 +274,7 @@ def load_splits(data: Mapping[str, Any], data_dir: str | os.PathLike | None = No
     without rows.
     """
     source = str(data["source"])
-    columns = {k: data[k] for k in ("text_column", "label_column", "source_column", "target_column") if k in data}
+    columns = {k: data.get(k) or v for k, v in COLUMNS.items()}
     extras: dict[str, Any] = {}
     files_cfg = data.get("files", {}) or {}
     whole = source == "text" or _generated(source) is not None
@@ -298,8 +302,7 @@ def load_splits(data: Mapping[str, Any], data_dir: str | os.PathLike | None = No
                 options["on_bad_lines"] = "skip"
         if source == "text":
             options["sample_by"] = "document"  # a row per file: line breaks are the LM's <eos>
-        dd = _load_files(source, {HF_SPLIT[s]: f for s, f in files.items()}, options, f"data.source={source}")
-        rows = {s: dd[HF_SPLIT[s]] if s in files else None for s in SPLITS}
+        rows = {s: _load_files(source, f, options, f"data.files.{s}") if s in files else None for s in SPLITS}
         where = {s: f"data.files.{s} ({', '.join(files[s])})" if s in files else f"data.files.{s}" for s in SPLITS}
     else:
         name = corpus_name(data)
@@ -317,9 +320,11 @@ def load_splits(data: Mapping[str, Any], data_dir: str | os.PathLike | None = No
             if name.startswith("tatoeba/") and others:
                 raise DataError(f"{err}; or train on a present pair: --set data.pair={others[0]}") from None
             raise
-        files = {HF_SPLIT[s]: [str(root / rel)] for s, rel in corpus.files.items()}
-        dd = _load_files(corpus.builder, files, corpus.options, f"data.source={source}")
-        rows = {s: dd[HF_SPLIT[s]] if s in corpus.files else None for s in SPLITS}
+        options = dict(corpus.options)
+        if corpus.builder == "csv" and data.get("on_error") == "skip":
+            options["on_bad_lines"] = "skip"
+        rows = {s: _load_files(corpus.builder, [str(root / corpus.files[s])], options, f"data.source={source}")
+                if s in corpus.files else None for s in SPLITS}
         where = {s: str(root / corpus.files[s]) if s in corpus.files else f"{source} ({s})" for s in SPLITS}
         columns.update(corpus.columns)
         extras = {**corpus.extras, "root": root}

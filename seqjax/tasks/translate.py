@@ -263,7 +263,8 @@ class TranslateTask(BucketedTask):
     def evaluate_translation(self, params, split: str = "test", beams: Sequence[int] = (1,)) -> dict:
         """BLEU, chrF and decode time per sentence of ``split`` for each beam size.
 
-        ``bleu``/``chrf`` score every pair against its own reference (a source with k
+        ``exact_match`` is the fraction of hypotheses equal to their reference (case-folded at
+        word level). ``bleu``/``chrf`` score every pair against its own reference (a source with k
         translations in the file counts k times, each time against one of them);
         ``bleu_multiref``/``chrf_multiref`` score each distinct source once against all of
         its translations in the split (the standard multi-reference BLEU; Tatoeba often
@@ -284,8 +285,10 @@ class TranslateTask(BucketedTask):
             hyps = [self.detokenize(t) for t in dec.tokens]
             multi = evaluation.bleu_chrf_per_source(sources, hyps, refs, lower)
             name = "greedy" if beam == 1 else f"beam{beam}"
+            exact = sum((h.lower() == r.lower()) if lower else h == r for h, r in zip(hyps, refs))
             out[name] = {**evaluation.bleu_chrf(hyps, refs, lower),
                          "bleu_multiref": multi["bleu"], "chrf_multiref": multi["chrf"],
+                         "exact_match": round(exact / max(len(refs), 1), 4),
                          "decode_ms_per_sentence": round(1000 * dt / max(len(src), 1), 3),
                          "sentences": len(src), "sources": len(set(sources))}
         return out
@@ -307,5 +310,5 @@ class TranslateTask(BucketedTask):
         for beam in beams:
             hyps, _ = self.translate(params, EXAMPLE_SENTENCES, beam)
             samples["greedy" if beam == 1 else f"beam{beam}"] = dict(zip(EXAMPLE_SENTENCES, hyps))
-        return {"test": {k: main[k] for k in ("bleu", "chrf", "bleu_multiref")},
+        return {"test": {k: main[k] for k in ("bleu", "chrf", "bleu_multiref", "exact_match")},
                 "translation": {"test": report, "samples": samples}}

@@ -30,3 +30,16 @@ def run_cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.gpu`` tests run only where JAX's default backend is a GPU."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import jax
+
+    if jax.default_backend() != "gpu":
+        skip = pytest.mark.skip(reason="needs a GPU (JAX's default backend is not gpu)")
+        for item in gpu_items:
+            item.add_marker(skip)

@@ -37,6 +37,7 @@ def test_settings_accepted():
     assert _malloc.keep_freed_memory() is True
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_train_step_page_faults_drop():
     """PTB-small train step: minor page faults per step with the settings < half of without

@@ -6,6 +6,17 @@ from seqjax.layers import Bidirectional, Recurrent, Stacked, hidden_sizes, zero_
 
 __version__ = "0.1.0"
 
+#: the Python API (seqjax/api.py), imported on first use
+_API = ("train", "load_run", "evaluate", "tune", "Run")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from seqjax import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'seqjax' has no attribute {name!r}")
+
 __all__ = [
     "BahdanauAttention",
     "Bidirectional",
@@ -13,8 +24,13 @@ __all__ = [
     "GRUCell",
     "LSTMCell",
     "Recurrent",
+    "Run",
     "Stacked",
+    "evaluate",
     "hidden_sizes",
+    "load_run",
     "make_cell",
+    "train",
+    "tune",
     "zero_carry",
 ]

@@ -295,7 +295,9 @@ def load_splits(data: Mapping[str, Any], data_dir: str | os.PathLike | None = No
         files = {s: _expand(s, p) for s, p in given.items() if p}
         options: dict[str, Any] = {}
         if source == "csv" and data.get("delimiter"):
-            options["delimiter"] = "\t" if data["delimiter"] in ("\\t", "tab") else data["delimiter"]
+            options["delimiter"] = "\t" if data["delimiter"] in ("\t", "\\t", "tab") else data["delimiter"]
+            if options["delimiter"] == "\t":
+                options["quoting"] = 3  # TSV: quotes are text (csv.QUOTE_NONE)
         if source == "csv":
             options["keep_default_na"] = False  # "NA", "null", "None" are words, not missing values
             if data.get("on_error") == "skip":

@@ -8,8 +8,9 @@ import importlib
 
 from seqjax.errors import UsageError
 
-#: ``cfg.task`` -> "module:Class"
-TASKS = {
+#: ``cfg.task`` -> "module:Class" (or the class itself, see :func:`register`); ``cfg.task`` may
+#: also be any ``package.module:ClassName`` import path of a Task subclass
+TASKS: dict[str, str | type] = {
     "sequences": "seqjax.tasks.sequences:SequenceTask",
     "lm": "seqjax.tasks.lm:LanguageModelTask",
     "classify": "seqjax.tasks.classify:ClassifyTask",
@@ -17,12 +18,31 @@ TASKS = {
 }
 
 
+def register(cls: type) -> str:
+    """Register a user's Task subclass under its import path ``module:QualName`` (the value
+    ``cfg.task`` then takes, and what ``config.json`` records); returns that name."""
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    TASKS[name] = cls
+    return name
+
+
 def task_class(name: str):
-    """The Task subclass registered as ``name``."""
-    if name not in TASKS:
-        raise UsageError(f"task={name!r}: choose one of {', '.join(TASKS)}")
-    module, cls = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    """The Task subclass registered as ``name``, or at the import path ``package.module:Class``."""
+    target = TASKS.get(name, name if ":" in name else None)
+    if target is None:
+        raise UsageError(f"task={name!r}: choose one of {', '.join(t for t in TASKS if ':' not in t)} "
+                         "or give a Task subclass as package.module:ClassName")
+    if not isinstance(target, str):
+        return target
+    module, _, attr = target.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        raise UsageError(f"task={name!r}: cannot import it ({err}); pass the class to seqjax.api.train / "
+                         "load_run(task=...) or make the module importable") from None
+    return obj
 
 
 def make_task(cfg, data_dir=None):

@@ -14,7 +14,7 @@ contestants are ``seqjax bench`` (this checkout), ``../shared/peers/torch_lm.py`
 ``../shared/peers/flax_lm.py`` (flax's own ``nn.RNN``), at the same shapes: vocabulary,
 embedding = hidden, layers, batch, BPTT, eval batch. ``--xla NAME=FLAGS`` adds seqjax run
 under ``XLA_FLAGS=FLAGS`` as another contestant (repeatable); ``--env NAME=VAR=VALUE`` one run
-with an environment variable set (e.g. ``"malloc off=SEQJAX_MALLOC_TUNING=0"``).
+with an environment variable set (e.g. ``"untuned=SEQJAX_TUNING=0"``).
 
 Two more step types have a PyTorch peer only (``benchmarks/torch_peers.py``, whose
 defaults are the presets' shapes): ``--variant agnews`` is ``seqjax bench
@@ -24,6 +24,11 @@ is ``seqjax bench translate:word-gru-attention`` against an ``nn.GRU`` encoder a
 
 Raw JSON lines go to ``--jsonl`` (default /tmp/bench_peers.jsonl); the Markdown table is
 printed (and appended to ``--md`` when given), headed by the commit, machine and load.
+
+``--write FILE`` (``make bench``) runs every CPU step type (:data:`WRITE_VARIANTS`, unless
+``--variant`` names others) and replaces the part of FILE between the ``bench_peers:begin``
+and ``bench_peers:end`` markers with the tables, the commit, the machine (CPU model and
+vector width) and the command that made them.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ VARIANTS = {
     "small": ("lstm", 200, 2, 20, 35, 64),  # Zaremba small (BPTT 35, as the peers' default)
     "h650": ("lstm", 650, 2, 20, 35, 64),  # Zaremba medium width
     "gru": ("gru", 200, 2, 20, 35, 64),
+    "gru650": ("gru", 650, 2, 20, 35, 64),  # GPU
     "rnn": ("rnn", 200, 2, 20, 35, 64),  # Elman tanh
     "large": ("lstm", 1500, 2, 20, 35, 64),  # Zaremba large width (GPU)
 }
@@ -60,6 +66,9 @@ STEP_VARIANTS = {
                 ("data.tgt_vocab_size=4000", "model.dropout=0.1")),
 }
 FIGURES = ("train_tokens_per_s", "eval_tokens_per_s", "compile_s")
+#: the step types of experiments/results/bench.md (``--write``)
+WRITE_VARIANTS = ("small", "h650", "gru", "rnn", "agnews", "seq2seq")
+BEGIN, END = "<!-- bench_peers:begin -->", "<!-- bench_peers:end -->"
 
 
 def seqjax_cmd(variant, steps, extra=()):
@@ -90,12 +99,16 @@ def peer_cmd(script, variant, steps):
             "--batch", str(b), "--bptt", str(t), "--eval-batch", str(eb), "--steps", str(steps)]
 
 
-def torch_peer(variant, steps) -> tuple[str, list[str]]:
-    """(contestant name, command) of ``variant``'s PyTorch peer."""
+def torch_peer(variant, steps, gpu=False) -> tuple[str, list[str]]:
+    """(contestant name, command) of ``variant``'s PyTorch peer (``gpu``: the cuDNN LM peer,
+    benchmarks/torch_lm_gpu.py)."""
     if variant in STEP_VARIANTS:
         _, sub, name, _, _ = STEP_VARIANTS[variant]
         return name, [sys.executable, str(ROOT / "benchmarks" / "torch_peers.py"), sub, "--steps", str(steps)]
     name = "torch nn." + {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[VARIANTS[variant][0]]
+    if gpu:  # cuDNN
+        cmd = peer_cmd("torch_lm.py", variant, steps)
+        return name + " (cuDNN)", [cmd[0], str(ROOT / "benchmarks" / "torch_lm_gpu.py"), *cmd[2:]]
     return name, peer_cmd("torch_lm.py", variant, steps)
 
 
@@ -127,14 +140,42 @@ def load() -> str:
         return "?"
 
 
+def cpu() -> str:
+    """CPU model, vector width and core count, from /proc/cpuinfo (Linux)."""
+    try:
+        info = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    field = lambda name: next((line.split(":", 1)[1].strip() for line in info.splitlines()  # noqa: E731
+                               if line.startswith(name)), "")
+    flags = set(field("flags").split())
+    width = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{field('model name') or platform.machine()} ({width}), {os.cpu_count()} CPUs"
+
+
+def torch_version() -> str:
+    proc = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                          capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else "not installed"
+
+
+def write_section(path: pathlib.Path, text: str) -> None:
+    """Replace what lies between :data:`BEGIN` and :data:`END` in ``path`` with ``text``."""
+    doc = path.read_text(encoding="utf-8")
+    if BEGIN not in doc or END not in doc:
+        raise SystemExit(f"{path}: no {BEGIN} ... {END} markers; add them where the tables go")
+    head, rest = doc.split(BEGIN, 1)
+    path.write_text(f"{head}{BEGIN}\n{text.strip()}\n{END}{rest.split(END, 1)[1]}", encoding="utf-8")
+
+
 def header() -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "seqjax"], capture_output=True, text=True,
                            cwd=ROOT).stdout.strip()
     import jax  # noqa: PLC0415 — only for the version line
 
-    return (f"commit {commit}{' (+ uncommitted seqjax changes)' if dirty else ''}, {platform.node()}, "
-            f"{os.cpu_count()} CPUs, jax {jax.__version__}, {time.strftime('%Y-%m-%d %H:%M')}")
+    return (f"commit {commit}{' (+ uncommitted seqjax changes)' if dirty else ''}; {cpu()}; "
+            f"jax {jax.__version__}, torch {torch_version()}; {time.strftime('%Y-%m-%d %H:%M')}")
 
 
 def table(variant, results, rounds, load_before, load_after) -> str:
@@ -176,12 +217,18 @@ def main() -> int:
     ap.add_argument("--torch-threads", type=int, default=0,
                     help="also run the torch peer with this many threads (1 sidesteps OpenMP spinning on a busy machine)")
     ap.add_argument("--no-flax", action="store_true")
+    ap.add_argument("--gpu", action="store_true", help="LM variants against torch with cuDNN (benchmarks/gpu.sh)")
     ap.add_argument("--compile-vs-length", action="store_true", help="seqjax compile_s at bptt 35, 350, 3500")
     ap.add_argument("--jsonl", default="/tmp/bench_peers.jsonl")
     ap.add_argument("--md", help="append the tables to this file")
+    ap.add_argument("--write", type=pathlib.Path, metavar="FILE",
+                    help="replace FILE's section between the bench_peers markers (default variants: all CPU step types)")
     args = ap.parse_args()
+    if args.write and not args.variant and not args.compile_vs_length:
+        args.variant = list(WRITE_VARIANTS)
 
-    out = [f"_{header()}_\n"]
+    command = " ".join(["python benchmarks/bench_peers.py", *sys.argv[1:]])
+    out = [f"_{header()}_\n", f"Command: `{command}`\n"]
     raw = open(args.jsonl, "a")
     if args.compile_vs_length:
         rows = {35: [], 350: [], 3500: []}
@@ -212,7 +259,9 @@ def main() -> int:
             name, _, flags = spec.partition("=")
             env = {**os.environ, "XLA_FLAGS": flags}
             contestants[f"seqjax {name}"] = (seqjax_cmd(variant, args.steps, args.sets), env)
-        for spec in args.env:
+        # --write: the executable's CPU tuning (SEQJAX_TUNING) A/B on the PTB-small step
+        untuned = ["untuned=SEQJAX_TUNING=0"] if args.write and not args.env and variant == "small" else []
+        for spec in [*args.env, *untuned]:
             name, _, assignment = spec.partition("=")
             var, _, value = assignment.partition("=")
             contestants[f"seqjax {name}"] = (seqjax_cmd(variant, args.steps, args.sets), {**os.environ, var: value})
@@ -221,7 +270,7 @@ def main() -> int:
             env = {**os.environ, "PYTHONPATH": str(pathlib.Path(tree).resolve())}
             contestants[f"seqjax {name}"] = (seqjax_cmd(variant, args.steps, args.sets), env)
         if torch_ok:
-            name, cmd = torch_peer(variant, args.steps)
+            name, cmd = torch_peer(variant, args.steps, args.gpu)
             contestants[name] = (cmd, None)
             if args.torch_threads:
                 contestants[f"torch ({args.torch_threads} thread{'s' if args.torch_threads > 1 else ''})"] = (
@@ -243,6 +292,8 @@ def main() -> int:
     if args.md:
         with open(args.md, "a") as f:
             f.write(text + "\n")
+    if args.write:
+        write_section(args.write, text)
     return 0
 
 

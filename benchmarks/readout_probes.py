@@ -13,7 +13,7 @@
   gradient's ``xᵀ`` made an explicit transposed copy (XLA then gives that product to
   YNNPACK instead of Eigen).
 
-Results: experiments/results/bench.md (session 5).
+Results: the step analyses in the history of experiments/results/bench.md (git log -p).
 """
 from __future__ import annotations
 

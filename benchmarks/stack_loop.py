@@ -9,7 +9,7 @@ process (median ms over rounds), at PTB-small's LSTM shapes (T 35, batch 20, hid
   (:func:`seqjax.recurrence.recurrence` per layer) against one loop
   (:func:`seqjax.recurrence.stacked_recurrence`), forward alone and forward + gradients.
 
-Results: experiments/results/bench.md (session 5).
+Results: the step analyses in the history of experiments/results/bench.md (git log -p).
 """
 from __future__ import annotations
 

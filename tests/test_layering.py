@@ -26,7 +26,7 @@ LAYERS = {
     "attention": (1, ("seqjax.attention",)),
     "decoding": (1, ("seqjax.decoding",)),
     "evaluation": (1, ("seqjax.evaluation",)),
-    "cells": (2, ("seqjax.cells", "seqjax.recurrence")),
+    "cells": (2, ("seqjax.cells", "seqjax.mincells", "seqjax.recurrence")),
     "layers": (3, ("seqjax.layers",)),
     "models": (4, ("seqjax.models", "seqjax.interop")),
     "tasks": (5, ("seqjax.tasks",)),

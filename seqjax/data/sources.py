@@ -304,7 +304,8 @@ def load_splits(data: Mapping[str, Any], data_dir: str | os.PathLike | None = No
                 options["on_bad_lines"] = "skip"
         if source == "text":
             options["sample_by"] = "document"  # a row per file: line breaks are the LM's <eos>
-        rows = {s: _load_files(source, f, options, f"data.files.{s}") if s in files else None for s in SPLITS}
+        rows = {s: _load_files(source, files[s], options, f"data.files.{s}") if s in files else None
+                for s in SPLITS}
         where = {s: f"data.files.{s} ({', '.join(files[s])})" if s in files else f"data.files.{s}" for s in SPLITS}
     else:
         name = corpus_name(data)

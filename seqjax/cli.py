@@ -160,7 +160,12 @@ def cmd_data_check(args) -> int:
 
     root = fetch.data_dir(args.data_dir)
     for name, present, path in fetch.check(root):
-        print(f"{name:14s} {'present' if present else 'missing'}  {path}")
+        sums = ""
+        if present:  # ok: the pinned or fetch-time sha256 matches; changed; unpinned: nothing to compare
+            status = fetch.verify(name, root)
+            bad = [f"{s} {rel}" for rel, s in status.items() if s != "ok"]
+            sums = "  sha256 " + (", ".join(bad) if bad else "ok")
+        print(f"{name:14s} {'present' if present else 'missing'}  {path}{sums}")
     return 0
 
 

@@ -108,3 +108,21 @@ def test_fetch_extracts_and_verifies(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="checksum mismatch for ptb/ptb.train.txt"):
         fetch("ptb", tmp_path / "other")
     assert not (tmp_path / "other" / "ptb").exists()
+
+
+def test_data_check_reports_checksum_status(tmp_path, capsys):
+    import hashlib
+
+    from seqjax import cli
+    from seqjax.data import fetch as fetch_mod
+
+    (tmp_path / "spa-eng").mkdir()
+    (tmp_path / "spa-eng" / "spa.txt").write_text("Go.\tVe.\n")
+    (tmp_path / "por-eng").mkdir()
+    (tmp_path / "por-eng" / "por.txt").write_text("Go.\tVai.\n")
+    fetch_mod.record_checksum(tmp_path / "por-eng" / "por.txt", hashlib.sha256(b"Go.\tVai.\n").hexdigest(), "u")
+    assert cli.main(["data", "check", "--data-dir", str(tmp_path)]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    assert lines["tatoeba-por"].endswith(f"present  {tmp_path}/por-eng  sha256 ok")
+    assert lines["tatoeba-spa"].endswith(f"present  {tmp_path}/spa-eng  sha256 changed spa-eng/spa.txt")
+    assert lines["ptb"] == f"ptb            missing  {tmp_path}/ptb"

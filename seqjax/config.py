@@ -52,8 +52,8 @@ OPTIONS = {
     "model.wavefront": "true: a unidirectional stack of 2+ layers runs as one time loop, layer l at step k - l in "
     "iteration k (seqjax/recurrence.py stacked_recurrence): the layers' steps run side by side; same numbers up to "
     "float rounding (backend=scan only)",
-    "model.eval_wavefront": "true: eval steps run as model.wavefront=true (measured 1.07-1.13x on the PTB-small "
-    "eval step on CPU, where training measured no gain)",
+    "model.eval_wavefront": "true: eval steps run as model.wavefront=true (same params and numbers; eval has "
+    "no backward loop to serialise the layers again)",
     "model.head_chunk": "read-out loss of the LM and seq2seq models: -1 auto (fused and chunked on CPU, plain on GPU/TPU) | 0 plain "
     "(materialise the [B, T, V] logits) | N rows per chunk of the fused read-out (seqjax/losses.py)",
     "data.batch_size": "examples (or parallel streams) per step, over all devices",

@@ -10,10 +10,7 @@ chunks of rows whose logits stay in cache, and in training computes the gradient
 same pass as the loss (the loss is a weighted *sum*, so its gradient for a unit cotangent
 is known in the forward pass; the backward pass only scales it), so the ``[N, V]`` arrays
 never exist. Same FLOPs, same math; the summation order differs (float32 rounding).
-
-Measured on the 2-core CPU dev box (``python benchmarks/readout.py``,
-experiments/results/bench.md): read-out loss + gradients at PTB-small shapes (700 rows)
-87.0 → 71.6 ms; the eval loss at 2,240 rows 132.7 → 73.6 ms.
+``python benchmarks/readout.py`` times it against the plain read-out.
 """
 from __future__ import annotations
 
@@ -23,9 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-#: logits per chunk (rows x vocabulary) the CPU heuristic aims at: ~3.5 M floats = 14 MB
-#: (350 rows at V = 10k; measured on the 2-core dev box, experiments/results/bench.md:
-#: 320-350 rows beat 150 for the eval loss, and tie or beat it for loss + gradients)
+#: logits per chunk (rows x vocabulary) the CPU heuristic aims at: ~3.5 M floats = 14 MB, a
+#: chunk that stays in a core's cache hierarchy (350 rows at V = 10k)
 CHUNK_ELEMENTS = 3_500_000
 
 
@@ -37,8 +33,8 @@ def default_chunk(vocab_size: int) -> int:
 def resolve_chunk(head_chunk: int, vocab_size: int) -> int:
     """A model's ``head_chunk`` setting -> rows per chunk, 0 meaning "materialise the logits".
 
-    -1 (auto): :func:`default_chunk` on CPU, where the fused read-out measured 2x faster;
-    0 on GPU/TPU, where the plain read-out is what was measured (experiments/results/bench.md).
+    -1 (auto): :func:`default_chunk` on CPU, where memory traffic over the logits dominates;
+    0 on GPU/TPU, whose bandwidth makes the plain read-out the safe default.
     """
     if head_chunk < 0:
         return default_chunk(vocab_size) if jax.default_backend() == "cpu" else 0

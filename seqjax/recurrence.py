@@ -3,16 +3,18 @@
 
 Autodiff through a scan of ``h_{t-1} @ W_hh`` accumulates the weight gradient inside the
 backward loop: at every time step a rank-B update ``h_{t-1}^T dz_t`` of the whole
-``[H, G*H]`` matrix, read and written once per step. At hidden size 650 that is 6.8 MB
-per step and layer, which made the accumulation the largest item of the PTB LSTM-650
-train step on CPU (experiments/results/bench.md, session 4). :func:`recurrence` runs the
+``[H, G*H]`` matrix, read and written once per step (6.8 MB per step and layer at hidden
+size 650), which is memory-bound. :func:`recurrence` runs the
 same loop, but its backward loop only carries the state gradient and stacks the
 gradients of the recurrent pre-activations ``dz_t``; ``dW_hh = H_prev^T dZ`` and
 ``db_hh = sum dZ`` are then one ``[H, T*B] x [T*B, G*H]`` matmul and one reduction.
 
 :func:`stacked_recurrence` runs L layers as one loop, layer l at time step k - l in
-iteration k, so that the layers' steps of one iteration run side by side (the section
-below; experiments/results/bench.md, session 5).
+iteration k, so that the layers' steps of one iteration are independent and run side by
+side (the section below).
+
+:func:`linear_recurrence` runs ``h_t = a_t * h_{t-1} + b_t`` (the min cells of
+``seqjax.mincells``) as a sequential scan or parallel in time in log space.
 
 The numbers are those of plain autodiff up to float summation order (tests/test_recurrence.py).
 Being ``jax.custom_vjp``s, they support reverse mode (``jax.grad``, ``jax.vjp``) but not
@@ -21,6 +23,7 @@ forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``): for those, layers t
 """
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any, Callable
 
@@ -44,15 +47,17 @@ def project(h: Array, kernel: Array, bias: Array, dtype) -> Array:
     return jnp.dot(h.astype(dt), kernel.astype(dt)) + bias.astype(dt)
 
 
-def _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, taps=None):
+def _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask, taps=None):
     """The time loop. With ``taps`` ([T, B, G*H] zeros, added to ``hh_t``) it also returns
-    the stacked ``h_{t-1}``: the cotangent of ``taps`` is then ``dZ``. ``remat``: the
-    backward pass recomputes each step from its carry instead of storing its gate
-    activations."""
+    the stacked ``h_{t-1}`` (times ``mask``): the cotangent of ``taps`` is then ``dZ``.
+    ``remat``: the backward pass recomputes each step from its carry instead of storing its
+    gate activations. ``mask`` [B, H] or None: a factor on h before the recurrent matmul."""
 
     def step(carry, xs):
         x, ok, tap = xs
         h = hidden(carry)
+        if mask is not None:
+            h = h * mask.astype(h.dtype)
         hh = project(h, kernel, bias, dtype)
         new_carry, y = update(carry, x, hh if tap is None else hh + tap)
         if ok is not None:  # past a row's end: carry frozen, output zero
@@ -68,31 +73,32 @@ def _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4, 5))
-def _recurrence(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid):
-    carry, ys, _ = _loop(update, hidden, reverse, unroll, dtype, False, kernel, bias, xp, carry, valid)
+def _recurrence(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask):
+    carry, ys, _ = _loop(update, hidden, reverse, unroll, dtype, False, kernel, bias, xp, carry, valid, mask)
     return carry, ys
 
 
-def _fwd(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid):
+def _fwd(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask):
     hh = jax.eval_shape(partial(project, dtype=dtype), hidden(carry), kernel, bias)  # dtype only, no matmul
     taps = jnp.zeros(xp.shape[:2] + bias.shape, hh.dtype)
 
     def loop(xp, carry, taps):  # kernel and bias are constants here: no dW in the backward loop
-        return _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, taps)
+        return _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask, taps)
 
     (carry, ys, h_prev), vjp = jax.vjp(loop, xp, carry, taps)
-    return (carry, ys), (vjp, h_prev, kernel, bias)
+    return (carry, ys), (vjp, h_prev, kernel, bias, mask)
 
 
 def _bwd(update, hidden, reverse, unroll, dtype, remat, res, cotangents):
-    vjp, h_prev, kernel, bias = res
+    vjp, h_prev, kernel, bias, mask = res
     d_carry, d_ys = cotangents
     d_xp, d_carry0, d_z = vjp((d_carry, d_ys, jnp.zeros_like(h_prev)))
     t, b, h = h_prev.shape
     d_kernel = jnp.dot(h_prev.reshape(t * b, h).astype(d_z.dtype).T, d_z.reshape(t * b, -1),
                        preferred_element_type=jnp.float32)
     d_bias = jnp.sum(d_z, axis=(0, 1), dtype=jnp.float32)
-    return d_kernel.astype(kernel.dtype), d_bias.astype(bias.dtype), d_xp, d_carry0, None
+    d_mask = None if mask is None else jnp.zeros_like(mask)
+    return d_kernel.astype(kernel.dtype), d_bias.astype(bias.dtype), d_xp, d_carry0, None, d_mask
 
 
 _recurrence.defvjp(_fwd, _bwd)
@@ -111,8 +117,9 @@ def recurrence(
     unroll: int = 1,
     dtype: Any = None,
     remat: bool = False,
+    mask: Array | None = None,
 ) -> tuple[Carry, Array]:
-    """Runs ``carry, y_t = update(carry, xp_t, hidden(carry) @ kernel + bias)`` over time.
+    """Runs ``carry, y_t = update(carry, xp_t, (hidden(carry) * mask) @ kernel + bias)`` over time.
 
     Args:
       update: the cell's gate math (see :data:`Update`); must not close over params.
@@ -127,11 +134,98 @@ def recurrence(
       remat: rematerialise each step in the backward pass (``jax.checkpoint``): the
         forward keeps only the carries, not the gate activations — less memory for long
         sequences, one more recurrent matmul and gate pass per step.
+      mask: [B, H] factor on h before the recurrent matmul, the same at every step
+        (recurrent dropout: 0 or 1/(1-p)), or None. The carry itself is not scaled.
 
     Returns:
       (final carry, outputs [T, B, H]).
     """
-    return _recurrence(update, hidden, reverse, unroll, dtype, bool(remat), kernel, bias, xp, carry, valid)
+    return _recurrence(update, hidden, reverse, unroll, dtype, bool(remat), kernel, bias, xp, carry, valid, mask)
+
+
+# --------------------------------------------------------------------------------------
+# Linear recurrences h_t = a_t * h_{t-1} + b_t (minGRU, minLSTM): sequential or parallel
+# --------------------------------------------------------------------------------------
+
+#: log of "nothing": exp(NEG_LOG) == 0 in float32, and sums of T of them stay finite
+NEG_LOG = -1e30
+
+
+def _log_combine(earlier, later):
+    """Composes ``h -> a1 h + b1`` then ``h -> a2 h + b2`` in log space (b > 0):
+    ``(log a1 + log a2, logaddexp(log a2 + log b1, log b2))``."""
+    la1, lb1 = earlier
+    la2, lb2 = later
+    return la1 + la2, jnp.logaddexp(la2 + lb1, lb2)
+
+
+def _log_prefix_scan(log_a: Array, log_b: Array) -> tuple[Array, Array]:
+    """Inclusive prefix compositions along axis 0 ([T, ...] each): Hillis-Steele, one
+    ``lax.scan`` over the ceil(log2 T) levels, so the program does not grow with T (a
+    ``jax.lax.associative_scan`` traces every level). Level k combines element t with
+    element t - 2^k; each level is one fully parallel pass over [T, ...]."""
+    t = log_a.shape[0]
+    levels = max(1, math.ceil(math.log2(t))) if t > 1 else 0
+    pad = [(t, 0)] + [(0, 0)] * (log_a.ndim - 1)
+
+    def level(state, k):
+        la, lb = state
+        shift = jnp.left_shift(1, k)
+        # element t - shift (identity (0, NEG_LOG) before the start)
+        pa = jax.lax.dynamic_slice_in_dim(jnp.pad(la, pad), t - shift, t)
+        pb = jax.lax.dynamic_slice_in_dim(jnp.pad(lb, pad, constant_values=NEG_LOG), t - shift, t)
+        return _log_combine((pa, pb), (la, lb)), None
+
+    (log_a, log_b), _ = jax.lax.scan(level, (log_a, log_b), jnp.arange(levels))
+    return log_a, log_b
+
+
+def linear_recurrence(
+    log_a: Array,
+    log_b: Array,
+    h0: Array,
+    valid: Array | None = None,
+    *,
+    reverse: bool = False,
+    parallel: bool = False,
+    unroll: int = 1,
+) -> tuple[Array, Array]:
+    """``h_t = exp(log_a_t) * h_{t-1} + exp(log_b_t)`` over time.
+
+    Args:
+      log_a, log_b: [T, B, H] (time-major), float32; ``log_b`` may be ``NEG_LOG`` (b = 0).
+      h0: the initial state [B, H] (any sign).
+      valid: [T, B] bools, or None: where False the state is kept and the output is zero.
+      reverse: run from t = T-1 down to 0.
+      parallel: all prefixes at once in log space (:func:`_log_prefix_scan`, the paper's
+        log-space scan: O(T log T) work in log2 T parallel passes) instead of a
+        ``lax.scan`` of T steps (O(T) work, T sequential steps). The same numbers up
+        to float rounding.
+      unroll: unroll factor of the sequential scan.
+
+    Returns:
+      (final state [B, H], outputs h_t [T, B, H]) in the dtype of ``h0``.
+    """
+    if valid is not None:
+        on = valid[..., None]
+        log_a = jnp.where(on, log_a, 0.0)
+        log_b = jnp.where(on, log_b, NEG_LOG)
+    if parallel:
+        flip = (lambda a: jnp.flip(a, 0)) if reverse else (lambda a: a)  # noqa: E731
+        la, lb = _log_prefix_scan(flip(log_a), flip(log_b))
+        hs = flip(jnp.exp(la) * h0.astype(jnp.float32) + jnp.exp(lb))
+        final = hs[0] if reverse else hs[-1]
+    else:
+        a, b = jnp.exp(log_a), jnp.exp(log_b)
+
+        def step(h, ab):
+            h = ab[0] * h + ab[1]
+            return h, h
+
+        final, hs = jax.lax.scan(step, h0.astype(jnp.float32), (a, b), reverse=reverse, unroll=unroll)
+    if valid is not None:
+        hs = jnp.where(valid[..., None], hs, 0.0)
+    return final.astype(h0.dtype), hs.astype(h0.dtype)
 
 
 # --------------------------------------------------------------------------------------

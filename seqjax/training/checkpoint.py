@@ -10,8 +10,8 @@ falls back to the previous one with a warning, so a killed job loses at most the
 steps since its last save.
 
 For inference, ``restore_params(..., "average")`` returns the element-wise mean of the
-best params and the params of every kept checkpoint (checkpoint averaging: on EN->ES
-translation it beat the best checkpoint by 3.6-4.9 test BLEU, experiments/results/translate.md);
+best params and the params of every kept checkpoint (checkpoint averaging, a cheap
+ensemble of the end of training; experiments/results/translate.md has its effect on BLEU);
 ``train.keep_checkpoints`` sets how many recent ones are kept and so averaged.
 """
 from __future__ import annotations

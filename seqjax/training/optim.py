@@ -61,7 +61,7 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, total_s
     elif o.name == "adamw":
         tx = optax.adamw(lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
     elif o.name == "rmsprop":
-        # Keras' RMSprop (the seed translation notebook): rho 0.9, eps 1e-7, no momentum.
+        # Keras' RMSprop (the Keras translation notebook): rho 0.9, eps 1e-7, no momentum.
         tx = optax.rmsprop(lr, decay=0.9, eps=o.eps, momentum=o.momentum or None)
     else:
         raise UsageError(f"optim.name={o.name!r}: choose sgd, momentum, adam, adamw or rmsprop")

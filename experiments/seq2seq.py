@@ -17,6 +17,7 @@ experiments/translate.py):
   data.n_train     training pairs generated
   data.n_eval      pairs in each of valid and test
 """
+
 from seqjax.config import Preset, base_config, with_preset
 
 PRESETS = {
@@ -28,8 +29,16 @@ PRESETS = {
     ),
     "tiny": Preset(
         "seconds on CPU, for tests and smoke checks",
-        {"data.digits": 4, "data.n_train": 512, "data.n_eval": 64, "model.hidden": 16, "model.embed": 8,
-         "train.epochs": 2, "train.log_every": 8, "decode.beam": 2},
+        {
+            "data.digits": 4,
+            "data.n_train": 512,
+            "data.n_eval": 64,
+            "model.hidden": 16,
+            "model.embed": 8,
+            "train.epochs": 2,
+            "train.log_every": 8,
+            "decode.beam": 2,
+        },
     ),
 }
 
@@ -38,11 +47,25 @@ def base():
     """The reverse preset: the shared starting point of every preset."""
     c = base_config()
     c.task = "translate"
-    c.data.update(dict(
-        source="synthetic", problem="reverse", digits=8, min_digits=1, n_train=10000, n_eval=500,
-        pair="", level="char", max_pairs=0, max_len=9, src_vocab_size=0, tgt_vocab_size=0, buckets=[],
-        batch_size=64, eval_batch_size=256,
-    ))
+    c.data.update(
+        dict(
+            source="synthetic",
+            problem="reverse",
+            digits=8,
+            min_digits=1,
+            n_train=10000,
+            n_eval=500,
+            pair="",
+            level="char",
+            max_pairs=0,
+            max_len=9,
+            src_vocab_size=0,
+            tgt_vocab_size=0,
+            buckets=[],
+            batch_size=64,
+            eval_batch_size=256,
+        )
+    )
     c.model.update(dict(cell="gru", hidden=64, layers=1, embed=16, attention="bahdanau", attention_units=0))
     c.optim.update(dict(name="adam", lr=3e-3, clip_norm=1.0))
     c.train.update(dict(epochs=4, log_every=50))

@@ -16,6 +16,7 @@ freed memory, XLA:CPU's depth-first schedule). The schedule only takes effect be
 starts its backend, so call it before the first JAX computation; without it a notebook
 runs with the library defaults and its CPU step times differ from README's.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,16 +51,23 @@ def _task_name(task: type | None) -> str | None:
     return register(task)
 
 
-def config(spec_or_cfg: str | ml_collections.ConfigDict | None = None, overrides: Iterable[str] = (), *,
-           task: type | None = None) -> ml_collections.ConfigDict:
+def config(
+    spec_or_cfg: str | ml_collections.ConfigDict | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    task: type | None = None,
+) -> ml_collections.ConfigDict:
     """A resolved, validated config: ``"CONFIG[:PRESET]"`` as on the command line, or a
     ``ConfigDict`` (e.g. ``seqjax.config.base_config()`` plus a task's own keys), with
     ``key=value`` overrides; ``task`` (a Task subclass) replaces ``cfg.task``."""
     if spec_or_cfg is None or isinstance(spec_or_cfg, str):
         cfg = config_lib.resolve(spec_or_cfg, overrides)
     else:
-        cfg = ml_collections.ConfigDict(spec_or_cfg.to_dict()) if not isinstance(
-            spec_or_cfg, ml_collections.ConfigDict) else spec_or_cfg.copy_and_resolve_references()
+        cfg = (
+            ml_collections.ConfigDict(spec_or_cfg.to_dict())
+            if not isinstance(spec_or_cfg, ml_collections.ConfigDict)
+            else spec_or_cfg.copy_and_resolve_references()
+        )
         with cfg.unlocked():
             cfg.experiment = cfg.get("experiment") or "custom"
             cfg.preset = cfg.get("preset") or "api"
@@ -73,9 +81,15 @@ def config(spec_or_cfg: str | ml_collections.ConfigDict | None = None, overrides
     return cfg
 
 
-def train(spec_or_cfg: str | ml_collections.ConfigDict | None = None, overrides: Iterable[str] = (), *,
-          workdir: str | pathlib.Path | None = None, task: type | None = None, data_dir: str | None = None,
-          echo: Callable[[str], None] = print) -> dict:
+def train(
+    spec_or_cfg: str | ml_collections.ConfigDict | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    workdir: str | pathlib.Path | None = None,
+    task: type | None = None,
+    data_dir: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict:
     """Train (or resume, on the same ``workdir``) like ``seqjax train``; returns the run's
     summary (as in ``summary.json``, with ``"workdir"``).
 
@@ -125,8 +139,9 @@ class Run:
         return self.task.model()
 
 
-def load_run(workdir: str | pathlib.Path, which: str = "best", *, task: type | None = None,
-             data_dir: str | None = None) -> Run:
+def load_run(
+    workdir: str | pathlib.Path, which: str = "best", *, task: type | None = None, data_dir: str | None = None
+) -> Run:
     """Load ``workdir`` for inference: config, task, params and vocabularies.
 
     Then e.g. ``run.task.predict(run.params, texts)`` (classifier),
@@ -150,8 +165,9 @@ def load_run(workdir: str | pathlib.Path, which: str = "best", *, task: type | N
     return Run(workdir, cfg, full.task, full.params, vocabs, full.step, which, data_dir)
 
 
-def evaluate(run: Run | str | pathlib.Path, split: str = "valid", which: str | None = None,
-             data_dir: str | None = None) -> dict:
+def evaluate(
+    run: Run | str | pathlib.Path, split: str = "valid", which: str | None = None, data_dir: str | None = None
+) -> dict:
     """The metrics ``seqjax eval`` prints for ``split`` (it reads the run's data again)."""
     from seqjax.training import inference
 

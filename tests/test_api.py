@@ -1,4 +1,5 @@
 """seqjax/api.py: README's snippet as written, a user-defined task in the one loop, lazy export."""
+
 import json
 import re
 import subprocess
@@ -46,8 +47,13 @@ class ParitySumTask(SequenceTask):
 
 @pytest.mark.slow
 def test_user_task_runs_in_the_loop_and_loads_back(tmp_path):
-    summary = api.train("sequences:tiny", ["train.epochs=1", "train.progress=off"], workdir=tmp_path / "run",
-                        task=ParitySumTask, echo=lambda s: None)
+    summary = api.train(
+        "sequences:tiny",
+        ["train.epochs=1", "train.progress=off"],
+        workdir=tmp_path / "run",
+        task=ParitySumTask,
+        echo=lambda s: None,
+    )
     test = summary["best"]["test"]
     assert test["error"] == pytest.approx(1.0 - test["acc"])
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["task"]

@@ -25,8 +25,15 @@ def test_data_dir_resolution_order(monkeypatch, tmp_path):
 def test_registry_layout():
     assert set(DATASETS) == {"ptb", "ptb-char", "shakespeare", "ag-news", "tatoeba-por", "tatoeba-spa"}
     files = {f for d in DATASETS.values() for f in d.files}
-    assert {"ptb/ptb.train.txt", "ptb_char/ptb.char.test.txt", "ag_news/train.csv", "ag_news/test.csv",
-            "por-eng/por.txt", "spa-eng/spa.txt", "tinyshakespeare/input.txt"} <= files
+    assert {
+        "ptb/ptb.train.txt",
+        "ptb_char/ptb.char.test.txt",
+        "ag_news/train.csv",
+        "ag_news/test.csv",
+        "por-eng/por.txt",
+        "spa-eng/spa.txt",
+        "tinyshakespeare/input.txt",
+    } <= files
     for d in DATASETS.values():
         assert d.url or set(d.urls) == set(d.files)
         assert not d.members or set(d.members) == set(d.files)
@@ -64,6 +71,7 @@ def test_check_shared_data():
 def test_fetch_without_network_fails_in_one_line(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
     monkeypatch.setattr(fetch_mod.urllib.request, "urlopen", offline)
     with pytest.raises(DataError) as err:
         fetch("shakespeare", tmp_path)
@@ -84,17 +92,26 @@ def _tgz(members):
 
 def test_fetch_extracts_and_verifies(tmp_path, monkeypatch):
     train, valid = b"a b c\n", b"a b\n"
-    blob = _tgz({"./simple-examples/data/ptb.train.txt": train, "./simple-examples/data/ptb.valid.txt": valid})
+    blob = _tgz(
+        {"./simple-examples/data/ptb.train.txt": train, "./simple-examples/data/ptb.valid.txt": valid}
+    )
     calls = []
+
     def serve(request, timeout):
         calls.append(request.full_url)
         return io.BytesIO(blob)
+
     monkeypatch.setattr(fetch_mod.urllib.request, "urlopen", serve)
     sha = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
-    fake = Dataset("ptb", {"ptb/ptb.train.txt": sha(train), "ptb/ptb.valid.txt": sha(valid)},
-                   url="http://example.invalid/simple-examples.tgz",
-                   members={"ptb/ptb.train.txt": "./simple-examples/data/ptb.train.txt",
-                            "ptb/ptb.valid.txt": "./simple-examples/data/ptb.valid.txt"})
+    fake = Dataset(
+        "ptb",
+        {"ptb/ptb.train.txt": sha(train), "ptb/ptb.valid.txt": sha(valid)},
+        url="http://example.invalid/simple-examples.tgz",
+        members={
+            "ptb/ptb.train.txt": "./simple-examples/data/ptb.train.txt",
+            "ptb/ptb.valid.txt": "./simple-examples/data/ptb.valid.txt",
+        },
+    )
     monkeypatch.setitem(DATASETS, "ptb", fake)
     assert fetch("ptb", tmp_path) == tmp_path / "ptb"
     assert (tmp_path / "ptb" / "ptb.train.txt").read_bytes() == train
@@ -102,8 +119,12 @@ def test_fetch_extracts_and_verifies(tmp_path, monkeypatch):
     fetch("ptb", tmp_path)  # everything present with the right checksum: no download
     assert len(calls) == 1
 
-    bad = Dataset("ptb", {"ptb/ptb.train.txt": "0" * 64}, url=fake.url,
-                  members={"ptb/ptb.train.txt": "./simple-examples/data/ptb.train.txt"})
+    bad = Dataset(
+        "ptb",
+        {"ptb/ptb.train.txt": "0" * 64},
+        url=fake.url,
+        members={"ptb/ptb.train.txt": "./simple-examples/data/ptb.train.txt"},
+    )
     monkeypatch.setitem(DATASETS, "ptb", bad)
     with pytest.raises(DataError, match="checksum mismatch for ptb/ptb.train.txt"):
         fetch("ptb", tmp_path / "other")
@@ -120,7 +141,9 @@ def test_data_check_reports_checksum_status(tmp_path, capsys):
     (tmp_path / "spa-eng" / "spa.txt").write_text("Go.\tVe.\n")
     (tmp_path / "por-eng").mkdir()
     (tmp_path / "por-eng" / "por.txt").write_text("Go.\tVai.\n")
-    fetch_mod.record_checksum(tmp_path / "por-eng" / "por.txt", hashlib.sha256(b"Go.\tVai.\n").hexdigest(), "u")
+    fetch_mod.record_checksum(
+        tmp_path / "por-eng" / "por.txt", hashlib.sha256(b"Go.\tVai.\n").hexdigest(), "u"
+    )
     assert cli.main(["data", "check", "--data-dir", str(tmp_path)]) == 0
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
     assert lines["tatoeba-por"].endswith(f"present  {tmp_path}/por-eng  sha256 ok")

@@ -34,13 +34,17 @@ def _write(tmp_path, train_rows, test_rows=('"3","Stocks","Shares rose."',)):
     return tmp_path
 
 
-GOOD = ['"1","Peace talks","Leaders met on Monday."', '"2","Cup final","A late goal won it."',
-        '"3","Oil prices","Crude hit  #36;50 a barrel."', '"4","New chip","Faster\\cheaper."']
+GOOD = [
+    '"1","Peace talks","Leaders met on Monday."',
+    '"2","Cup final","A late goal won it."',
+    '"3","Oil prices","Crude hit  #36;50 a barrel."',
+    '"4","New chip","Faster\\cheaper."',
+]
 
 
 def test_clean_and_tokenize():
-    raw = 'America #39;s top  #36;5 \\$50 dwindling\\band &lt;p&gt;Hi&lt;/p&gt; quot;yes quot;'
-    assert clean_text(raw) == "America's top $5 $50 dwindling band Hi \"yes\""
+    raw = "America #39;s top  #36;5 \\$50 dwindling\\band &lt;p&gt;Hi&lt;/p&gt; quot;yes quot;"
+    assert clean_text(raw) == 'America\'s top $5 $50 dwindling band Hi "yes"'
     assert tokenize(raw) == ["america's", "top", "5", "50", "dwindling", "band", "hi", "yes"]
     assert tokenize("Café, e-mail!") == ["café", "e", "mail"]
 
@@ -50,17 +54,33 @@ def test_synthetic_load_and_vocab(tmp_path):
     d = load_agnews(root, valid_fraction=4, vocab_size=0)
     assert len(d.train.tokens) == 8 and len(d.valid.tokens) == 4 and len(d.test.tokens) == 1
     assert d.vocab.itos[:2] == ["<pad>", "<unk>"]
-    assert sorted(np.concatenate([d.train.labels, d.valid.labels]).tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert sorted(np.concatenate([d.train.labels, d.valid.labels]).tolist()) == [
+        0,
+        0,
+        0,
+        1,
+        1,
+        1,
+        2,
+        2,
+        2,
+        3,
+        3,
+        3,
+    ]
     assert d.test.labels.tolist() == [2] and d.skipped == 0
     assert d.test.texts == ["Stocks Shares rose."]
     (ids,) = encode_texts(["peace zebra"], d.vocab)
     assert ids.tolist() == [d.vocab.stoi["peace"], d.vocab.unk_id]
 
 
-@pytest.mark.parametrize("row,what", [
-    ('"5","Bad","label"', "row 3: label 5 is not one of the 4 labels of this corpus (1, 2, 3, 4)"),
-    ('"2","",""', "row 3: empty text"),
-])
+@pytest.mark.parametrize(
+    "row,what",
+    [
+        ('"5","Bad","label"', "row 3: label 5 is not one of the 4 labels of this corpus (1, 2, 3, 4)"),
+        ('"2","",""', "row 3: empty text"),
+    ],
+)
 def test_bad_row_names_file_and_row(tmp_path, row, what):
     root = _write(tmp_path, GOOD[:2] + [row] + GOOD[2:])
     with pytest.raises(DataError) as err:
@@ -71,7 +91,9 @@ def test_bad_row_names_file_and_row(tmp_path, row, what):
 
 def test_skip_rows_without_text_and_unreadable_lines(tmp_path):
     root = _write(tmp_path, GOOD[:2] + ['"2","",""', '"1","a","b","extra"'] + GOOD[2:])
-    with pytest.raises(DataError, match=r"train\.csv\): cannot read it as csv \(.*Expected 3 fields in line 4, saw 4"):
+    with pytest.raises(
+        DataError, match=r"train\.csv\): cannot read it as csv \(.*Expected 3 fields in line 4, saw 4"
+    ):
         load_agnews(root, valid_fraction=1)
     d = load_agnews(root, valid_fraction=1, on_error="skip")
     assert d.skipped == 1 and len(d.train.tokens) + len(d.valid.tokens) == 4

@@ -1,4 +1,5 @@
 """README's "Your own data" commands, run as written on tiny generated files in a scratch directory."""
+
 import json
 import re
 import shlex
@@ -10,11 +11,23 @@ import pytest
 from seqjax import cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-WORDS = {"sunny": "bright warm wonderful sunny day light", "gloomy": "dull grey cold rain dark afternoon",
-         "calm": "quiet still soft slow gentle evening"}
-PAIRS = [("the cat", "le chat"), ("the dog", "le chien"), ("a cat", "un chat"), ("a dog", "un chien"),
-         ("the red cat", "le chat rouge"), ("a big dog", "un grand chien"), ("the sun", "le soleil"),
-         ("a house", "une maison"), ("the house", "la maison"), ("a red house", "une maison rouge")]
+WORDS = {
+    "sunny": "bright warm wonderful sunny day light",
+    "gloomy": "dull grey cold rain dark afternoon",
+    "calm": "quiet still soft slow gentle evening",
+}
+PAIRS = [
+    ("the cat", "le chat"),
+    ("the dog", "le chien"),
+    ("a cat", "un chat"),
+    ("a dog", "un chien"),
+    ("the red cat", "le chat rouge"),
+    ("a big dog", "un grand chien"),
+    ("the sun", "le soleil"),
+    ("a house", "une maison"),
+    ("the house", "la maison"),
+    ("a red house", "une maison rouge"),
+]
 
 
 def _commands() -> list[list[str]]:
@@ -35,8 +48,11 @@ def _write_data(root: Path) -> None:
     rng = np.random.default_rng(0)
     text = root / "text"
     text.mkdir()
-    lines = ["the quiet harbour sleeps under the moon.", "the old clock rings twice at dawn.",
-             "the river path is narrow and bright."]
+    lines = [
+        "the quiet harbour sleeps under the moon.",
+        "the old clock rings twice at dawn.",
+        "the river path is narrow and bright.",
+    ]
     for split, n in (("train", 60), ("valid", 8), ("test", 8)):
         (text / f"{split}.txt").write_text("\n".join(lines[i % 3] for i in range(n)) + "\n", encoding="utf-8")
     rows = ["id,review,mood"]
@@ -46,13 +62,18 @@ def _write_data(root: Path) -> None:
         rows.append(f'{i},"{" ".join(words)}",{mood}')
     (root / "reviews.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     pairs = [PAIRS[i % len(PAIRS)] for i in range(120)]
-    (root / "pairs.jsonl").write_text("".join(json.dumps({"en": a, "fr": b}) + "\n" for a, b in pairs),
-                                      encoding="utf-8")
+    (root / "pairs.jsonl").write_text(
+        "".join(json.dumps({"en": a, "fr": b}) + "\n" for a, b in pairs), encoding="utf-8"
+    )
     (root / "pairs.tsv").write_text("en\tfr\n" + "".join(f"{a}\t{b}\n" for a, b in pairs), encoding="utf-8")
     lengths = rng.integers(1, 7, size=160)
     x = np.where(np.arange(6)[None, :] < lengths[:, None], rng.choice([-1.0, 1.0], size=(160, 6)), 0.0)
-    np.savez(root / "seq.npz", x=x[..., None].astype(np.float32), y=(x.sum(1) > 0).astype(np.int64),
-             lengths=lengths)
+    np.savez(
+        root / "seq.npz",
+        x=x[..., None].astype(np.float32),
+        y=(x.sum(1) > 0).astype(np.int64),
+        lengths=lengths,
+    )
 
 
 @pytest.mark.slow
@@ -60,8 +81,18 @@ def test_readme_own_data_commands(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     _write_data(tmp_path)
     commands = _commands()
-    assert [c[0] for c in commands] == ["train", "sample", "train", "classify", "train", "translate",
-                                        "train", "translate", "train", "eval"]
+    assert [c[0] for c in commands] == [
+        "train",
+        "sample",
+        "train",
+        "classify",
+        "train",
+        "translate",
+        "train",
+        "translate",
+        "train",
+        "eval",
+    ]
     outputs = [_run(argv, capsys) for argv in commands]
 
     sampled = outputs[1].rstrip("\n")

@@ -1,4 +1,5 @@
 """seqjax/data/sources.py: builders, disk, npz, carve-out, and every bad-data line (exit 3)."""
+
 import json
 import logging
 import subprocess
@@ -36,8 +37,11 @@ def test_builders_give_the_same_rows(tmp_path, builder):
 
     frame = pd.DataFrame({"text": ["a b", "c", "NA"], "label": ["x", "y", "x"]})
     path = tmp_path / f"rows.{builder if builder != 'json' else 'jsonl'}"
-    {"csv": lambda: frame.to_csv(path, index=False), "json": lambda: frame.to_json(path, orient="records", lines=True),
-     "parquet": lambda: frame.to_parquet(path)}[builder]()
+    {
+        "csv": lambda: frame.to_csv(path, index=False),
+        "json": lambda: frame.to_json(path, orient="records", lines=True),
+        "parquet": lambda: frame.to_parquet(path),
+    }[builder]()
     s = sources.load_splits(_data(source=builder, files=_files(path)))
     assert s.column("train", "text_column") == ["a b", "c", "NA"]  # "NA" stays a word
     assert s.column("train", "label_column") == ["x", "y", "x"]
@@ -57,8 +61,12 @@ def test_globs_joined_columns_tsv_and_text_documents(tmp_path):
 def test_disk_source(tmp_path):
     import datasets
 
-    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}),
-                               "validation": datasets.Dataset.from_dict({"text": ["c"], "label": [1]})})
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}),
+            "validation": datasets.Dataset.from_dict({"text": ["c"], "label": [1]}),
+        }
+    )
     dd.save_to_disk(str(tmp_path / "saved"))
     s = sources.load_splits(_data(source="disk", files=_files(tmp_path / "saved")))
     assert s.column("train", "text_column") == ["a", "b"] and s.column("valid", "label_column") == [1]
@@ -86,7 +94,9 @@ def test_carve_rows_and_groups():
 def test_npz_arrays_and_carve(tmp_path):
     x = np.arange(40, dtype=np.float32).reshape(10, 4)
     np.savez(tmp_path / "s.npz", x=x, y=np.arange(10) % 2)
-    out = sources.load_sequences({"files": _files(tmp_path / "s.npz"), "valid_fraction": 2, "test_fraction": 0.3})
+    out = sources.load_sequences(
+        {"files": _files(tmp_path / "s.npz"), "valid_fraction": 2, "test_fraction": 0.3}
+    )
     assert {k: len(v["y"]) for k, v in out.items()} == {"train": 5, "valid": 2, "test": 3}
     assert out["train"]["x"].shape == (5, 4, 1) and out["train"]["lengths"].tolist() == [4] * 5
     rows = np.concatenate([out[s]["x"][:, 0, 0] for s in ("train", "valid", "test")])
@@ -105,20 +115,30 @@ def _clf(tmp_path, *sets):
 
 def test_missing_and_empty_file(tmp_path, capsys):
     rc, err = _train(_clf(tmp_path, "--set", f"data.files.train={tmp_path}/nope.csv"), capsys)
-    assert rc == 3 and err[-1] == (f"seqjax: error: data.files.train={tmp_path}/nope.csv: no such file "
-                                   f"{tmp_path}/nope.csv; check the path (globs allowed)")
+    assert rc == 3 and err[-1] == (
+        f"seqjax: error: data.files.train={tmp_path}/nope.csv: no such file "
+        f"{tmp_path}/nope.csv; check the path (globs allowed)"
+    )
     (tmp_path / "empty.csv").write_text("")
     rc, err = _train(_clf(tmp_path, "--set", f"data.files.train={tmp_path}/empty.csv"), capsys)
-    assert rc == 3 and err[-1] == f"seqjax: error: data.files.train: {tmp_path}/empty.csv is empty; it needs at least one row"
+    assert (
+        rc == 3
+        and err[-1]
+        == f"seqjax: error: data.files.train: {tmp_path}/empty.csv is empty; it needs at least one row"
+    )
     assert not (tmp_path / "run" / "config.json").exists()  # nothing of a run was written
 
 
 def test_missing_column_names_the_columns_found(tmp_path, capsys):
     (tmp_path / "r.csv").write_text(CSV)
-    rc, err = _train(_clf(tmp_path, "--set", f"data.files.train={tmp_path}/r.csv", "--set", "data.text_column=review"),
-                     capsys)
-    assert rc == 3 and err[-1] == (f"seqjax: error: data.files.train ({tmp_path}/r.csv): no column 'review' "
-                                   "(columns found: text, label); set data.text_column=NAME")
+    rc, err = _train(
+        _clf(tmp_path, "--set", f"data.files.train={tmp_path}/r.csv", "--set", "data.text_column=review"),
+        capsys,
+    )
+    assert rc == 3 and err[-1] == (
+        f"seqjax: error: data.files.train ({tmp_path}/r.csv): no column 'review' "
+        "(columns found: text, label); set data.text_column=NAME"
+    )
 
 
 @pytest.mark.parametrize("source,name", [("csv", "r.csv"), ("text", "t.txt")])
@@ -126,47 +146,89 @@ def test_undecodable_bytes_name_file_and_row(tmp_path, source, name):
     (tmp_path / name).write_bytes(CSV.encode() + b"caf\xe9 ol\xe9,sunny\n")
     with pytest.raises(DataError) as err:
         sources.load_splits(_data(source=source, files=_files(tmp_path / name)))
-    assert str(err.value) == (f"{tmp_path / name}:6 (byte {len(CSV) + 3}): not UTF-8 text; convert the file to "
-                              "UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    assert str(err.value) == (
+        f"{tmp_path / name}:6 (byte {len(CSV) + 3}): not UTF-8 text; convert the file to "
+        "UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    )
 
 
 def test_label_not_in_train(tmp_path, capsys):
     (tmp_path / "r.csv").write_text(CSV)
     (tmp_path / "v.csv").write_text("text,label\nsun,sunny\nfog,misty\n")
-    rc, err = _train(_clf(tmp_path, "--set", f"data.files.train={tmp_path}/r.csv", "--set",
-                          f"data.files.valid={tmp_path}/v.csv"), capsys)
-    assert rc == 3 and err[-1] == (f"seqjax: error: data.files.valid ({tmp_path}/v.csv): row 2: label 'misty' is not "
-                                   "one of the 2 labels in train (gloomy, sunny); fix the row or add it to train")
+    rc, err = _train(
+        _clf(
+            tmp_path,
+            "--set",
+            f"data.files.train={tmp_path}/r.csv",
+            "--set",
+            f"data.files.valid={tmp_path}/v.csv",
+        ),
+        capsys,
+    )
+    assert rc == 3 and err[-1] == (
+        f"seqjax: error: data.files.valid ({tmp_path}/v.csv): row 2: label 'misty' is not "
+        "one of the 2 labels in train (gloomy, sunny); fix the row or add it to train"
+    )
 
 
 def test_empty_split_after_filtering(tmp_path, capsys):
-    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"source": "a long sentence", "target": "une longue phrase"})
-                                              + "\n" for _ in range(20)))
-    rc, err = _train(["translate:tiny", "--workdir", str(tmp_path / "run"), "--set", "data.source=json", "--set",
-                      f"data.files.train={tmp_path}/p.jsonl", "--set", "data.max_len=5"], capsys)
-    assert rc == 3 and err[-1] == (f"seqjax: error: data.files.train ({tmp_path}/p.jsonl): no pairs left after "
-                                   "filtering (data.max_pairs=600, data.max_len=5); raise data.max_len or data.max_pairs")
+    (tmp_path / "p.jsonl").write_text(
+        "".join(
+            json.dumps({"source": "a long sentence", "target": "une longue phrase"}) + "\n" for _ in range(20)
+        )
+    )
+    rc, err = _train(
+        [
+            "translate:tiny",
+            "--workdir",
+            str(tmp_path / "run"),
+            "--set",
+            "data.source=json",
+            "--set",
+            f"data.files.train={tmp_path}/p.jsonl",
+            "--set",
+            "data.max_len=5",
+        ],
+        capsys,
+    )
+    assert rc == 3 and err[-1] == (
+        f"seqjax: error: data.files.train ({tmp_path}/p.jsonl): no pairs left after "
+        "filtering (data.max_pairs=600, data.max_len=5); raise data.max_len or data.max_pairs"
+    )
 
 
 def test_hub_without_network_names_local_keys(tmp_path):
-    code = ("import sys; from seqjax import cli; sys.exit(cli.main(['train', 'agnews:tiny', '--workdir', "
-            f"'{tmp_path}/run', '--set', 'data.source=hub:someone/some-data']))")
-    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "JAX_PLATFORMS": "cpu",
-           "PATH": "/usr/bin:/bin"}
+    code = (
+        "import sys; from seqjax import cli; sys.exit(cli.main(['train', 'agnews:tiny', '--workdir', "
+        f"'{tmp_path}/run', '--set', 'data.source=hub:someone/some-data']))"
+    )
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "JAX_PLATFORMS": "cpu",
+        "PATH": "/usr/bin:/bin",
+    }
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     last = p.stderr.strip().splitlines()[-1]
     assert p.returncode == 3, p.stderr
-    assert last.startswith("seqjax: error: data.source=hub:someone/some-data: cannot load it from the Hugging Face Hub (")
+    assert last.startswith(
+        "seqjax: error: data.source=hub:someone/some-data: cannot load it from the Hugging Face Hub ("
+    )
     assert last.endswith("offline, train on local files instead: " + sources.LOCAL_KEYS)
 
 
 def test_absent_corpus_names_fetch_and_present(tmp_path, capsys):
     (tmp_path / "spa-eng").mkdir()
     (tmp_path / "spa-eng" / "spa.txt").write_text("Go.\tVe.\n")
-    rc, err = _train(["translate:tiny", "--workdir", str(tmp_path / "run"), "--data-dir", str(tmp_path)], capsys)
-    assert rc == 3 and err[-1] == (f"seqjax: error: tatoeba-por: missing {tmp_path}/por-eng/por.txt; run 'seqjax data "
-                                   f"fetch tatoeba-por' or pass --data-dir / set SEQJAX_DATA (present in {tmp_path}: "
-                                   "tatoeba-spa); or train on a present pair: --set data.pair=spa-eng")
+    rc, err = _train(
+        ["translate:tiny", "--workdir", str(tmp_path / "run"), "--data-dir", str(tmp_path)], capsys
+    )
+    assert rc == 3 and err[-1] == (
+        f"seqjax: error: tatoeba-por: missing {tmp_path}/por-eng/por.txt; run 'seqjax data "
+        f"fetch tatoeba-por' or pass --data-dir / set SEQJAX_DATA (present in {tmp_path}: "
+        "tatoeba-spa); or train on a present pair: --set data.pair=spa-eng"
+    )
     rc, err = _train(["ptb_lm:tiny", "--workdir", str(tmp_path / "run"), "--data-dir", str(tmp_path)], capsys)
     assert rc == 3 and "run 'seqjax data fetch ptb'" in err[-1] and "(present in" in err[-1]
 
@@ -174,8 +236,9 @@ def test_absent_corpus_names_fetch_and_present(tmp_path, capsys):
 def test_truncation_warning_gives_the_count(caplog):
     with caplog.at_level(logging.WARNING, logger="seqjax.data"):
         sources.truncation_warning("data.files.train (r.csv)", np.array([3, 9, 12, 4]), 8)
-    assert caplog.messages == ["warning: data.files.train (r.csv): 2 of 4 rows are longer than data.max_len=8 "
-                               "tokens; truncated"]
+    assert caplog.messages == [
+        "warning: data.files.train (r.csv): 2 of 4 rows are longer than data.max_len=8 tokens; truncated"
+    ]
 
 
 def test_fetch_records_checksum_of_unpinned_files(tmp_path, monkeypatch):
@@ -185,8 +248,33 @@ def test_fetch_records_checksum_of_unpinned_files(tmp_path, monkeypatch):
     record = (tmp_path / "por-eng" / "por.txt.sha256").read_text().splitlines()
     import hashlib
 
-    assert record == ["# fetched from https://www.manythings.org/anki/por-eng.zip",
-                      f"{hashlib.sha256(b'Go.' + bytes([9]) + b'Vai.' + bytes([10])).hexdigest()}  por.txt"]
+    assert record == [
+        "# fetched from https://www.manythings.org/anki/por-eng.zip",
+        f"{hashlib.sha256(b'Go.' + bytes([9]) + b'Vai.' + bytes([10])).hexdigest()}  por.txt",
+    ]
     assert fetch.verify("tatoeba-por", tmp_path) == {"por-eng/por.txt": "ok"}
     (tmp_path / "por-eng" / "por.txt").write_text("changed\n")
     assert fetch.verify("tatoeba-por", tmp_path) == {"por-eng/por.txt": "changed"}
+
+
+# ----------------------------------------------------------------------------- presets: same numbers
+
+#: summary.json of `seqjax train agnews:tiny` / `ptb_lm:tiny` (SEQJAX_DATA=../shared/data, CPU) with the
+#: dedicated AG News and PTB loaders this mechanism replaced
+BEFORE = {"agnews:tiny": {"valid": {"acc": 0.234375}, "test": {"acc": 0.265625}},
+          "ptb_lm:tiny": {"valid": {"ppl": 876.8895173939995}, "test": {"ppl": 858.1334409523909}}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", list(BEFORE))
+def test_builtin_corpora_reproduce_the_numbers(spec, tmp_path, capsys):
+    import os
+
+    if not os.environ.get("SEQJAX_DATA"):
+        pytest.skip("needs SEQJAX_DATA with ag_news and ptb")
+    rc, err = _train([spec, "--workdir", str(tmp_path / "run")], capsys)
+    assert rc == 0, err
+    best = json.loads((tmp_path / "run" / "summary.json").read_text())["best"]
+    for split, metrics in BEFORE[spec].items():
+        for key, value in metrics.items():
+            assert best[split][key] == pytest.approx(value, rel=1e-6, abs=0), (split, key)

@@ -74,34 +74,43 @@ DATASETS: dict[str, Dataset] = {
                 "ptb/ptb.test.txt": "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
             },
             url=_PTB_TGZ,
-            members={f"ptb/ptb.{s}.txt": f"./simple-examples/data/ptb.{s}.txt"
-                     for s in ("train", "valid", "test")},
+            members={
+                f"ptb/ptb.{s}.txt": f"./simple-examples/data/ptb.{s}.txt" for s in ("train", "valid", "test")
+            },
             note="Penn Treebank, Mikolov's word-level LM split (simple-examples.tgz)",
         ),
         Dataset(
             "ptb-char",
             {
-                "ptb_char/ptb.char.train.txt": "e313d91425e06c4f0a8fb6e881dcce0c291f2a0e9f4dda54833069b122f91da9",
-                "ptb_char/ptb.char.valid.txt": "21661f63ec355085879458b6524644d4add5573541b4be14fb52ab2e2e995eb8",
-                "ptb_char/ptb.char.test.txt": "1ef5607ac3c463b16e38bfe7900dd3bfc91de5a96e0f21e7eab5188b465b8ebe",
+                f"ptb_char/ptb.char.{split}.txt": sha
+                for split, sha in (
+                    ("train", "e313d91425e06c4f0a8fb6e881dcce0c291f2a0e9f4dda54833069b122f91da9"),
+                    ("valid", "21661f63ec355085879458b6524644d4add5573541b4be14fb52ab2e2e995eb8"),
+                    ("test", "1ef5607ac3c463b16e38bfe7900dd3bfc91de5a96e0f21e7eab5188b465b8ebe"),
+                )
             },
             url=_PTB_TGZ,
-            members={f"ptb_char/ptb.char.{s}.txt": f"./simple-examples/data/ptb.char.{s}.txt"
-                     for s in ("train", "valid", "test")},
+            members={
+                f"ptb_char/ptb.char.{s}.txt": f"./simple-examples/data/ptb.char.{s}.txt"
+                for s in ("train", "valid", "test")
+            },
             note="Penn Treebank, character level (same simple-examples.tgz)",
         ),
         Dataset(
             "shakespeare",
             {"tinyshakespeare/input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"},
-            urls={"tinyshakespeare/input.txt": "https://raw.githubusercontent.com/karpathy/char-rnn/"
-                  "master/data/tinyshakespeare/input.txt"},
+            urls={
+                "tinyshakespeare/input.txt": "https://raw.githubusercontent.com/karpathy/char-rnn/"
+                "master/data/tinyshakespeare/input.txt"
+            },
             note="Tiny Shakespeare (karpathy/char-rnn), 1,115,394 characters",
         ),
         Dataset(
             "ag-news",
             {
-                # Full classic train.csv (120,000 rows); torchtext checks md5 b1a00f826fdfbd249f79597b59e1dc12.
-                # No sha256 is recorded for it here (the shared offline copy is a 20,000-row subset).
+                # Full classic train.csv (120,000 rows); torchtext checks md5
+                # b1a00f826fdfbd249f79597b59e1dc12. No sha256 is pinned here (the shared offline
+                # copy is a 20,000-row subset): fetch records the one of what it downloaded.
                 "ag_news/train.csv": None,
                 "ag_news/test.csv": "521465c2428ed7f02f8d6db6ffdd4b5447c1c701962353eb2c40d548c3c85699",
                 "ag_news/classes.txt": "612dbfa932f07a6ed837295a7d5746ce7412e7bb4bc32ba919fdb3cda3a1b9b5",
@@ -111,7 +120,7 @@ DATASETS: dict[str, Dataset] = {
         ),
         Dataset(
             "tatoeba-por",
-            # manythings.org re-releases its files: no stable checksum; record yours in data/README.md.
+            # manythings.org re-releases its files: no stable checksum; fetch records what it got.
             {"por-eng/por.txt": None},
             url="https://www.manythings.org/anki/por-eng.zip",
             members={"por-eng/por.txt": "por.txt"},
@@ -148,16 +157,20 @@ def require(name: str, root: str | os.PathLike | None = None) -> Path:
     for rel in spec.files:
         if not (root / rel).is_file():
             present = [n for n, ok, _ in check(root) if ok]
-            raise DataError(f"{name}: missing {root / rel}; run 'seqjax data fetch {name}' or pass --data-dir / "
-                            f"set {ENV_VAR} (present in {root}: {', '.join(present) or 'none'})")
+            raise DataError(
+                f"{name}: missing {root / rel}; run 'seqjax data fetch {name}' or pass --data-dir / "
+                f"set {ENV_VAR} (present in {root}: {', '.join(present) or 'none'})"
+            )
     return root / spec.folder
 
 
 def check(root: str | os.PathLike | None = None) -> list[tuple[str, bool, Path]]:
     """``(name, present, folder)`` for every registered dataset (presence of all its files)."""
     root = data_dir(root)
-    return [(name, all((root / rel).is_file() for rel in spec.files), root / spec.folder)
-            for name, spec in DATASETS.items()]
+    return [
+        (name, all((root / rel).is_file() for rel in spec.files), root / spec.folder)
+        for name, spec in DATASETS.items()
+    ]
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -177,8 +190,10 @@ def _download(url: str, name: str, timeout: float = 60.0) -> bytes:
             return response.read()
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise DataError(f"{name}: cannot download {url} ({reason}); no network? download it by hand "
-                        f"and place the files as data/README.md describes") from None
+        raise DataError(
+            f"{name}: cannot download {url} ({reason}); no network? download it by hand "
+            f"and place the files as data/README.md describes"
+        ) from None
 
 
 def _extract(blob: bytes, url: str, members: dict[str, str], name: str) -> dict[str, bytes]:
@@ -196,8 +211,10 @@ def _extract(blob: bytes, url: str, members: dict[str, str], name: str) -> dict[
                     f = tf.extractfile(names[member.lstrip("./")])
                     out[rel] = f.read()
     except (KeyError, zipfile.BadZipFile, tarfile.TarError) as err:
-        raise DataError(f"{name}: {url} is not the expected archive ({err}); "
-                        "download it by hand as data/README.md describes") from None
+        raise DataError(
+            f"{name}: {url} is not the expected archive ({err}); "
+            "download it by hand as data/README.md describes"
+        ) from None
     return out
 
 
@@ -211,8 +228,11 @@ def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
     """
     spec = _spec(name)
     root = data_dir(root)
-    wanted = {rel: h for rel, h in spec.files.items()
-              if not ((root / rel).is_file() and (h is None or sha256_file(root / rel) == h))}
+    wanted = {
+        rel: h
+        for rel, h in spec.files.items()
+        if not ((root / rel).is_file() and (h is None or sha256_file(root / rel) == h))
+    }
     if not wanted:
         return root / spec.folder
     if spec.urls:
@@ -224,8 +244,10 @@ def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
         expected = spec.files[rel]
         got = hashlib.sha256(data).hexdigest()
         if expected is not None and got != expected:
-            raise DataError(f"{name}: checksum mismatch for {rel} (sha256 {got}, expected "
-                            f"{expected}); the source changed or the download is corrupt")
+            raise DataError(
+                f"{name}: checksum mismatch for {rel} (sha256 {got}, expected "
+                f"{expected}); the source changed or the download is corrupt"
+            )
     for rel, data in contents.items():
         dest = root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -256,7 +278,9 @@ def verify(name: str, root: str | os.PathLike | None = None) -> dict[str, str]:
             continue
         record = path.with_name(path.name + ".sha256")
         if expected is None and record.is_file():
-            lines = [ln for ln in record.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
+            lines = [
+                ln for ln in record.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")
+            ]
             expected = lines[0].split()[0] if lines else None
         out[rel] = "unpinned" if expected is None else ("ok" if sha256_file(path) == expected else "changed")
     return out

@@ -117,8 +117,9 @@ def _tokens(texts: list[str], unit: str) -> list[str]:
     return [t for text in texts for t in _line_tokens(text)]
 
 
-def load_lm_corpus(data: Mapping[str, Any], data_dir: str | os.PathLike | None = None,
-                   seed: int = 0) -> LMCorpus:
+def load_lm_corpus(
+    data: Mapping[str, Any], data_dir: str | os.PathLike | None = None, seed: int = 0
+) -> LMCorpus:
     """Load the language-modelling text of ``data.source`` (:mod:`seqjax.data.sources`).
 
     The text is ``data.text_column`` of every row, in order; rows of the ``text`` builder
@@ -161,14 +162,18 @@ def load_lm_corpus(data: Mapping[str, Any], data_dir: str | os.PathLike | None =
         sizes = {s: sources.count(data.get(f"{s}_fraction", 0.1), n, f"{s}_fraction") for s in missing}
         end = n
         for s in reversed(missing):  # test is the very tail, valid just before it
-            tokens[s], end = tokens["train"][end - sizes[s]:end], end - sizes[s]
+            tokens[s], end = tokens["train"][end - sizes[s] : end], end - sizes[s]
         if end <= 0:
-            raise UsageError(f"data.valid_fraction / data.test_fraction leave no training tokens ({n} tokens)")
+            raise UsageError(
+                f"data.valid_fraction / data.test_fraction leave no training tokens ({n} tokens)"
+            )
         tokens["train"] = tokens["train"][:end]
     for s in missing:
         if not tokens[s]:
-            raise DataError(f"{splits.where['train']}: data.{s}_fraction={data.get(f'{s}_fraction')} carves an "
-                            f"empty {s} split; raise it or give data.files.{s}")
+            raise DataError(
+                f"{splits.where['train']}: data.{s}_fraction={data.get(f'{s}_fraction')} carves an "
+                f"empty {s} split; raise it or give data.files.{s}"
+            )
     if unit == "chars":
         vocab = Vocab(sorted(set(tokens["train"])) + [UNK])
     else:
@@ -177,12 +182,14 @@ def load_lm_corpus(data: Mapping[str, Any], data_dir: str | os.PathLike | None =
     max_tokens = data.get("max_tokens") or None
     if max_tokens is not None:
         streams = {s: a[:max_tokens] for s, a in streams.items()}
-    return LMCorpus(**streams, vocab=vocab, level=level, name=str(data["source"]), unit=unit,
-                    space=ex.get("space", ""))
+    return LMCorpus(
+        **streams, vocab=vocab, level=level, name=str(data["source"]), unit=unit, space=ex.get("space", "")
+    )
 
 
-def batchify(ids: np.ndarray, batch_size: int, *, pad: bool = False,
-             pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def batchify(
+    ids: np.ndarray, batch_size: int, *, pad: bool = False, pad_id: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Split a stream into ``batch_size`` contiguous parallel rows.
 
     Row ``b`` is ``ids[b * N:(b + 1) * N]``. ``pad=False`` drops the last
@@ -237,7 +244,7 @@ class LMWindows:
         t0, t1 = k * self.bptt, (k + 1) * self.bptt
         return {
             "inputs": np.ascontiguousarray(self.rows[:, t0:t1]),
-            "targets": np.ascontiguousarray(self.rows[:, t0 + 1: t1 + 1]),
+            "targets": np.ascontiguousarray(self.rows[:, t0 + 1 : t1 + 1]),
             "weights": np.ascontiguousarray(self.mask[:, t0:t1]),
         }
 
@@ -245,8 +252,9 @@ class LMWindows:
         return (self[k] for k in range(len(self)))
 
 
-def bptt_windows(ids: np.ndarray, batch_size: int, bptt: int, *, cover_all: bool,
-                 pad_id: int = 0) -> LMWindows:
+def bptt_windows(
+    ids: np.ndarray, batch_size: int, bptt: int, *, cover_all: bool, pad_id: int = 0
+) -> LMWindows:
     """Cut a stream into ``B`` parallel rows and those into windows of ``bptt`` steps.
 
     ``cover_all=False`` (training): ``batchify`` with truncation -- ``N = len // B`` tokens a
@@ -282,8 +290,10 @@ def bptt_windows(ids: np.ndarray, batch_size: int, bptt: int, *, cover_all: bool
         data, _ = batchify(ids, batch_size)
         m = data.shape[1] - 1
         if m < 1:
-            raise UsageError(f"a stream of {len(ids)} tokens is too short for batch_size="
-                             f"{batch_size} (each row needs 2 tokens)")
+            raise UsageError(
+                f"a stream of {len(ids)} tokens is too short for batch_size="
+                f"{batch_size} (each row needs 2 tokens)"
+            )
         row_data, row_mask = data, np.ones((batch_size, m), dtype=np.float32)
     num_windows = math.ceil(m / bptt)
     width = num_windows * bptt

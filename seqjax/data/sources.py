@@ -19,6 +19,7 @@ valid/test split is carved from train by the task with :func:`carve` (a determin
 seeded choice of rows, or of groups of rows). Every failure a user can fix is one
 :class:`~seqjax.errors.DataError` line naming the file, row, key or column.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,12 +43,19 @@ SPLITS = ("train", "valid", "test")
 BUILDERS = ("text", "csv", "json", "parquet")
 #: the split names of ``datasets`` for ours (the Hub and ``save_to_disk`` say ``validation``)
 HF_SPLIT = {"train": "train", "valid": "validation", "test": "test"}
-LOCAL_KEYS = ("--set data.source=csv|json|text|parquet --set data.files.train=PATH "
-              "[--set data.files.valid=PATH --set data.files.test=PATH]")
+LOCAL_KEYS = (
+    "--set data.source=csv|json|text|parquet --set data.files.train=PATH "
+    "[--set data.files.valid=PATH --set data.files.test=PATH]"
+)
 
 log = logging.getLogger("seqjax.data")
 #: the column keys and their defaults
-COLUMNS = {"text_column": "text", "label_column": "label", "source_column": "source", "target_column": "target"}
+COLUMNS = {
+    "text_column": "text",
+    "label_column": "label",
+    "source_column": "source",
+    "target_column": "target",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,22 +80,45 @@ class Corpus:
 
 
 _DOCUMENT = {"sample_by": "document"}  # one row per file: the LM keeps a file's exact text
-_TATOEBA = {"delimiter": "\t", "header": None, "column_names": ["source", "target"], "usecols": [0, 1],
-            "quoting": 3, "na_filter": False}
+_TATOEBA = {
+    "delimiter": "\t",
+    "header": None,
+    "column_names": ["source", "target"],
+    "usecols": [0, 1],
+    "quoting": 3,
+    "na_filter": False,
+}
 
 CORPORA: dict[str, Corpus] = {
-    "ptb": Corpus("ptb", "text", {s: f"ptb/ptb.{s}.txt" for s in SPLITS}, options=_DOCUMENT,
-                  extras={"level": "word", "specials": ("<eos>", "<unk>")}),
-    "ptb_char": Corpus("ptb-char", "text", {s: f"ptb_char/ptb.char.{s}.txt" for s in SPLITS},
-                       options=_DOCUMENT,
-                       extras={"level": "char", "unit": "symbols", "specials": ("<eos>",), "space": "_"}),
-    "shakespeare": Corpus("shakespeare", "text", {"train": "tinyshakespeare/input.txt"}, options=_DOCUMENT,
-                          extras={"level": "char"}),
-    "ag_news": Corpus("ag-news", "csv", {"train": "ag_news/train.csv", "test": "ag_news/test.csv"},
-                      columns={"text_column": "title,description", "label_column": "label"},
-                      options={"header": None, "column_names": ["label", "title", "description"],
-                               "na_filter": False},
-                      extras={"label_names": "ag_news/classes.txt", "label_values": (1, 2, 3, 4)}),
+    "ptb": Corpus(
+        "ptb",
+        "text",
+        {s: f"ptb/ptb.{s}.txt" for s in SPLITS},
+        options=_DOCUMENT,
+        extras={"level": "word", "specials": ("<eos>", "<unk>")},
+    ),
+    "ptb_char": Corpus(
+        "ptb-char",
+        "text",
+        {s: f"ptb_char/ptb.char.{s}.txt" for s in SPLITS},
+        options=_DOCUMENT,
+        extras={"level": "char", "unit": "symbols", "specials": ("<eos>",), "space": "_"},
+    ),
+    "shakespeare": Corpus(
+        "shakespeare",
+        "text",
+        {"train": "tinyshakespeare/input.txt"},
+        options=_DOCUMENT,
+        extras={"level": "char"},
+    ),
+    "ag_news": Corpus(
+        "ag-news",
+        "csv",
+        {"train": "ag_news/train.csv", "test": "ag_news/test.csv"},
+        columns={"text_column": "title,description", "label_column": "label"},
+        options={"header": None, "column_names": ["label", "title", "description"], "na_filter": False},
+        extras={"label_names": "ag_news/classes.txt", "label_values": (1, 2, 3, 4)},
+    ),
     "tatoeba/por-eng": Corpus("tatoeba-por", "csv", {"train": "por-eng/por.txt"}, options=_TATOEBA),
     "tatoeba/spa-eng": Corpus("tatoeba-spa", "csv", {"train": "spa-eng/spa.txt"}, options=_TATOEBA),
 }
@@ -107,9 +138,11 @@ GENERATED: dict[str, Callable[[Mapping[str, Any], int], dict]] = {}
 
 def register_generated(name: str):
     """Decorator: register a generated source under ``data.source=name``."""
+
     def add(fn):
         GENERATED[name] = fn
         return fn
+
     return add
 
 
@@ -146,8 +179,10 @@ class Splits:
         names = [c.strip() for c in str(self.columns[key]).split(",")]
         missing = [c for c in names if c not in ds.column_names]
         if missing:
-            raise DataError(f"{self.where[split]}: no column {missing[0]!r} (columns found: "
-                            f"{', '.join(ds.column_names)}); set data.{key}=NAME")
+            raise DataError(
+                f"{self.where[split]}: no column {missing[0]!r} (columns found: "
+                f"{', '.join(ds.column_names)}); set data.{key}=NAME"
+            )
         table = ds.data  # the Arrow table: column access without per-row formatting
         cols = [table.column(c).to_pylist() for c in names]
         if len(cols) == 1:
@@ -187,7 +222,11 @@ def _expand(key: str, pattern: str) -> list[str]:
     """Files of ``data.files.<split>`` (comma-separated paths or globs), each checked to exist."""
     out = []
     for part in (p.strip() for p in str(pattern).split(",")):
-        found = sorted(glob.glob(os.path.expanduser(part))) if glob.has_magic(part) else [os.path.expanduser(part)]
+        found = (
+            sorted(glob.glob(os.path.expanduser(part)))
+            if glob.has_magic(part)
+            else [os.path.expanduser(part)]
+        )
         if not found or not all(os.path.isfile(f) for f in found):
             bad = next((f for f in found if not os.path.isfile(f)), part)
             raise DataError(f"data.files.{key}={pattern}: no such file {bad}; check the path (globs allowed)")
@@ -223,43 +262,61 @@ def _load_files(builder: str, files: list[str], options: Mapping[str, Any], what
     (``datasets`` caches the result), with one-line errors."""
     with _quiet() as datasets:
         try:
-            return datasets.load_dataset(builder, data_files=files, split="train", cache_dir=_hf_cache_dir(),
-                                         **options)
+            return datasets.load_dataset(
+                builder, data_files=files, split="train", cache_dir=_hf_cache_dir(), **options
+            )
         except Exception as err:  # noqa: BLE001 -- the builders raise many kinds; one line each
             all_files = files
             if _cause(err, UnicodeDecodeError) is not None:
                 where = _bad_bytes(all_files) or ", ".join(all_files)
-                raise DataError(f"{where}: not UTF-8 text; convert the file to UTF-8 "
-                                "(e.g. iconv -f latin1 -t utf-8)") from None
+                raise DataError(
+                    f"{where}: not UTF-8 text; convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+                ) from None
             while err.__cause__ is not None:  # the builder's own error, not the wrapper's
                 err = err.__cause__
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise DataError(f"{what} ({', '.join(all_files)}): cannot read it as {builder} ({first[:200]}); "
-                            "check data.source and the file format") from None
+            raise DataError(
+                f"{what} ({', '.join(all_files)}): cannot read it as {builder} ({first[:200]}); "
+                "check data.source and the file format"
+            ) from None
 
 
 def _load_hub(name: str) -> dict[str, Any]:
-    """``OWNER/NAME`` is a repository id; a config follows as a further ``/CONFIG``."""
-    repo, config = name.rsplit("/", 1) if name.count("/") >= 2 else (name, "")
+    """``NAME``, ``NAME/CONFIG``, ``OWNER/NAME`` or ``OWNER/NAME/CONFIG``: one slash is first
+    tried as a repository id, then as ``NAME/CONFIG``."""
+    if name.count("/") >= 2:
+        attempts = [tuple(name.rsplit("/", 1))]
+    elif "/" in name:
+        attempts = [(name, None), tuple(name.split("/"))]
+    else:
+        attempts = [(name, None)]
+    first_error = None
     with _quiet() as datasets:
-        try:
-            dd = datasets.load_dataset(repo, config or None, cache_dir=_hf_cache_dir())
-        except Exception as err:  # noqa: BLE001 -- offline, unknown name, gated: one line
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise DataError(f"data.source=hub:{name}: cannot load it from the Hugging Face Hub ({first[:160]}); "
-                            f"offline, train on local files instead: {LOCAL_KEYS}") from None
-    return {s: dd[h] if h in dd else None for s, h in HF_SPLIT.items()}
+        for repo, config in attempts:
+            try:
+                dd = datasets.load_dataset(repo, config or None, cache_dir=_hf_cache_dir())
+                return {s: dd[h] if h in dd else None for s, h in HF_SPLIT.items()}
+            except Exception as err:  # noqa: BLE001 -- offline, unknown name, gated: one line
+                first_error = first_error or (str(err).strip().splitlines() or [type(err).__name__])[0]
+    raise DataError(
+        f"data.source=hub:{name}: cannot load it from the Hugging Face Hub ({first_error[:160]}); "
+        f"offline, train on local files instead: {LOCAL_KEYS}"
+    )
 
 
 def _load_disk(path: str) -> dict[str, Any]:
     if not path or not os.path.isdir(path):
-        raise DataError(f"data.source=disk: data.files.train={path!r} is not a directory written by "
-                        "Dataset.save_to_disk; set data.files.train=DIR")
+        raise DataError(
+            f"data.source=disk: data.files.train={path!r} is not a directory written by "
+            "Dataset.save_to_disk; set data.files.train=DIR"
+        )
     with _quiet() as datasets:
         try:
             obj = datasets.load_from_disk(path)
         except Exception as err:  # noqa: BLE001
-            raise DataError(f"{path}: not a save_to_disk directory ({err}); set data.files.train=DIR") from None
+            raise DataError(
+                f"{path}: not a save_to_disk directory ({err}); set data.files.train=DIR"
+            ) from None
     if isinstance(obj, datasets.DatasetDict):
         return {s: obj[h] if h in obj else obj.get(s) for s, h in HF_SPLIT.items()}
     return {"train": obj, "valid": None, "test": None}
@@ -290,8 +347,10 @@ def load_splits(data: Mapping[str, Any], data_dir: str | os.PathLike | None = No
     elif source in BUILDERS:
         given = {s: str(files_cfg.get(s) or "") for s in SPLITS}
         if not given["train"]:
-            raise UsageError(f"data.source={source} needs data.files.train=PATH (and optionally "
-                             "data.files.valid / data.files.test)")
+            raise UsageError(
+                f"data.source={source} needs data.files.train=PATH (and optionally "
+                "data.files.valid / data.files.test)"
+            )
         files = {s: _expand(s, p) for s, p in given.items() if p}
         options: dict[str, Any] = {}
         if source == "csv" and data.get("delimiter"):
@@ -304,30 +363,45 @@ def load_splits(data: Mapping[str, Any], data_dir: str | os.PathLike | None = No
                 options["on_bad_lines"] = "skip"
         if source == "text":
             options["sample_by"] = "document"  # a row per file: line breaks are the LM's <eos>
-        rows = {s: _load_files(source, files[s], options, f"data.files.{s}") if s in files else None
-                for s in SPLITS}
-        where = {s: f"data.files.{s} ({', '.join(files[s])})" if s in files else f"data.files.{s}" for s in SPLITS}
+        rows = {
+            s: _load_files(source, files[s], options, f"data.files.{s}") if s in files else None
+            for s in SPLITS
+        }
+        where = {
+            s: f"data.files.{s} ({', '.join(files[s])})" if s in files else f"data.files.{s}" for s in SPLITS
+        }
     else:
         name = corpus_name(data)
         if name not in CORPORA:
             known = [*CORPORA, *GENERATED, *BUILDERS, "disk", "hub:NAME[/CONFIG]", "npz"]
-            raise UsageError(f"data.source={source!r}: choose a built-in corpus, a builder or a source: "
-                             f"{', '.join(k for k in known if not k.startswith('tatoeba/'))}, tatoeba")
+            raise UsageError(
+                f"data.source={source!r}: choose a built-in corpus, a builder or a source: "
+                f"{', '.join(k for k in known if not k.startswith('tatoeba/'))}, tatoeba"
+            )
         corpus = CORPORA[name]
         root = resolve_data_dir(data_dir)
         try:
             require(corpus.fetch, root)
         except DataError as err:
-            others = [k.split("/")[1] for k, c in CORPORA.items() if k.startswith("tatoeba/") and k != name
-                      and all((root / rel).is_file() for rel in c.files.values())]
+            others = [
+                k.split("/")[1]
+                for k, c in CORPORA.items()
+                if k.startswith("tatoeba/")
+                and k != name
+                and all((root / rel).is_file() for rel in c.files.values())
+            ]
             if name.startswith("tatoeba/") and others:
                 raise DataError(f"{err}; or train on a present pair: --set data.pair={others[0]}") from None
             raise
         options = dict(corpus.options)
         if corpus.builder == "csv" and data.get("on_error") == "skip":
             options["on_bad_lines"] = "skip"
-        rows = {s: _load_files(corpus.builder, [str(root / corpus.files[s])], options, f"data.source={source}")
-                if s in corpus.files else None for s in SPLITS}
+        rows = {
+            s: _load_files(corpus.builder, [str(root / corpus.files[s])], options, f"data.source={source}")
+            if s in corpus.files
+            else None
+            for s in SPLITS
+        }
         where = {s: str(root / corpus.files[s]) if s in corpus.files else f"{source} ({s})" for s in SPLITS}
         columns.update(corpus.columns)
         extras = {**corpus.extras, "root": root}
@@ -351,8 +425,9 @@ def count(size: int | float, total: int, key: str) -> int:
     return n
 
 
-def carve(n: int, sizes: Mapping[str, int], rng: np.random.Generator,
-          groups: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+def carve(
+    n: int, sizes: Mapping[str, int], rng: np.random.Generator, groups: Sequence[int] | None = None
+) -> dict[str, np.ndarray]:
     """Split row indices ``0..n-1`` into train and the missing splits of ``sizes``.
 
     Rows (or whole groups of rows, ``groups[i]`` = row ``i``'s group id: all rows of a group
@@ -370,7 +445,7 @@ def carve(n: int, sizes: Mapping[str, int], rng: np.random.Generator,
         order = rng.permutation(n)
         out, start = {}, 0
         for s in names:
-            out[s] = order[start:start + sizes[s]]
+            out[s] = order[start : start + sizes[s]]
             start += sizes[s]
         out["train"] = order[start:]
     else:
@@ -384,8 +459,10 @@ def carve(n: int, sizes: Mapping[str, int], rng: np.random.Generator,
             parts[target] += members[keys[k]]
         out = {s: np.sort(np.asarray(v, np.int64)) for s, v in parts.items()}
     if len(out["train"]) == 0:
-        raise UsageError(f"data.valid_fraction / data.test_fraction leave no training rows ({n} rows); "
-                         "lower them or give data.files.valid / data.files.test")
+        raise UsageError(
+            f"data.valid_fraction / data.test_fraction leave no training rows ({n} rows); "
+            "lower them or give data.files.valid / data.files.test"
+        )
     return out
 
 
@@ -405,8 +482,10 @@ def load_arrays(path: str, key: str) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: not an .npz file ({err}); write it with numpy.savez") from None
     for name in ("x", "y"):
         if name not in arrays:
-            raise DataError(f"{path}: no array {name!r} (arrays found: {', '.join(arrays) or 'none'}); "
-                            "expected x [N, T, D], y [N], optional lengths [N]")
+            raise DataError(
+                f"{path}: no array {name!r} (arrays found: {', '.join(arrays) or 'none'}); "
+                "expected x [N, T, D], y [N], optional lengths [N]"
+            )
     x, y = arrays["x"], arrays["y"]
     if x.ndim == 2:
         x = x[..., None]
@@ -426,7 +505,9 @@ def load_sequences(data: Mapping[str, Any], seed: int = 0) -> dict[str, dict[str
     ``data.test_fraction``). ``data.max_examples`` caps train."""
     files = data.get("files", {}) or {}
     if not files.get("train"):
-        raise UsageError("data.source=npz needs data.files.train=PATH.npz (x [N, T, D], y [N], optional lengths)")
+        raise UsageError(
+            "data.source=npz needs data.files.train=PATH.npz (x [N, T, D], y [N], optional lengths)"
+        )
     out = {s: load_arrays(files[s], s) for s in SPLITS if files.get(s)}
     missing = [s for s in ("valid", "test") if s not in out]
     n = len(out["train"]["y"])
@@ -434,8 +515,10 @@ def load_sequences(data: Mapping[str, Any], seed: int = 0) -> dict[str, dict[str
     idx = carve(n, sizes, np.random.default_rng(seed))
     for s in missing:
         if len(idx[s]) == 0:
-            raise DataError(f"{files['train']}: data.{s}_fraction={data.get(f'{s}_fraction')} carves an empty "
-                            f"{s} split from {n} rows; raise it or give data.files.{s}")
+            raise DataError(
+                f"{files['train']}: data.{s}_fraction={data.get(f'{s}_fraction')} carves an empty "
+                f"{s} split from {n} rows; raise it or give data.files.{s}"
+            )
     train = out["train"]
     for s in missing:
         out[s] = {k: a[np.sort(idx[s])] for k, a in train.items()}
@@ -448,5 +531,7 @@ def truncation_warning(where: str, lengths: np.ndarray, max_len: int, unit: str 
     """One warning line when rows of ``where`` are longer than ``max_len`` (they get truncated)."""
     over = int((np.asarray(lengths) > max_len).sum())
     if over:
-        log.warning(f"warning: {where}: {over} of {len(lengths)} rows are longer than data.max_len={max_len} "
-                    f"{unit}; truncated")
+        log.warning(
+            f"warning: {where}: {over} of {len(lengths)} rows are longer than data.max_len={max_len} "
+            f"{unit}; truncated"
+        )

@@ -6,6 +6,7 @@
 generator seeded with ``seed``. Rows are ``source``/``target`` strings, read by the
 translate task at character level like any other pair file.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -24,13 +25,16 @@ def _digits(rng: np.random.Generator, n: int, lo: int, hi: int) -> list[str]:
     return ["".join(map(str, rng.integers(0, 10, size=k))) for k in lengths]
 
 
-def make_pairs(problem: str, n: int, min_digits: int, digits: int,
-               rng: np.random.Generator) -> tuple[list[str], list[str]]:
+def make_pairs(
+    problem: str, n: int, min_digits: int, digits: int, rng: np.random.Generator
+) -> tuple[list[str], list[str]]:
     """``n`` (source, target) strings of ``problem``; addition operands carry no leading zeros."""
     if problem not in PROBLEMS:
         raise UsageError(f"data.problem={problem!r}: choose one of {', '.join(PROBLEMS)}")
     if not 1 <= min_digits <= digits:
-        raise UsageError(f"data.min_digits={min_digits}, data.digits={digits}: need 1 <= min_digits <= digits")
+        raise UsageError(
+            f"data.min_digits={min_digits}, data.digits={digits}: need 1 <= min_digits <= digits"
+        )
     if problem == "addition":
         a, b = (_digits(rng, n, min_digits, digits) for _ in range(2))
         a, b = [str(int(x)) for x in a], [str(int(x)) for x in b]

@@ -110,8 +110,9 @@ class TranslationData:
     dropped_long: int
 
 
-def load_translation(data: Mapping[str, Any], data_dir: str | os.PathLike | None = None,
-                     seed: int = 0) -> TranslationData:
+def load_translation(
+    data: Mapping[str, Any], data_dir: str | os.PathLike | None = None, seed: int = 0
+) -> TranslationData:
     """Load, tokenize, filter, split and encode the pairs of ``data.source``.
 
     Rows come from :mod:`seqjax.data.sources` (``tatoeba``: the pair file of ``data.pair``;
@@ -143,23 +144,34 @@ def load_translation(data: Mapping[str, Any], data_dir: str | os.PathLike | None
             examples[s], n_long = _examples(src, tgt, level, max_len, splits.where[s])
             dropped += n_long
             if not examples[s]:
-                raise DataError(f"{splits.where[s]}: no pairs left after filtering (data.max_pairs={max_pairs}, "
-                                f"data.max_len={max_len}); raise data.max_len or data.max_pairs")
+                raise DataError(
+                    f"{splits.where[s]}: no pairs left after filtering (data.max_pairs={max_pairs}, "
+                    f"data.max_len={max_len}); raise data.max_len or data.max_pairs"
+                )
         train = examples["train"]
         missing = [s for s in ("test", "valid") if s not in given]
-        sizes = {s: sources.count(data.get(f"{s}_fraction", 0.1), len(train), f"{s}_fraction") for s in missing}
+        sizes = {
+            s: sources.count(data.get(f"{s}_fraction", 0.1), len(train), f"{s}_fraction") for s in missing
+        }
         keys: dict[str, int] = {}
         groups = [keys.setdefault(ex[2].lower(), len(keys)) for ex in train]
         idx = sources.carve(len(train), sizes, np.random.default_rng(seed), groups)
         for s in missing:
             examples[s] = [train[i] for i in idx[s]]
         examples["train"] = [train[i] for i in idx["train"]]
-        return _encode(examples, str(data.get("pair", "")) if data["source"] == "tatoeba" else str(data["source"]),
-                       level, dropped, data.get("src_vocab_size") or None, data.get("tgt_vocab_size") or None)
+        return _encode(
+            examples,
+            str(data.get("pair", "")) if data["source"] == "tatoeba" else str(data["source"]),
+            level,
+            dropped,
+            data.get("src_vocab_size") or None,
+            data.get("tgt_vocab_size") or None,
+        )
 
 
-def _examples(src: list, tgt: list, level: str, max_len: int | None,
-              where: str) -> tuple[list[tuple[list[str], list[str], str, str]], int]:
+def _examples(
+    src: list, tgt: list, level: str, max_len: int | None, where: str
+) -> tuple[list[tuple[list[str], list[str], str, str]], int]:
     """``(src_tokens, tgt_tokens, src_text, tgt_text)`` of each pair (texts normalised, case
     kept) within ``max_len``, and the number of pairs dropped as longer."""
     out, dropped = [], 0
@@ -188,8 +200,14 @@ def _gc_paused():
             gc.enable()
 
 
-def _encode(examples: dict[str, list], pair: str, level: str, dropped: int,
-            src_vocab_size: int | None, tgt_vocab_size: int | None) -> TranslationData:
+def _encode(
+    examples: dict[str, list],
+    pair: str,
+    level: str,
+    dropped: int,
+    src_vocab_size: int | None,
+    tgt_vocab_size: int | None,
+) -> TranslationData:
     """Vocabularies from train, then every split encoded."""
     train = examples["train"]
     src_vocab = build_vocab((ex[0] for ex in train), max_size=src_vocab_size, specials=SPECIALS)
@@ -201,8 +219,14 @@ def _encode(examples: dict[str, list], pair: str, level: str, dropped: int,
         return list(zip(src, tgt))
 
     return TranslationData(
-        train=encode(train), valid=encode(examples["valid"]), test=encode(examples["test"]),
-        src_vocab=src_vocab, tgt_vocab=tgt_vocab,
-        valid_pairs=[ex[2:] for ex in examples["valid"]], test_pairs=[ex[2:] for ex in examples["test"]],
-        level=level, pair=pair, dropped_long=dropped,
+        train=encode(train),
+        valid=encode(examples["valid"]),
+        test=encode(examples["test"]),
+        src_vocab=src_vocab,
+        tgt_vocab=tgt_vocab,
+        valid_pairs=[ex[2:] for ex in examples["valid"]],
+        test_pairs=[ex[2:] for ex in examples["test"]],
+        level=level,
+        pair=pair,
+        dropped_long=dropped,
     )

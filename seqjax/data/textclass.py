@@ -104,7 +104,9 @@ def _names(splits: sources.Splits, labels: list, where: str) -> tuple[list, list
     class-names file, else the labels as strings)."""
     if any(v is None for v in labels):
         row = labels.index(None) + 1
-        raise DataError(f"{where}: row {row}: no label in column {splits.columns['label_column']!r}; fix the row")
+        raise DataError(
+            f"{where}: row {row}: no label in column {splits.columns['label_column']!r}; fix the row"
+        )
     classes = list(splits.extras.get("label_values") or sorted(set(labels)))
     names_file = splits.extras.get("label_names")
     if not names_file:
@@ -112,13 +114,16 @@ def _names(splits: sources.Splits, labels: list, where: str) -> tuple[list, list
     path = splits.extras["root"] / names_file
     names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     if len(names) != len(classes):
-        raise DataError(f"{path} names {len(names)} classes but the train labels are {len(classes)}: "
-                        f"{', '.join(map(str, classes))}; fix the labels or the file")
+        raise DataError(
+            f"{path} names {len(names)} classes but the train labels are {len(classes)}: "
+            f"{', '.join(map(str, classes))}; fix the labels or the file"
+        )
     return classes, names
 
 
-def load_text_classes(data: Mapping[str, Any], data_dir: str | os.PathLike | None = None,
-                      seed: int = 0) -> TextClassData:
+def load_text_classes(
+    data: Mapping[str, Any], data_dir: str | os.PathLike | None = None, seed: int = 0
+) -> TextClassData:
     """Load texts and labels of ``data.source`` (:mod:`seqjax.data.sources`), split, build the
     vocabulary, encode.
 
@@ -150,8 +155,10 @@ def load_text_classes(data: Mapping[str, Any], data_dir: str | os.PathLike | Non
         if len(keep) < len(cleaned):
             if on_error == "raise":
                 row = next(i for i in range(len(cleaned)) if not _WORD.search(cleaned[i])) + 1
-                raise DataError(f"{splits.where[s]}: row {row}: empty text (no word in column "
-                                f"{splits.columns['text_column']!r}); fix the row or pass --set data.on_error=skip")
+                raise DataError(
+                    f"{splits.where[s]}: row {row}: empty text (no word in column "
+                    f"{splits.columns['text_column']!r}); fix the row or pass --set data.on_error=skip"
+                )
             skipped += len(cleaned) - len(keep)
             if not keep:
                 raise DataError(f"{splits.where[s]}: no rows left after skipping the rows without text")
@@ -163,8 +170,10 @@ def load_text_classes(data: Mapping[str, Any], data_dir: str | os.PathLike | Non
         if unknown is not None:
             shown = ", ".join(map(str, classes[:10])) + (", ..." if len(classes) > 10 else "")
             seen = "of this corpus" if splits.extras.get("label_values") else "in train"
-            raise DataError(f"{splits.where[s]}: row {unknown + 1}: label {labels[s][unknown]!r} is not one of the "
-                            f"{len(classes)} labels {seen} ({shown}); fix the row or add it to train")
+            raise DataError(
+                f"{splits.where[s]}: row {unknown + 1}: label {labels[s][unknown]!r} is not one of the "
+                f"{len(classes)} labels {seen} ({shown}); fix the row or add it to train"
+            )
     ids = {s: np.array([index[v] for v in labels[s]], np.int32) for s in given}
 
     rng = np.random.default_rng(seed)
@@ -185,17 +194,29 @@ def load_text_classes(data: Mapping[str, Any], data_dir: str | os.PathLike | Non
             idx["test"] = idx["test"][:cap]
     for s in missing:
         if len(idx[s]) == 0:
-            raise DataError(f"{splits.where['train']}: data.{s}_fraction={data.get(f'{s}_fraction')} carves an "
-                            f"empty {s} split; raise it or give data.files.{s}")
+            raise DataError(
+                f"{splits.where['train']}: data.{s}_fraction={data.get(f'{s}_fraction')} carves an "
+                f"empty {s} split; raise it or give data.files.{s}"
+            )
 
     train_tok = [_words(texts["train"][i]) for i in idx["train"]]
-    vocab = build_vocab(Counter(t for toks in train_tok for t in toks), max_size=data.get("vocab_size") or None,
-                        min_freq=data.get("min_freq", 1), specials=(PAD, UNK))
+    vocab = build_vocab(
+        Counter(t for toks in train_tok for t in toks),
+        max_size=data.get("vocab_size") or None,
+        min_freq=data.get("min_freq", 1),
+        specials=(PAD, UNK),
+    )
 
     def split(s, toks=None):
         src = source_of[s]
         toks = toks if toks is not None else [_words(texts[src][i]) for i in idx[s]]
         return TextSplit(vocab.encode_many(toks), ids[src][idx[s]], [texts[src][i] for i in idx[s]])
 
-    return TextClassData(train=split("train", train_tok), valid=split("valid"), test=split("test"),
-                         vocab=vocab, class_names=class_names, skipped=skipped)
+    return TextClassData(
+        train=split("train", train_tok),
+        valid=split("valid"),
+        test=split("test"),
+        vocab=vocab,
+        class_names=class_names,
+        skipped=skipped,
+    )

@@ -26,5 +26,15 @@ done
 "$work/venv/bin/seqjax" train sequences:tiny --workdir runs/tiny --set train.progress=off
 "$work/venv/bin/seqjax" eval runs/tiny --split test
 "$work/venv/bin/seqjax" train --workdir runs/default --set train.epochs=1 --set train.progress=off
+# the user's own arrays (README, "Your own data"): sequences from an .npz, then eval
+"$work/venv/bin/python" - <<'PY'
+import numpy as np
+rng = np.random.default_rng(0)
+x = rng.choice([-1.0, 1.0], size=(128, 6, 1)).astype(np.float32)
+np.savez("seq.npz", x=x, y=(x.sum((1, 2)) > 0).astype(np.int64))
+PY
+"$work/venv/bin/seqjax" train sequences:tiny --workdir runs/seq --set data.source=npz --set data.files.train=seq.npz \
+  --set train.progress=off
+"$work/venv/bin/seqjax" eval runs/seq --split test
 test -f runs/default/summary.json
 echo "wheel_check: ok ($(basename "$wheel"))"

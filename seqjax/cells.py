@@ -19,12 +19,30 @@ backward pass). ``cell(carry, x)`` chains the two, as ``flax.linen`` cells do.
 Carries start at zero. A step returns its new carry in the dtype of the carry
 it was given, so a low-precision ``dtype`` (e.g. ``jnp.bfloat16``) speeds up
 the matmuls while the state stays in the carry's dtype (float32 by default).
+
+Any ``flax.linen.RNNCellBase`` runs in ``seqjax.layers``; a cell *declares* the faster
+loops it supports with class attributes, which the layers read (never its name):
+
+- ``fused = True``: it has ``input_projection``, ``gates``, ``recurrent_input`` and an
+  ``hh`` Dense (``seqjax.recurrence.recurrence`` and the wavefront stack run it);
+- ``cudnn = True``: its math is exactly ``torch.nn.LSTM``'s (cuDNN's kernel computes it);
+- ``linear = True``: its recurrence is ``h' = a(x) * h + b(x)`` with ``b > 0`` and it has
+  ``coefficients(x) -> (log a, log b)`` (``seqjax.recurrence.linear_recurrence``, also
+  parallel in time; the min cells of ``seqjax.mincells``).
+
+A subclass that overrides the methods a capability relies on loses it unless it declares
+it again (an ``LSTMCell`` with other gate math does not run under cuDNN).
+
+Cells are built by registered name or import path (:func:`make_cell`); ``@register_cell``
+adds a name.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +72,13 @@ def _uniform(scale: float, offset: float = 0.0, offset_slice: slice | None = Non
     return init
 
 
+def _drop_capabilities(cls, **relies_on: tuple[str, ...]) -> None:
+    """Turns off each capability whose methods ``cls`` overrides without declaring it again."""
+    for capability, methods in relies_on.items():
+        if capability not in cls.__dict__ and any(m in cls.__dict__ for m in methods):
+            setattr(cls, capability, False)
+
+
 class _FusedCell(nn.RNNCellBase):
     """Shared machinery of the cells: fused ``ih``/``hh`` projections.
 
@@ -78,6 +103,13 @@ class _FusedCell(nn.RNNCellBase):
     param_dtype: Any = jnp.float32
 
     num_gates: ClassVar[int]
+    fused: ClassVar[bool] = True
+    cudnn: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        _drop_capabilities(cls, fused=("step", "__call__", "input_projection"),
+                           cudnn=("step", "__call__", "input_projection", "gates", "recurrent_input"))
 
     def __post_init__(self):
         if self.weight_init not in INITS:
@@ -180,6 +212,7 @@ class LSTMCell(_FusedCell):
     forget_bias: float = 0.0
 
     num_gates = 4
+    cudnn = True
 
     def _hh_bias_init(self, scale: float):
         forget = slice(self.features, 2 * self.features)
@@ -232,29 +265,96 @@ class GRUCell(_FusedCell):
         return h, h
 
 
-CELLS = ("rnn", "rnn_relu", "lstm", "gru")
-
-
-def make_cell(cell: str, features: int, **kw) -> _FusedCell:
-    """Builds a cell by name.
+def make_cell(cell: str | Callable[..., nn.RNNCellBase], features: int, **kw) -> nn.RNNCellBase:
+    """Builds a cell of hidden size ``features``.
 
     Args:
-      cell: "rnn" (Elman, tanh unless ``activation="relu"``), "rnn_relu",
-        "lstm" or "gru".
+      cell: a registered name (:data:`CELLS`: "rnn", "lstm", "gru", "mingru",
+        "flax_lstm", ...), an import path "package.module:ClassName", or a cell class
+        (any ``flax.linen.RNNCellBase`` taking ``features``).
       features: hidden size H.
-      **kw: cell fields: activation (rnn only), weight_init (alias ``init``),
-        init_scale, forget_bias (lstm only), dtype, param_dtype.
+      **kw: constructor fields, e.g. activation (rnn), weight_init (alias ``init``),
+        init_scale, forget_bias (lstm), dtype, param_dtype, parent.
     """
+    factory, fixed = resolve_cell(cell)
     if "init" in kw:
         kw["weight_init"] = kw.pop("init")
-    if cell == "rnn":
-        return ElmanCell(features, **kw)
-    if cell == "rnn_relu":
-        if kw.get("activation", "relu") != "relu":
-            raise ValueError(f"cell 'rnn_relu' conflicts with activation={kw['activation']!r}")
-        return ElmanCell(features, **{**kw, "activation": "relu"})
-    if cell == "lstm":
-        return LSTMCell(features, **kw)
-    if cell == "gru":
-        return GRUCell(features, **kw)
-    raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    for key, value in fixed.items():
+        if kw.get(key, value) != value:
+            raise ValueError(f"cell {cell!r} conflicts with {key}={kw[key]!r}")
+    return factory(features=features, **{**kw, **fixed})
+
+
+def cell_fields(cell: str | Callable[..., nn.RNNCellBase]) -> frozenset[str]:
+    """The constructor fields of a cell (name, import path or class), e.g. {"features",
+    "weight_init", "dtype", ...}: which config options it can take."""
+    factory, fixed = resolve_cell(cell)
+    fields = getattr(factory, "__dataclass_fields__", None)
+    names = set(fields) if fields is not None else set(inspect.signature(factory).parameters)
+    return frozenset(names - set(fixed) - {"parent", "name"})
+
+
+# --------------------------------------------------------------------------- registry
+
+_REGISTRY: dict[str, tuple[Callable[..., nn.RNNCellBase], dict]] = {}
+
+
+def register_cell(name: str, **fixed):
+    """Class decorator: makes a cell buildable as ``model.cell=name``; ``fixed`` are fields
+    that the name sets (e.g. ``activation="relu"``). Returns the class unchanged."""
+
+    def decorate(cls):
+        if name in _REGISTRY and _REGISTRY[name][0] is not cls:
+            raise ValueError(f"cell name {name!r} is already registered to {_REGISTRY[name][0].__name__}")
+        _REGISTRY[name] = (cls, dict(fixed))
+        return cls
+
+    return decorate
+
+
+def registered_cells() -> tuple[str, ...]:
+    """The registered cell names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def resolve_cell(cell: str | Callable[..., nn.RNNCellBase]) -> tuple[Callable[..., nn.RNNCellBase], dict]:
+    """A name, an import path "package.module:ClassName" or a class -> (class, fixed fields).
+
+    Raises ValueError naming the cell when it is none of these."""
+    if not isinstance(cell, str):
+        if not callable(cell):
+            raise ValueError(f"cell must be a name, an import path or a cell class, got {cell!r}")
+        return cell, {}
+    if cell in _REGISTRY:
+        return _REGISTRY[cell]
+    if ":" not in cell:
+        raise ValueError(f"cell must be one of {registered_cells()} or package.module:ClassName, got {cell!r}")
+    module, _, attr = cell.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cell {cell!r}: cannot import {attr} from {module} ({e}); is it on PYTHONPATH?") from e
+    if not callable(factory):
+        raise ValueError(f"cell {cell!r} is not a class")
+    return factory, {}
+
+
+def supports(cell: nn.RNNCellBase, capability: str) -> bool:
+    """Whether ``cell`` declares ``capability`` ("fused", "cudnn" or "linear")."""
+    return bool(getattr(type(cell), capability, False))
+
+
+register_cell("rnn")(ElmanCell)
+register_cell("rnn_relu", activation="relu")(ElmanCell)
+register_cell("lstm")(LSTMCell)
+register_cell("gru")(GRUCell)
+register_cell("flax_simple")(nn.SimpleCell)
+register_cell("flax_lstm")(nn.LSTMCell)
+register_cell("flax_optimized_lstm")(nn.OptimizedLSTMCell)
+register_cell("flax_gru")(nn.GRUCell)
+register_cell("flax_mgu")(nn.MGUCell)
+
+from seqjax import mincells  # noqa: E402,F401  (registers mingru, minlstm)
+
+#: the built-in names (more may be registered at import time by user modules)
+CELLS = registered_cells()

@@ -30,13 +30,26 @@ from seqjax.errors import UsageError
 OPTIONS = {
     "task": "which task adapter runs the experiment (sequences | lm | classify | translate)",
     "seed": "PRNG seed for init, data order and dropout",
-    "model.cell": "recurrent cell: rnn (Elman tanh) | rnn_relu | lstm | gru",
+    "model.cell": "recurrent cell: a registered name, rnn (Elman tanh) | rnn_relu | lstm | gru (PyTorch math) | "
+    "mingru | minlstm (Feng et al. 2024) | flax_simple | flax_lstm | flax_optimized_lstm | flax_gru | flax_mgu "
+    "(flax.linen's cells), or package.module:ClassName for any flax.linen.RNNCellBase on the Python path "
+    "(README: Add a cell)",
+    "model.cell_options": "constructor fields of the cell as a dict, e.g. {'activation': 'relu'}; model.init, "
+    "init_scale, forget_bias and dtype reach the cell when it has those fields (weight_init, init_scale, "
+    "forget_bias, dtype), and forget_bias / dtype are rejected for a cell without them",
+    "model.recurrent_dropout": "dropout on the recurrent state (Gal & Ghahramani 2016): one mask per sequence on "
+    "what each step reads of the carry (h; every carry part of a cell that does not expose h), training only; "
+    "the wavefront and cuDNN then fall back to the layer-by-layer scan",
+    "model.parallel_scan": "linear cells (mingru, minlstm): on = the recurrence parallel in time in log space | "
+    "off = a sequential scan | auto = parallel on GPU/TPU, sequential on CPU (measured faster there, "
+    "experiments/results/cells.md)",
     "model.hidden": "hidden units: an int (every layer) or a per-layer list, e.g. [256,128]",
     "model.layers": "number of stacked layers (when model.hidden is an int)",
     "model.dropout": "dropout between layers (and on embeddings/outputs where the model has them)",
     "model.variational": "reuse one dropout mask per sequence at every time step",
     "model.bidirectional": "run a backward layer too and concatenate",
-    "model.init": "weight init: torch (U(+-1/sqrt(H))) | uniform (U(+-model.init_scale))",
+    "model.init": "weight init: torch (U(+-1/sqrt(H))) | uniform (U(+-model.init_scale)); a cell without a "
+    "weight_init field (flax's, a user's) keeps its own initializers",
     "model.init_scale": "half-width of the uniform init when model.init=uniform",
     "model.forget_bias": "added to the LSTM forget-gate bias at init",
     "model.unroll": "time steps unrolled per scan iteration (speed knob, same numbers)",
@@ -61,15 +74,16 @@ OPTIONS = {
     "data.max_examples": "cap the training set (0: all), for quick runs",
     "data.source": "where the rows come from (seqjax/data/sources.py): a built-in corpus (ptb | ptb_char | "
     "shakespeare | ag_news | tatoeba, its file by data.pair), a datasets builder for local files (text | csv | "
-    "json | parquet), disk (a save_to_disk directory in data.files.train), hub:NAME or hub:OWNER/NAME[/CONFIG] "
-    "(online only), npz (sequences: x [N,T,D], y [N], optional lengths [N]) or a generated one (toy | synthetic)",
+    "json | parquet), disk (a save_to_disk directory in data.files.train), hub:NAME[/CONFIG] (NAME may be "
+    "OWNER/NAME; online only), npz (sequences: x [N,T,D], y [N], optional lengths [N]) or a generated one (toy | synthetic)",
     "data.files.train": "training file(s) of a builder source: a path, a glob or comma-separated paths",
     "data.files.valid": "validation file(s); empty: carved from train (data.valid_fraction)",
     "data.files.test": "test file(s); empty: carved from train (data.test_fraction)",
-    "data.valid_fraction": "rows of train held out as valid when there is no valid split: a fraction < 1 or a "
-    "count; seeded by `seed` (language models: the tail of the train text, before test)",
+    "data.valid_fraction": "rows of train held out as valid when there is no valid split: a fraction < 1 or "
+    "a count; seeded by `seed` (language models: the tail of the train text, before test)",
     "data.test_fraction": "rows of train held out as test when there is no test split (fraction or count)",
-    "data.text_column": "the text column (classifier input; the language model's text); a,b joins columns a and b",
+    "data.text_column": "the text column (classifier input; the language model's text); a,b joins columns "
+    "a and b",
     "data.label_column": "the label column of a classifier (any values: the classes are those seen in train)",
     "data.source_column": "the source-text column of a translator",
     "data.target_column": "the target-text column of a translator",
@@ -110,6 +124,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.model = dict(
         cell="lstm",
+        cell_options=config_dict.FieldReference({}, field_type=object),
         hidden=config_dict.FieldReference(128, field_type=object),
         layers=1,
         dropout=0.0,
@@ -125,6 +140,8 @@ def base_config() -> ml_collections.ConfigDict:
         remat=False,
         wavefront=False,
         eval_wavefront=True,
+        recurrent_dropout=0.0,
+        parallel_scan="auto",
         head_chunk=-1,
     )
     c.data = dict(
@@ -296,6 +313,13 @@ def parse_value(text: str) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def unknown_key(option: str, key: str, keys: Iterable[str]) -> UsageError:
+    """The one-line error for an unknown config ``key`` given with ``option``, with close matches."""
+    close = difflib.get_close_matches(key, list(keys), n=3, cutoff=0.5)
+    return UsageError(f"{option} {key}: unknown config key" + (f"; closest: {', '.join(close)}" if close else "")
+                      + "; `seqjax experiments --keys` lists them")
+
+
 def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]) -> None:
     """Apply ``key=value`` strings in place; exit-2 errors name the key and close ones."""
     keys = flat_keys(cfg)
@@ -305,12 +329,7 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]) ->
         if not sep or not key:
             raise UsageError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=0.01")
         if key not in keys:
-            close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
-            raise UsageError(
-                f"--set {key}: unknown config key"
-                + (f"; closest: {', '.join(close)}" if close else "")
-                + "; `seqjax experiments --keys` lists them"
-            )
+            raise unknown_key("--set", key, keys)
         *parents, leaf = key.split(".")
         node = cfg
         for p in parents:
@@ -334,8 +353,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         isinstance(h, int) or (isinstance(h, (list, tuple)) and h and all(isinstance(x, int) for x in h))
     ):
         raise UsageError(f"model.hidden={h!r}: expected an int or a list of ints, e.g. [256,128]")
+    _validate_cell(cfg.model)
     checks = {
-        "model.cell": (cfg.model.cell, ("rnn", "rnn_relu", "lstm", "gru")),
+        "model.parallel_scan": (cfg.model.get("parallel_scan", "auto"), ("auto", "on", "off")),
         "optim.name": (cfg.optim.name, ("sgd", "momentum", "adam", "adamw", "rmsprop")),
         "schedule.name": (cfg.schedule.name, ("constant", "step", "exponential", "cosine", "plateau")),
         "model.dtype": (cfg.model.dtype, ("float32", "bfloat16", "float16")),
@@ -351,27 +371,33 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise UsageError(f"{key}={value}: must be > 0")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise UsageError(f"model.dropout={cfg.model.dropout}: must be in [0, 1)")
+    for key in ("dropout", "recurrent_dropout"):
+        if not 0.0 <= cfg.model.get(key, 0.0) < 1.0:
+            raise UsageError(f"model.{key}={cfg.model[key]}: must be in [0, 1)")
+
+
+def _validate_cell(model: ml_collections.ConfigDict) -> None:
+    """``model.cell`` is a registered name or an importable ``package.module:ClassName``;
+    ``model.cell_options`` a dict."""
+    from seqjax import cells
+
+    cell = model.cell
+    if not isinstance(cell, str) or (cell not in cells.registered_cells() and ":" not in cell):
+        raise UsageError(f"model.cell={cell!r}: choose one of {', '.join(cells.registered_cells())} "
+                         "or package.module:ClassName")
+    try:
+        cells.resolve_cell(cell)
+    except ValueError as e:
+        raise UsageError(f"model.cell={cell!r}: {e}") from None
+    options = model.get("cell_options") or {}
+    if not isinstance(options, Mapping):
+        raise UsageError(f"model.cell_options={options!r}: expected a dict, e.g. {{'activation': 'relu'}}")
 
 
 def hidden_sizes(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
     """``model.hidden`` and ``model.layers`` -> one size per layer."""
     h = cfg.model.hidden
     return tuple(h) if isinstance(h, (list, tuple)) else (h,) * cfg.model.layers
-
-
-def cell_kwargs(cfg: ml_collections.ConfigDict) -> dict:
-    """Keyword arguments for ``seqjax.cells.make_cell`` from ``cfg.model``."""
-    import jax.numpy as jnp
-    from flax.core import FrozenDict
-
-    kw = dict(init=cfg.model.init, init_scale=cfg.model.init_scale)
-    if cfg.model.cell == "lstm":
-        kw["forget_bias"] = cfg.model.forget_bias
-    if cfg.model.dtype != "float32":
-        kw["dtype"] = jnp.dtype(cfg.model.dtype)
-    return FrozenDict(kw)  # hashable: models are static arguments of jitted functions
 
 
 def to_json(cfg: ml_collections.ConfigDict) -> str:

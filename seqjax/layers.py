@@ -6,6 +6,12 @@ and its outputs are exactly zero, so a padded batch gives the same numbers as
 each sequence run alone. With ``seq_lengths=None`` every row is full length
 and the time loop does no masking work at all.
 
+Any ``flax.linen.RNNCellBase`` runs in these layers. ``Recurrent`` picks the loop by what
+the cell declares (``seqjax.cells``): a fused cell runs in ``seqjax.recurrence.recurrence``
+(or cuDNN, for exactly-LSTM cells), a linear cell (minGRU, minLSTM) in
+``linear_recurrence``, any other cell in an ``nn.scan`` over its ``__call__``, all with the
+same length semantics. Carries come from ``cell.initialize_carry``.
+
 Parameter layout of ``Stacked`` (cells as in ``seqjax.cells``)::
 
     params["layer_0"]["cell"]["ih"|"hh"]["kernel"|"bias"]               unidirectional
@@ -23,14 +29,15 @@ import numpy as np
 from flax import linen as nn
 from flax.core import FrozenDict
 
-from seqjax.cells import CELLS, LSTMCell, make_cell
-from seqjax.recurrence import project, recurrence, stacked_recurrence
+from seqjax.cells import make_cell, supports
+from seqjax.recurrence import NEG_LOG, linear_recurrence, project, recurrence, stacked_recurrence
 
 Array = jax.Array
 Carry = Any
 
 MERGES = ("concat", "sum")
 BACKENDS = ("scan", "flax_scan", "cudnn")
+PARALLEL_SCANS = ("auto", "on", "off")
 
 
 def cudnn_lstm_weights(params: Mapping[str, Any]) -> Array:
@@ -55,17 +62,40 @@ def _cudnn_available() -> bool:
     return True
 
 
-def _step(cell, carry, xp):
-    return cell.step(carry, xp)
+def _fused_step(cell, carry, xp, mask):
+    """A fused cell's step from its input projection; ``mask`` scales h before ``W_hh``."""
+    if mask is None:
+        return cell.step(carry, xp)
+    return cell.gates(carry, xp, cell.hh(cell.recurrent_input(carry) * mask))
 
 
-def _masked_step(cell, carry, xs):
-    """A step that leaves the carry unchanged and outputs zeros where not valid."""
-    xp, valid = xs
-    new_carry, y = cell.step(carry, xp)
-    valid = valid[:, None]
-    carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
-    return carry, jnp.where(valid, y, jnp.zeros_like(y))
+def _cell_step(cell, carry, x, mask):
+    """Any cell's step; ``mask`` (one factor per carry leaf) scales the carry it reads."""
+    if mask is None:
+        return cell(carry, x)
+    return cell(jax.tree.map(lambda c, m: c * m.astype(c.dtype), carry, mask), x)
+
+
+def _scan_body(step):
+    """``step(cell, carry, x, mask)`` as an ``nn.scan`` body over (x, valid or None): where
+    not valid the carry is left unchanged and the output is zero."""
+
+    def body(cell, carry, xs, mask):
+        x, valid = xs
+        new_carry, y = step(cell, carry, x, mask)
+        if valid is None:
+            return new_carry, y
+        valid = valid[:, None]
+        carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
+        return carry, jnp.where(valid, y, jnp.zeros_like(y))
+
+    return body
+
+
+def _parallel_default() -> bool:
+    """``parallel_scan="auto"``: parallel in time on accelerators; on CPU the sequential
+    scan measured faster (experiments/results/cells.md)."""
+    return jax.default_backend() in ("gpu", "tpu")
 
 
 def _shapes(tree) -> Any:
@@ -122,8 +152,9 @@ class Recurrent(nn.Module):
     does not grow with sequence length.
 
     Attributes:
-      cell: a cell from ``seqjax.cells`` (it needs ``input_projection`` and
-        ``step``), e.g. ``LSTMCell(200)``.
+      cell: any ``flax.linen.RNNCellBase``, e.g. ``LSTMCell(200)`` or
+        ``flax.linen.GRUCell(200)``; its declared capabilities pick the loop (module
+        docstring).
       reverse: run from the last valid step of each row to its first. Only
         the valid prefix of each row is reversed, so the final carry is the
         state after reading position 0.
@@ -140,6 +171,11 @@ class Recurrent(nn.Module):
       remat: recompute each time step in the backward pass instead of storing its
         activations (``jax.checkpoint`` of the step): training memory for long
         sequences drops to the carries; costs one more forward step per step.
+      recurrent_dropout: Gal & Ghahramani's dropout on the recurrent state: one mask per
+        sequence on what the step reads of the carry (h for fused and linear cells, every
+        carry leaf for other cells; an LSTM's c too), reused at every step; training only.
+      parallel_scan: linear cells only: "on" runs the recurrence parallel in time (log
+        space), "off" as a sequential scan, "auto" parallel on GPU/TPU only.
     """
 
     cell: nn.RNNCellBase
@@ -147,6 +183,8 @@ class Recurrent(nn.Module):
     unroll: int = 1
     backend: str = "scan"
     remat: bool = False
+    recurrent_dropout: float = 0.0
+    parallel_scan: str = "auto"
 
     @nn.compact
     def __call__(
@@ -156,6 +194,7 @@ class Recurrent(nn.Module):
         initial_carry: Carry | None = None,
         *,
         reverse: bool | None = None,
+        deterministic: bool = True,
     ) -> tuple[Array, Carry]:
         """Runs the layer.
 
@@ -165,6 +204,7 @@ class Recurrent(nn.Module):
           initial_carry: the cell's carry for batch rows (e.g. (c, h) with
             [batch, H] each for an LSTM), or None for zeros.
           reverse: overrides the ``reverse`` attribute for this call.
+          deterministic: disables recurrent dropout; otherwise a "dropout" rng is needed.
 
         Returns:
           (outputs [batch, time, H], final_carry): the final carry of each row is
@@ -173,48 +213,69 @@ class Recurrent(nn.Module):
         reverse = self.reverse if reverse is None else reverse
         _check_inputs(inputs, seq_lengths)
         batch, time, features = inputs.shape
+        if self.parallel_scan not in PARALLEL_SCANS:
+            raise ValueError(f"parallel_scan must be one of {PARALLEL_SCANS}, got {self.parallel_scan!r}")
 
-        carry = _checked_carry(initial_carry, self.cell.initialize_carry(None, (batch, features)),
-                               f"for inputs of shape {inputs.shape}")
+        zero = self.cell.initialize_carry(jax.random.key(0), (batch, features))
+        carry = _checked_carry(initial_carry, zero, f"for inputs of shape {inputs.shape}")
+        dropping = self.recurrent_dropout > 0 and not deterministic
 
-        if self._cudnn_ok(reverse):
+        if self._cudnn_ok(reverse) and not dropping:
             return self._cudnn(inputs, seq_lengths, carry)
 
         # The scan runs time-major: transposing the (narrower) inputs before the
         # projection measured slightly faster on CPU than scanning over axis 1.
-        xp = self.cell.input_projection(jnp.swapaxes(inputs, 0, 1))  # [time, batch, G*H]
-        if self.backend != "flax_scan" and not self.is_initializing():
+        x = jnp.swapaxes(inputs, 0, 1)  # [time, batch, features]
+        valid = None if seq_lengths is None else jnp.arange(time)[:, None] < seq_lengths
+        if supports(self.cell, "linear"):
+            log_a, log_b = self.cell.coefficients(x)  # [time, batch, H] each, one matmul
+            if dropping:
+                mask = self._mask(jnp.shape(carry))
+                log_a = jnp.where(mask > 0, log_a + jnp.log(jnp.maximum(mask, 1e-30)), NEG_LOG)
+            parallel = _parallel_default() if self.parallel_scan == "auto" else self.parallel_scan == "on"
+            carry, outputs = linear_recurrence(log_a, log_b, carry, valid, reverse=reverse, parallel=parallel,
+                                               unroll=self.unroll)
+            return jnp.swapaxes(outputs, 0, 1), carry
+        fused = supports(self.cell, "fused")
+        if fused:
+            x = self.cell.input_projection(x)  # [time, batch, G*H], one matmul
+            mask = self._mask(jnp.shape(self.cell.recurrent_input(carry))) if dropping else None
+        else:
+            mask = jax.tree.map(lambda c: self._mask(jnp.shape(c)), carry) if dropping else None
+        if fused and self.backend != "flax_scan" and not self.is_initializing():
             hh = self.cell.variables["params"]["hh"]
-            valid = None if seq_lengths is None else jnp.arange(time)[:, None] < seq_lengths
             carry, outputs = recurrence(
-                self.cell.gates, self.cell.recurrent_input, hh["kernel"], hh["bias"], xp, carry, valid,
-                reverse=reverse, unroll=self.unroll, dtype=self.cell.dtype, remat=self.remat,
+                self.cell.gates, self.cell.recurrent_input, hh["kernel"], hh["bias"], x, carry, valid,
+                reverse=reverse, unroll=self.unroll, dtype=self.cell.dtype, remat=self.remat, mask=mask,
             )
             return jnp.swapaxes(outputs, 0, 1), carry
-        if seq_lengths is None:
-            body, xs = _step, xp
-        else:
-            # Past a row's end the carry is frozen. Running backwards, that keeps
-            # the initial carry through the padding and starts at position len-1.
-            body, xs = _masked_step, (xp, jnp.arange(time)[:, None] < seq_lengths)
+        # Past a row's end the carry is frozen. Running backwards, that keeps
+        # the initial carry through the padding and starts at position len-1.
+        body = _scan_body(_fused_step if fused else _cell_step)
         if self.remat:
             body = nn.checkpoint(body)
         scan = nn.scan(
             body,
             variable_broadcast="params",
             split_rngs={"params": False},
+            in_axes=(0, nn.broadcast),
             reverse=reverse,
             unroll=self.unroll,
         )
-        carry, outputs = scan(self.cell, carry, xs)
+        carry, outputs = scan(self.cell, carry, (x, valid), mask)
         return jnp.swapaxes(outputs, 0, 1), carry
+
+    def _mask(self, shape: tuple[int, ...]) -> Array:
+        """One recurrent-dropout factor per row and unit: 0 or 1/(1-p), float32 ``shape``."""
+        keep = 1.0 - self.recurrent_dropout
+        return jax.random.bernoulli(self.make_rng("dropout"), keep, shape).astype(jnp.float32) / keep
 
     def _cudnn_ok(self, reverse: bool) -> bool:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         return (
             self.backend == "cudnn"
-            and isinstance(self.cell, LSTMCell)
+            and supports(self.cell, "cudnn")
             and not reverse
             and self.cell.dtype is None
             and not self.is_initializing()
@@ -267,14 +328,17 @@ class Bidirectional(nn.Module):
         inputs: Array,
         seq_lengths: Array | None = None,
         initial_carry: tuple[Carry, Carry] | None = None,
+        *,
+        deterministic: bool = True,
     ) -> tuple[Array, tuple[Carry, Carry]]:
         """inputs [batch, time, features] -> (outputs, (fwd_carry, bwd_carry)).
 
-        ``initial_carry`` is a (fwd, bwd) pair or None for zeros.
+        ``initial_carry`` is a (fwd, bwd) pair or None for zeros; ``deterministic`` as
+        in ``Recurrent``.
         """
         fwd_init, bwd_init = (None, None) if initial_carry is None else initial_carry
-        fwd, fwd_carry = self.forward(inputs, seq_lengths, fwd_init, reverse=False)
-        bwd, bwd_carry = self.backward(inputs, seq_lengths, bwd_init, reverse=True)
+        fwd, fwd_carry = self.forward(inputs, seq_lengths, fwd_init, reverse=False, deterministic=deterministic)
+        bwd, bwd_carry = self.backward(inputs, seq_lengths, bwd_init, reverse=True, deterministic=deterministic)
         return _merge(self.merge, fwd, bwd), (fwd_carry, bwd_carry)
 
 
@@ -291,23 +355,23 @@ def hidden_sizes(hidden: int | Sequence[int], layers: int = 1) -> tuple[int, ...
 
 
 def zero_carry(
-    cell: str,
+    cell: str | Any,
     hidden_sizes: Sequence[int],
     batch: int,
     bidirectional: bool = False,
     dtype: Any = jnp.float32,
+    cell_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[Carry, ...]:
-    """Zero carries with the structure that ``Stacked`` returns.
+    """Zero carries with the structure that ``Stacked`` returns, from each layer's
+    ``cell.initialize_carry`` (``cell`` as in ``seqjax.cells.make_cell``).
 
-    One entry per layer: h [batch, H] ((c, h) for "lstm"), or a (fwd, bwd)
-    pair of those when bidirectional.
+    One entry per layer: the cell's carry for [batch, H] (h; (c, h) for an LSTM), or a
+    (fwd, bwd) pair of those when bidirectional.
     """
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
 
     def one(size):
-        h = jnp.zeros((batch, size), dtype)
-        return (h, h) if cell == "lstm" else h
+        carry = make_cell(cell, size, **dict(cell_kwargs or {})).initialize_carry(jax.random.key(0), (batch, size))
+        return jax.tree.map(lambda c: jnp.zeros(jnp.shape(c), dtype), carry)
 
     return tuple((one(s), one(s)) if bidirectional else one(s) for s in hidden_sizes)
 
@@ -316,7 +380,8 @@ class Stacked(nn.Module):
     """A stack of (optionally bidirectional) recurrent layers.
 
     Attributes:
-      cell: "rnn", "rnn_relu", "lstm" or "gru" (see ``seqjax.cells.make_cell``).
+      cell: a registered cell name ("rnn", "lstm", "gru", "mingru", "flax_gru", ...), an
+        import path "package.module:ClassName" or a cell class (``seqjax.cells.make_cell``).
       hidden: hidden size of every layer, or one size per layer.
       layers: number of layers when ``hidden`` is an int.
       dropout: dropout rate on the inputs of layers 2..L (not on the output).
@@ -331,8 +396,10 @@ class Stacked(nn.Module):
       wavefront: run the layers of a unidirectional stack in one time loop, layer l at
         time step k - l in iteration k (``seqjax.recurrence.stacked_recurrence``): the
         same numbers up to float rounding, and the layers' steps run side by side.
-        Applies with ``backend="scan"``, 2+ layers and no ``bidirectional``; otherwise
-        ignored.
+        Applies with ``backend="scan"``, 2+ layers of a fused cell, no ``bidirectional``
+        and no recurrent dropout; otherwise the layers run one after the other.
+      recurrent_dropout: dropout on the recurrent state (see ``Recurrent``).
+      parallel_scan: "auto" | "on" | "off": linear cells' loop (see ``Recurrent``).
     """
 
     cell: str = "lstm"
@@ -347,11 +414,16 @@ class Stacked(nn.Module):
     backend: str = "scan"
     remat: bool = False
     wavefront: bool = False
+    recurrent_dropout: float = 0.0
+    parallel_scan: str = "auto"
+
+    def _cell(self, size: int) -> nn.RNNCellBase:
+        # parent=None: the cell is adopted by (and named after) its Recurrent's field.
+        return make_cell(self.cell, size, parent=None, **dict(self.cell_kwargs))
 
     def _recurrent(self, size: int, **module_kw) -> Recurrent:
-        # parent=None: the cell is adopted by (and named after) its Recurrent's field.
-        cell = make_cell(self.cell, size, parent=None, **dict(self.cell_kwargs))
-        return Recurrent(cell, unroll=self.unroll, backend=self.backend, remat=self.remat, **module_kw)
+        return Recurrent(self._cell(size), unroll=self.unroll, backend=self.backend, remat=self.remat,
+                         recurrent_dropout=self.recurrent_dropout, parallel_scan=self.parallel_scan, **module_kw)
 
     @nn.compact
     def __call__(
@@ -383,6 +455,7 @@ class Stacked(nn.Module):
                 f"initial_carry must have one entry per layer ({len(sizes)}), got {len(initial_carry)}"
             )
         if (self.wavefront and len(sizes) > 1 and not self.bidirectional and self.backend == "scan"
+                and self.recurrent_dropout == 0 and supports(self._cell(sizes[0]), "fused")
                 and not self.is_initializing()):
             return self._wavefront(sizes, inputs, seq_lengths, initial_carry, deterministic)
         x = inputs
@@ -400,7 +473,7 @@ class Stacked(nn.Module):
                 )
             else:
                 layer = self._recurrent(size, name=f"layer_{i}")
-            x, carry = layer(x, seq_lengths, carry)
+            x, carry = layer(x, seq_lengths, carry, deterministic=deterministic)
             carries.append(carry)
         return x, tuple(carries)
 
@@ -410,7 +483,7 @@ class Stacked(nn.Module):
         _check_inputs(inputs, seq_lengths)
         batch, time, features = inputs.shape
         params = self.variables["params"]
-        cells = [make_cell(self.cell, size, parent=None, **dict(self.cell_kwargs)) for size in sizes]
+        cells = [self._cell(size) for size in sizes]
         weights = [params[f"layer_{i}"]["cell"] for i in range(len(sizes))]
         carries, masks = [], []
         for i, carry in enumerate(initial_carry):
@@ -442,4 +515,4 @@ class Stacked(nn.Module):
     def initialize_carry(self, batch_size: int, dtype: Any = jnp.float32):
         """Zero carries for ``batch_size`` rows (see ``zero_carry``)."""
         sizes = hidden_sizes(self.hidden, self.layers)
-        return zero_carry(self.cell, sizes, batch_size, self.bidirectional, dtype)
+        return zero_carry(self.cell, sizes, batch_size, self.bidirectional, dtype, self.cell_kwargs)

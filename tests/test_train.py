@@ -233,8 +233,8 @@ def test_eval_unroll_changes_speed_not_numbers():
     for u in (0, 3):
         engine = loop.build(tiny(f"model.eval_unroll={u}"))
         params = engine.init_state().params
-        assert engine.task.step_model(False).unroll == (u or engine.task.model().unroll)
-        assert engine.task.step_model(True).unroll == engine.task.model().unroll
+        assert engine.task.step_model(False).rnn.unroll == (u or engine.task.model().rnn.unroll)
+        assert engine.task.step_model(True).rnn.unroll == engine.task.model().rnn.unroll
         reports[u] = engine.evaluate(params, "valid")
     for k, v in reports[0].items():
         if k != "tokens_per_s":

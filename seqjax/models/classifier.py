@@ -10,13 +10,13 @@ Keras without ``mask_zero`` does, and pooling runs over every time step.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqjax.layers import Stacked
+from seqjax.models.build import RecurrentSpec, resolve_spec
 from seqjax.models.regressor import last_valid
 
 POOLINGS = ("last", "mean", "max")
@@ -55,33 +55,31 @@ class TextClassifier(nn.Module):
       vocab_size: embedding rows (id 0 is ``<pad>``).
       num_classes: output logits.
       embed_dim: embedding width.
-      cell, hidden, bidirectional, cell_kwargs, unroll: as ``seqjax.layers.Stacked``
-        (``hidden`` is one size per layer).
-      dropout: between recurrent layers and on the pooled features before the Dense.
+      rnn: the recurrent layers (``seqjax.models.build.RecurrentSpec``).
+      cell, hidden, bidirectional: shorthand for ``rnn=RecurrentSpec(cell, hidden,
+        bidirectional=..., dropout=dropout)``.
+      dropout: on the pooled features before the Dense (between layers: ``rnn.dropout``).
       embed_dropout: dropout on the embeddings, one mask of channels per row shared by all
         its time steps (Keras ``SpatialDropout1D``).
-      variational: one dropout mask per sequence between recurrent layers.
       pooling: ``last`` | ``mean`` | ``max`` (see :func:`pool`).
-      rnn_backend: "scan", "flax_scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
-      remat: recompute time steps in the backward pass (see ``seqjax.layers.Recurrent``).
-      wavefront: run a unidirectional stack's layers in one time loop (see ``seqjax.layers.Stacked``).
     """
 
     vocab_size: int
     num_classes: int
     embed_dim: int = 64
-    cell: str = "lstm"
-    hidden: Sequence[int] = (64,)
+    rnn: RecurrentSpec | None = None
+    cell: Any = None
+    hidden: Sequence[int] | None = None
     bidirectional: bool = False
     dropout: float = 0.0
     embed_dropout: float = 0.0
-    variational: bool = False
     pooling: str = "last"
-    cell_kwargs: Mapping[str, Any] | None = None
-    unroll: int = 1
-    rnn_backend: str = "scan"
-    remat: bool = False
-    wavefront: bool = False
+
+    @property
+    def spec(self) -> RecurrentSpec:
+        """The recurrent layers' spec (``rnn`` or the shorthand)."""
+        return resolve_spec(self.rnn, self.cell, self.hidden, (64,), bidirectional=self.bidirectional,
+                            dropout=self.dropout)
 
     @nn.compact
     def __call__(self, tokens: jax.Array, seq_lengths: jax.Array | None = None, *,
@@ -93,21 +91,10 @@ class TextClassifier(nn.Module):
         if self.embed_dropout > 0:
             # the same channels dropped at every step of a row (Keras SpatialDropout1D)
             x = nn.Dropout(self.embed_dropout, broadcast_dims=(1,))(x, deterministic=deterministic)
-        rnn = Stacked(
-            cell=self.cell,
-            hidden=tuple(self.hidden),
-            dropout=self.dropout,
-            variational=self.variational,
-            bidirectional=self.bidirectional,
-            cell_kwargs=dict(self.cell_kwargs or {}),
-            unroll=self.unroll,
-            backend=self.rnn_backend,
-            remat=self.remat,
-            wavefront=self.wavefront,
-            name="rnn",
-        )
+        spec = self.spec
+        rnn = spec.stacked(name="rnn")
         outputs, _ = rnn(x, seq_lengths, deterministic=deterministic)  # [B, T, H or 2H]
-        feat = pool(outputs, seq_lengths, self.pooling, self.bidirectional)
+        feat = pool(outputs, seq_lengths, self.pooling, spec.bidirectional)
         if self.dropout > 0:
             feat = nn.Dropout(self.dropout)(feat, deterministic=deterministic)
         return nn.Dense(self.num_classes, name="out")(feat).astype(jnp.float32)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqjax.layers import Stacked
+from seqjax.models.build import RecurrentSpec, resolve_spec
 from seqjax.losses import linear_cross_entropy, resolve_chunk
 
 
@@ -25,17 +25,14 @@ class LanguageModel(nn.Module):
     Attributes:
       vocab_size: V.
       embed: embedding size E.
-      cell, hidden, cell_kwargs, unroll: the ``Stacked`` recurrent layers.
-      dropout: on the embeddings, between layers and on the top layer's outputs
-        (Zaremba's placement).
-      variational: one dropout mask per sequence reused at every step (Gal & Ghahramani).
+      rnn: the recurrent layers (``seqjax.models.build.RecurrentSpec``); its ``variational``
+        and ``dtype`` apply to the embedding and output dropout and the read-out too.
+      cell, hidden: shorthand for ``rnn=RecurrentSpec(cell, hidden, dropout=dropout)``.
+      dropout: on the embeddings and on the top layer's outputs (Zaremba's placement;
+        between layers: ``rnn.dropout``).
       tie_weights: the softmax reuses the embedding matrix (needs E == last hidden size).
       init_scale: if > 0, embedding and softmax weights ~ U(+-init_scale) (the cells'
         own init comes from cell_kwargs); otherwise flax defaults.
-      rnn_backend: "scan", "flax_scan" or "cudnn" (LSTM layers as cuDNN kernels on a GPU; see
-        ``seqjax.layers.Recurrent``).
-      remat: recompute time steps in the backward pass (see ``seqjax.layers.Recurrent``).
-      wavefront: run a unidirectional stack's layers in one time loop (see ``seqjax.layers.Stacked``).
       head_chunk: how the loss is computed when ``targets`` are given: 0 = materialise the
         ``[B, T, V]`` logits, then softmax cross-entropy; N > 0 = the fused read-out of
         :func:`seqjax.losses.linear_cross_entropy` in chunks of N rows (same numbers, no
@@ -45,19 +42,18 @@ class LanguageModel(nn.Module):
 
     vocab_size: int
     embed: int
-    cell: str = "lstm"
-    hidden: Sequence[int] = (200, 200)
+    rnn: RecurrentSpec | None = None
+    cell: Any = None
+    hidden: Sequence[int] | None = None
     dropout: float = 0.0
-    variational: bool = False
     tie_weights: bool = False
     init_scale: float = 0.0
-    cell_kwargs: Any = None
-    unroll: int = 1
-    dtype: Any = None
-    rnn_backend: str = "scan"
-    remat: bool = False
-    wavefront: bool = False
     head_chunk: int = -1
+
+    @property
+    def spec(self) -> RecurrentSpec:
+        """The recurrent layers' spec (``rnn`` or the shorthand)."""
+        return resolve_spec(self.rnn, self.cell, self.hidden, (200, 200), dropout=self.dropout)
 
     @nn.compact
     def __call__(self, tokens, carry=None, *, deterministic: bool = True, targets=None, weights=None):
@@ -69,26 +65,16 @@ class LanguageModel(nn.Module):
         """
         emb_init = _uniform(self.init_scale) if self.init_scale > 0 else nn.initializers.normal(1.0)
         embedding = nn.Embed(self.vocab_size, self.embed, embedding_init=emb_init, name="embed")
+        spec = self.spec
         x = embedding(tokens)
-        if self.dtype is not None:
-            x = x.astype(self.dtype)
-        drop = lambda h: nn.Dropout(self.dropout, broadcast_dims=(1,) if self.variational else ())(  # noqa: E731
+        if spec.dtype is not None:
+            x = x.astype(spec.dtype)
+        drop = lambda h: nn.Dropout(self.dropout, broadcast_dims=(1,) if spec.variational else ())(  # noqa: E731
             h, deterministic=deterministic
         )
         if self.dropout > 0:
             x = drop(x)
-        x, carry = Stacked(
-            cell=self.cell,
-            hidden=tuple(self.hidden),
-            dropout=self.dropout,
-            variational=self.variational,
-            cell_kwargs=self.cell_kwargs or {},
-            unroll=self.unroll,
-            backend=self.rnn_backend,
-            remat=self.remat,
-            wavefront=self.wavefront,
-            name="rnn",
-        )(x, initial_carry=carry, deterministic=deterministic)
+        x, carry = spec.stacked(name="rnn")(x, initial_carry=carry, deterministic=deterministic)
         if self.dropout > 0:
             x = drop(x)
         if self.tie_weights:
@@ -100,7 +86,7 @@ class LanguageModel(nn.Module):
             bias_init = _uniform(self.init_scale) if self.init_scale > 0 else nn.initializers.zeros
             head = _ReadOut(self.vocab_size, dense_init, bias_init, name="out")
             kernel, bias = head(x.shape[-1])
-            dtype = self.dtype
+            dtype = spec.dtype
         # One 2-D [B*T, H] x [H, V] problem: with 3-D operands XLA:CPU contracts the weight
         # gradient over (B, T) through a transposed copy of the [B, T, V] logits gradient.
         x2 = x.reshape(-1, x.shape[-1])

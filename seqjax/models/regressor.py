@@ -1,12 +1,12 @@
 """Many-to-one models on float sequences ``[batch, time, features]`` (sequence basics)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from seqjax.layers import Stacked
+from seqjax.models.build import RecurrentSpec, resolve_spec
 
 
 def last_valid(outputs, seq_lengths):
@@ -23,37 +23,29 @@ def last_valid(outputs, seq_lengths):
 class ManyToOne(nn.Module):
     """``Stacked`` recurrent layers -> state after the last valid step -> Dense.
 
-    Attributes: ``out_features`` (classes for classification, 1 for regression) and the
-    ``Stacked`` options. Returns ``[batch, out_features]``.
+    Attributes: ``out_features`` (classes for classification, 1 for regression), ``rnn``
+    (``seqjax.models.build.RecurrentSpec``), or its shorthand ``cell``, ``hidden`` and
+    ``bidirectional``. Returns ``[batch, out_features]``.
     """
 
     out_features: int
-    cell: str = "lstm"
-    hidden: Sequence[int] = (64,)
-    dropout: float = 0.0
-    variational: bool = False
+    rnn: RecurrentSpec | None = None
+    cell: Any = None
+    hidden: Sequence[int] | None = None
     bidirectional: bool = False
-    cell_kwargs: dict | None = None
-    unroll: int = 1
-    remat: bool = False
-    wavefront: bool = False
+
+    @property
+    def spec(self) -> RecurrentSpec:
+        """The recurrent layers' spec (``rnn`` or the shorthand)."""
+        return resolve_spec(self.rnn, self.cell, self.hidden, (64,), bidirectional=self.bidirectional)
 
     @nn.compact
     def __call__(self, inputs, seq_lengths=None, *, deterministic: bool = True):
         """``inputs [B, T, D]``, ``seq_lengths [B]`` or None -> ``[B, out_features]``."""
-        rnn = Stacked(
-            cell=self.cell,
-            hidden=tuple(self.hidden),
-            dropout=self.dropout,
-            variational=self.variational,
-            bidirectional=self.bidirectional,
-            cell_kwargs=self.cell_kwargs or {},
-            unroll=self.unroll,
-            remat=self.remat,
-            wavefront=self.wavefront,
-        )
+        spec = self.spec
+        rnn = spec.stacked(name="Stacked_0")
         outputs, _ = rnn(inputs, seq_lengths, deterministic=deterministic)
-        if self.bidirectional:
+        if spec.bidirectional:
             # forward half at the last valid step, backward half at step 0 (it read the row whole)
             h = outputs.shape[-1] // 2
             feat = jnp.concatenate([last_valid(outputs[..., :h], seq_lengths), outputs[:, 0, h:]], axis=-1)

@@ -11,8 +11,9 @@ source lengths, so padding never changes a result.
 Bridge: the encoder's final carry of layer ``l`` starts decoder layer ``l``. When the
 encoder is unidirectional with the decoder's sizes this is the identity (the Keras
 example passes ``[state_h, state_c]`` unchanged); when it is bidirectional, each part of
-a carry (``h``, and ``c`` for an LSTM) is ``Dense([fwd; bwd])`` (``tanh`` for ``h``, linear
-for ``c``).
+a carry (its leaves, from ``cell.initialize_carry``: ``h``, and ``c`` for an LSTM) is
+``Dense([fwd; bwd])`` (``tanh`` for ``h``, the last leaf by flax's ``(c, h)`` convention,
+linear for the others).
 
 Decoder, one step (``Decoder.step``), for ``attention="bahdanau"`` (Bahdanau et al. 2015,
 as the TensorFlow NMT-with-attention tutorial does it)::
@@ -28,7 +29,8 @@ embedding half (``cell.input_projection``) is one matmul over all target positio
 the time loop, only ``c @ W_c`` (``Decoder.context_in``, no bias) is inside it. The keys
 are projected once per source (``BahdanauAttention.project_keys``). Without attention the
 step is ``h_t = cell(h_{t-1}, emb(y_{t-1}))``, ``logits_t = W_o h_t + b_o``, and the whole
-layer-0 input projection is hoisted.
+layer-0 input projection is hoisted. That split needs a fused cell (``seqjax.cells``);
+any other cell reads ``[emb; c]`` (or ``emb``) through its own ``__call__``.
 
 Training uses teacher forcing: ``Seq2Seq.__call__`` scans ``Decoder.step`` over the gold
 target inputs with ``nn.scan``; the readout (the ``[.., V]`` matmul) is outside the scan,
@@ -40,18 +42,17 @@ Dropout (``dropout``): on source and target embeddings, between encoder layers
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from flax.core import FrozenDict
 
 from seqjax.attention import BahdanauAttention
-from seqjax.cells import make_cell
-from seqjax.layers import Stacked
+from seqjax.cells import supports
 from seqjax.losses import linear_cross_entropy, resolve_chunk
+from seqjax.models.build import RecurrentSpec, resolve_spec
 
 Array = jax.Array
 Carry = Any
@@ -61,8 +62,15 @@ ATTENTIONS = ("none", "bahdanau")
 
 
 def top_hidden(carry: Carry) -> Array:
-    """The ``h`` of one layer's carry: ``h [B, H]`` itself, or the second of LSTM ``(c, h)``."""
-    return carry[1] if isinstance(carry, tuple) else carry
+    """The ``h [B, H]`` of one layer's carry: its last leaf (``h`` itself, or the ``h`` of an
+    LSTM's ``(c, h)``, flax's convention)."""
+    return jax.tree.leaves(carry)[-1]
+
+
+def carry_leaves(rnn: RecurrentSpec, size: int) -> int:
+    """How many arrays one layer's carry has (1 for h, 2 for an LSTM's (c, h))."""
+    cell = rnn.make_cell(size, parent=None)
+    return len(jax.tree.leaves(jax.eval_shape(lambda: cell.initialize_carry(jax.random.key(0), (1, size)))))
 
 
 class Embedder(nn.Module):
@@ -83,44 +91,44 @@ class Decoder(nn.Module):
 
     Attributes:
       vocab: target vocabulary size V.
-      cell: "rnn" | "rnn_relu" | "lstm" | "gru".
-      sizes: hidden size of each layer.
+      rnn: the cells (``rnn.cell``) and hidden size of each layer (``rnn.hidden``).
       embed: target embedding size (0: one-hot).
       attention: "none" | "bahdanau".
       attention_units: A.
       dropout: on the readout input (embedding dropout is applied by the caller).
-      cell_kwargs: for ``seqjax.cells.make_cell``.
     """
 
     vocab: int
-    cell: str
-    sizes: Sequence[int]
+    rnn: RecurrentSpec
     embed: int
     attention: str = "none"
     attention_units: int = 128
     dropout: float = 0.0
-    cell_kwargs: Mapping[str, Any] = FrozenDict()
 
     def setup(self):
         self.embedding = Embedder(self.vocab, self.embed)
-        self.cells = [make_cell(self.cell, h, **dict(self.cell_kwargs)) for h in self.sizes]
+        self.cells = [self.rnn.make_cell(h) for h in self.rnn.hidden]
+        self.fused = supports(self.cells[0], "fused")
         if self.attention == "bahdanau":
             self.attn = BahdanauAttention(self.attention_units)
-            self.context_in = nn.Dense(self.cells[0].num_gates * self.sizes[0], use_bias=False)
+            if self.fused:
+                self.context_in = nn.Dense(self.cells[0].num_gates * self.rnn.hidden[0], use_bias=False)
         self.readout_dropout = nn.Dropout(self.dropout)
         self.readout = nn.Dense(self.vocab)
 
     def embed_and_project(self, tokens: Array) -> Array:
-        """``tokens [...]`` -> layer 0's input projection ``emb @ W_e + b [..., G*H0]``."""
-        return self.cells[0].input_projection(self.embedding(tokens))
+        """``tokens [...]`` -> layer 0's input projection ``emb @ W_e + b [..., G*H0]`` (the
+        embeddings ``[..., E]`` for a cell that is not fused)."""
+        return self.project_embeddings(self.embedding(tokens))
 
     def embed_tokens(self, tokens: Array) -> Array:
         """``tokens [...]`` -> embeddings ``[..., E]``."""
         return self.embedding(tokens)
 
     def project_embeddings(self, emb: Array) -> Array:
-        """``emb [..., E]`` -> ``[..., G*H0]`` (hoisted out of the time loop)."""
-        return self.cells[0].input_projection(emb)
+        """``emb [..., E]`` -> ``[..., G*H0]`` (hoisted out of the time loop); unchanged for a
+        cell that is not fused."""
+        return self.cells[0].input_projection(emb) if self.fused else emb
 
     def memory(self, outputs: Array, mask: Array) -> Memory:
         """Encoder ``outputs [B, S, De]``, ``mask [B, S]`` -> what every step attends to
@@ -134,7 +142,8 @@ class Decoder(nn.Module):
 
         Args:
           carries: one carry per layer (``h [B, H]``, or ``(c, h)`` for an LSTM).
-          xp: layer 0's projected input ``emb(y_{t-1}) @ W_e + b`` ``[B, G*H0]``.
+          xp: layer 0's projected input ``emb(y_{t-1}) @ W_e + b`` ``[B, G*H0]`` (for a cell
+            that is not fused, ``emb(y_{t-1})`` ``[B, E]``).
           memory: from :meth:`memory`.
 
         Returns:
@@ -146,13 +155,16 @@ class Decoder(nn.Module):
             context, weights = self.attn(
                 top_hidden(carries[-1]), memory["values"], mask=mask, precomputed_keys=memory["keys"]
             )
-            xp = xp + self.context_in(context)
+            xp = xp + self.context_in(context) if self.fused else jnp.concatenate([xp, context], -1)
         else:
             context = jnp.zeros((xp.shape[0], 0), xp.dtype)
             weights = jnp.zeros(mask.shape, jnp.float32)
         new, x = [], None
         for i, cell in enumerate(self.cells):
-            carry, x = cell.step(carries[i], xp if i == 0 else cell.input_projection(x))
+            if self.fused:
+                carry, x = cell.step(carries[i], xp if i == 0 else cell.input_projection(x))
+            else:
+                carry, x = cell(carries[i], xp if i == 0 else x)
             new.append(carry)
         return tuple(new), (x, context, weights)
 
@@ -185,74 +197,67 @@ class Seq2Seq(nn.Module):
 
     Attributes:
       src_vocab, tgt_vocab: vocabulary sizes.
-      cell: "rnn" | "rnn_relu" | "lstm" | "gru" (encoder and decoder).
-      hidden: hidden size of every layer (int) or one per layer; the decoder has the same
-        layers as the encoder.
+      rnn: the encoder (``seqjax.models.build.RecurrentSpec``; ``rnn.bidirectional``: outputs
+        ``[B, S, 2H]``, carries bridged); the decoder has its cell and hidden sizes.
+      cell, hidden, layers, bidirectional: shorthand for ``rnn=RecurrentSpec(cell, hidden
+        (an int: ``layers`` times), bidirectional=..., dropout=dropout)``.
       embed: embedding size of source and target tokens (0: one-hot, as the Keras example).
-      bidirectional: bidirectional encoder (outputs ``[B, S, 2H]``; carries bridged).
       attention: "none" | "bahdanau".
       attention_units: A (0: the top hidden size).
       dropout: see the module docstring.
-      cell_kwargs: for ``seqjax.cells.make_cell``.
-      unroll: encoder scan unroll.
-      rnn_backend: encoder kernel, "scan", "flax_scan" or "cudnn" (see ``seqjax.layers.Recurrent``).
-      remat: recompute the encoder's time steps in the backward pass (see ``seqjax.layers.Recurrent``).
-      wavefront: run a unidirectional encoder's layers in one time loop (see ``seqjax.layers.Stacked``).
       head_chunk: teacher-forced loss read-out: -1 auto, 0 plain logits, N fused rows per
         chunk (as ``seqjax.models.language_model.LanguageModel``).
     """
 
     src_vocab: int
     tgt_vocab: int
-    cell: str = "lstm"
-    hidden: int | Sequence[int] = 256
+    rnn: RecurrentSpec | None = None
+    cell: Any = None
+    hidden: int | Sequence[int] | None = None
     layers: int = 1
     embed: int = 128
     bidirectional: bool = False
     attention: str = "none"
     attention_units: int = 0
     dropout: float = 0.0
-    cell_kwargs: Mapping[str, Any] = FrozenDict()
-    unroll: int = 1
-    rnn_backend: str = "scan"
-    remat: bool = False
-    wavefront: bool = False
     head_chunk: int = -1
+
+    @property
+    def spec(self) -> RecurrentSpec:
+        """The encoder's spec (``rnn`` or the shorthand)."""
+        hidden = (self.hidden,) * self.layers if isinstance(self.hidden, int) else self.hidden
+        return resolve_spec(self.rnn, self.cell, hidden, (256,), bidirectional=self.bidirectional,
+                            dropout=self.dropout)
 
     def setup(self):
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
-        sizes = (self.hidden,) * self.layers if isinstance(self.hidden, int) else tuple(self.hidden)
+        spec = self.spec
+        sizes = spec.hidden
         self.sizes = sizes
         self.src_embedding = Embedder(self.src_vocab, self.embed)
         self.embed_dropout = nn.Dropout(self.dropout)
-        self.encoder = Stacked(
-            cell=self.cell, hidden=sizes, dropout=self.dropout, bidirectional=self.bidirectional,
-            cell_kwargs=self.cell_kwargs, unroll=self.unroll, backend=self.rnn_backend, remat=self.remat,
-            wavefront=self.wavefront,
-        )
-        if self.bidirectional:
-            self.bridge_h = [nn.Dense(h, name=f"bridge_h_{i}") for i, h in enumerate(sizes)]
-            if self.cell == "lstm":
-                self.bridge_c = [nn.Dense(h, name=f"bridge_c_{i}") for i, h in enumerate(sizes)]
+        self.encoder = spec.stacked()
+        if spec.bidirectional:
+            # one Dense per carry leaf and layer: bridge_h_{i} for h (the last leaf), bridge_c_{i}
+            # for an LSTM's c, bridge_{j}_{i} for other leaves
+            leaves = carry_leaves(spec, sizes[0])
+            names = ["c" if leaves == 2 else str(j) for j in range(leaves - 1)] + ["h"]
+            self.bridges = [[nn.Dense(h, name=f"bridge_{n}_{i}") for n in names] for i, h in enumerate(sizes)]
         self.decoder = Decoder(
-            vocab=self.tgt_vocab, cell=self.cell, sizes=sizes, embed=self.embed,
-            attention=self.attention, attention_units=self.attention_units or sizes[-1],
-            dropout=self.dropout, cell_kwargs=self.cell_kwargs,
+            vocab=self.tgt_vocab, rnn=spec, embed=self.embed, attention=self.attention,
+            attention_units=self.attention_units or sizes[-1], dropout=self.dropout,
         )
 
     def _bridge(self, carries: tuple) -> tuple:
-        if not self.bidirectional:
+        if not self.spec.bidirectional:
             return carries
         out = []
-        for i, (fwd, bwd) in enumerate(carries):
-            if self.cell == "lstm":
-                (cf, hf), (cb, hb) = fwd, bwd
-                c = self.bridge_c[i](jnp.concatenate([cf, cb], -1))
-                h = jnp.tanh(self.bridge_h[i](jnp.concatenate([hf, hb], -1)))
-                out.append((c, h))
-            else:
-                out.append(jnp.tanh(self.bridge_h[i](jnp.concatenate([fwd, bwd], -1))))
+        for dense, (fwd, bwd) in zip(self.bridges, carries):
+            leaves = [d(jnp.concatenate([f, b], -1)) for d, f, b in
+                      zip(dense, jax.tree.leaves(fwd), jax.tree.leaves(bwd))]
+            leaves[-1] = jnp.tanh(leaves[-1])
+            out.append(jax.tree.unflatten(jax.tree.structure(fwd), leaves))
         return tuple(out)
 
     def encode(self, src: Array, src_lengths: Array, deterministic: bool = True) -> tuple[Memory, tuple]:

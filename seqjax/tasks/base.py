@@ -22,6 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from seqjax.data.batching import length_buckets
 from seqjax.data.vocab import Vocab
 from seqjax.errors import UsageError
 
@@ -42,6 +43,9 @@ class Task(abc.ABC):
     lower_is_better: bool = True
     #: carries state across batches (truncated BPTT); the loop threads ``carry``
     stateful: bool = False
+    #: the batch key whose rows weigh every metric sum (``[B]`` or ``[B, T]``): evaluation
+    #: pads a batch that does not divide the device count with rows of weight 0
+    weight_key: str = "weight"
 
     def __init__(self, cfg: ml_collections.ConfigDict, data_dir: str | None = None):
         self.cfg = cfg
@@ -53,21 +57,14 @@ class Task(abc.ABC):
         """The flax module; ``init_batch`` must be a valid input to ``loss``."""
 
     def step_model(self, train: bool) -> nn.Module:
-        """The module a train (``train=True``) or eval step applies: :meth:`model`, with
-        ``model.eval_unroll`` as the scan unroll of eval steps when it is set, and a
-        unidirectional stack run as one loop when ``model.eval_wavefront`` is (same params,
-        same numbers up to float rounding; eval has no backward loop, and both measured
-        faster there on CPU, experiments/results/bench.md)."""
+        """The module a train (``train=True``) or eval step applies: :meth:`model`, with its
+        recurrent spec's eval variant in eval steps (``model.eval_unroll``,
+        ``model.eval_wavefront``: same params, same numbers up to float rounding; eval has
+        no backward loop, where both pay off)."""
         model = self.model()
-        if train:
+        if train or getattr(model, "rnn", None) is None:
             return model
-        changes = {}
-        unroll = self.cfg.model.get("eval_unroll", 0)
-        if unroll and hasattr(model, "unroll"):
-            changes["unroll"] = int(unroll)
-        if self.cfg.model.get("eval_wavefront", False) and hasattr(model, "wavefront"):
-            changes["wavefront"] = True
-        return model.clone(**changes) if changes else model
+        return model.clone(rnn=model.rnn.for_eval())
 
     @abc.abstractmethod
     def init_batch(self) -> Batch:
@@ -143,13 +140,29 @@ class Task(abc.ABC):
 class BucketedTask(Task):
     """A task whose batches come from a plan of length buckets (classify, translate).
 
-    Subclasses give ``batches(split, shuffle, epoch=0) -> list[Batch plan]`` (deterministic in
-    seed and epoch) and ``_materialize(split, plan) -> Iterator[batch dict]``; indexing the
-    plan is what lets training resume mid-epoch.
+    Subclasses set ``bounds`` (the padded lengths), ``eval_batch_size`` and ``data`` (``None``
+    without a dataset) and give ``bucket_lengths(split) -> int [n]`` and
+    ``_materialize(split, plan) -> Iterator[batch dict]``; :meth:`batches` plans an epoch
+    (deterministic in seed and epoch), and indexing the plan lets training resume mid-epoch.
     """
 
+    bounds: tuple[int, ...]
+    eval_batch_size: int
+
     @abc.abstractmethod
-    def batches(self, split: str, *, shuffle: bool, epoch: int = 0) -> list: ...
+    def bucket_lengths(self, split: str) -> np.ndarray:
+        """The length that buckets each example of ``split``."""
+
+    def _require_data(self):
+        if getattr(self, "data", None) is None:
+            raise UsageError(f"this {type(self).__name__} has no dataset (loaded for inference, or synthetic)")
+
+    def batches(self, split: str, *, shuffle: bool, epoch: int = 0) -> list:
+        """The :class:`~seqjax.data.batching.BatchPlan` index lists of ``split`` for one epoch."""
+        self._require_data()
+        b = self.cfg.data.batch_size if split == "train" else self.eval_batch_size
+        return length_buckets(self.bucket_lengths(split), b, self.bounds, shuffle=shuffle, seed=self.cfg.seed,
+                              epoch=epoch)
 
     @abc.abstractmethod
     def _materialize(self, split: str, plan) -> Iterator[Batch]: ...

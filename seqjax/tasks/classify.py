@@ -21,12 +21,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from seqjax import config as config_lib
 from seqjax.data.sources import truncation_warning
 from seqjax.data.textclass import load_text_classes, tokenize
 from seqjax.data.batching import length_buckets, pad_batch
 from seqjax.data.vocab import PAD, UNK, Vocab
 from seqjax.errors import DataError, UsageError
+from seqjax.models import build
 from seqjax.models.classifier import POOLINGS, TextClassifier
 from seqjax.tasks.base import BucketedTask, synthetic_vocab
 
@@ -101,24 +101,7 @@ class ClassifyTask(BucketedTask):
     # -- model -------------------------------------------------------------------------
     @functools.cache
     def model(self) -> TextClassifier:
-        c = self.cfg.model
-        return TextClassifier(
-            vocab_size=len(self.vocab),
-            num_classes=len(self.class_names),
-            embed_dim=c.embed,
-            cell=c.cell,
-            hidden=config_lib.hidden_sizes(self.cfg),
-            bidirectional=c.bidirectional,
-            dropout=c.dropout,
-            embed_dropout=c.embed_dropout,
-            variational=c.variational,
-            pooling=c.pooling,
-            cell_kwargs=config_lib.cell_kwargs(self.cfg),
-            unroll=c.unroll,
-            rnn_backend=c.backend,
-            remat=bool(c.remat),
-            wavefront=bool(c.wavefront),
-        )
+        return build.text_classifier(self.cfg, len(self.vocab), len(self.class_names))
 
     def init_batch(self):
         b = self.cfg.data.batch_size
@@ -130,15 +113,8 @@ class ClassifyTask(BucketedTask):
         return {"tokens": batch["tokens"], "seq_lengths": batch["lengths"] if self.cfg.data.mask else None}
 
     # -- data --------------------------------------------------------------------------
-    def _require_data(self):
-        if self.data is None:
-            raise UsageError("this classifier was loaded for inference only (no dataset)")
-
-    def batches(self, split: str, *, shuffle: bool, epoch: int = 0):
-        """The :class:`~seqjax.data.batching.Batch` index lists of ``split`` for one epoch."""
-        self._require_data()
-        b = self.cfg.data.batch_size if split == "train" else self.eval_batch_size
-        return length_buckets(self.lengths[split], b, self.bounds, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch)
+    def bucket_lengths(self, split):
+        return self.lengths[split]
 
     def _materialize(self, split: str, plan) -> Iterator[dict]:
         s = self.splits[split]

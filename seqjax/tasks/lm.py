@@ -22,7 +22,7 @@ from seqjax import config as config_lib
 from seqjax.data.lm import LMCorpus, bptt_windows, load_lm_corpus
 from seqjax.data.vocab import Vocab
 from seqjax.errors import UsageError
-from seqjax.layers import zero_carry
+from seqjax.models import build
 from seqjax.models.language_model import LanguageModel
 from seqjax.tasks.base import Task, synthetic_vocab
 
@@ -60,6 +60,7 @@ CHAR_CORPORA = ("ptb_char", "shakespeare")
 
 class LanguageModelTask(Task):
     stateful = True
+    weight_key = "weights"
 
     def __init__(self, cfg, data_dir=None, corpus: LMCorpus | None = None):
         super().__init__(cfg, data_dir)
@@ -90,30 +91,10 @@ class LanguageModelTask(Task):
     # -- model -------------------------------------------------------------------------
     @functools.cache
     def model(self) -> LanguageModel:
-        c = self.cfg.model
-        sizes = config_lib.hidden_sizes(self.cfg)
-        if c.tie_weights and c.embed != sizes[-1]:
-            raise UsageError(f"model.tie_weights needs model.embed ({c.embed}) == the last hidden size ({sizes[-1]})")
-        return LanguageModel(
-            vocab_size=len(self.corpus.vocab),
-            embed=c.embed,
-            cell=c.cell,
-            hidden=sizes,
-            dropout=c.dropout,
-            variational=c.variational,
-            tie_weights=c.tie_weights,
-            init_scale=c.init_scale if c.init == "uniform" else 0.0,
-            cell_kwargs=config_lib.cell_kwargs(self.cfg),
-            unroll=c.unroll,
-            dtype=None if c.dtype == "float32" else jnp.dtype(c.dtype),
-            rnn_backend=c.backend,
-            remat=bool(c.remat),
-            wavefront=bool(c.wavefront),
-            head_chunk=c.head_chunk,
-        )
+        return build.language_model(self.cfg, len(self.corpus.vocab))
 
     def initial_carry(self, batch_size):
-        return zero_carry(self.cfg.model.cell, config_lib.hidden_sizes(self.cfg), batch_size)
+        return build.recurrent_spec(self.cfg).zero_carry(batch_size)
 
     def init_batch(self):
         return self.windows("train")[0]

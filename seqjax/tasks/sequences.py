@@ -26,10 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from seqjax import config as config_lib
 from seqjax.data import sources
 from seqjax.errors import DataError, UsageError
-from seqjax.models.regressor import ManyToOne
+from seqjax.models import build
 from seqjax.tasks.base import Task
 
 
@@ -66,8 +65,8 @@ class SequenceTask(Task):
     def __init__(self, cfg, data_dir=None):
         super().__init__(cfg, data_dir)
         d = cfg.data
-        if d.get("source") == "npz":
-            self._load_arrays(cfg)
+        if d.get("source"):  # the user's arrays: npz files or array columns
+            self._load_arrays(cfg, data_dir)
             return
         if d.problem not in ("parity", "ar"):
             raise UsageError(f"data.problem={d.problem!r}: choose parity or ar")
@@ -94,10 +93,11 @@ class SequenceTask(Task):
             self.noise_var = d.noise_std**2
         self.heldout_from = d.max_len
 
-    def _load_arrays(self, cfg) -> None:
-        """The user's sequences (``data.source=npz``): integer ``y`` is classification over
-        the classes ``0..max(y)``, float ``y`` regression (MSE)."""
-        self.splits = sources.load_sequences(cfg.data, cfg.seed)
+    def _load_arrays(self, cfg, data_dir) -> None:
+        """The user's sequences (``data.source=npz``, or ``x``/``y``/``lengths`` columns of any
+        source): integer ``y`` is classification over the classes ``0..max(y)``, float ``y``
+        regression (MSE)."""
+        self.splits = sources.load_sequences(cfg.data, data_dir, cfg.seed)
         y = self.splits["train"]["y"]
         self.classify = np.issubdtype(y.dtype, np.integer) or y.dtype == bool
         self.main_metric, self.lower_is_better = ("acc", False) if self.classify else ("mse", True)
@@ -130,19 +130,7 @@ class SequenceTask(Task):
     # -- model -------------------------------------------------------------------------
     @functools.cache
     def model(self):
-        c = self.cfg.model
-        return ManyToOne(
-            out_features=self.num_outputs,
-            cell=c.cell,
-            hidden=config_lib.hidden_sizes(self.cfg),
-            dropout=c.dropout,
-            variational=c.variational,
-            bidirectional=c.bidirectional,
-            cell_kwargs=config_lib.cell_kwargs(self.cfg),
-            unroll=c.unroll,
-            remat=bool(c.remat),
-            wavefront=bool(c.wavefront),
-        )
+        return build.many_to_one(self.cfg, self.num_outputs)
 
     def init_batch(self):
         return next(iter(self._batches("train", np.arange(self.cfg.data.batch_size))))

@@ -1,6 +1,6 @@
 """Translation (Tatoeba English -> X): a seq2seq model trained with teacher forcing.
 
-A batch is ``{"src": int32 [B, L], "src_len": int32 [B], "tgt": int32 [B, L + 1],
+A batch is ``{"src": int32 [B, L], "src_lengths": int32 [B], "tgt": int32 [B, L + 1],
 "weight": float32 [B]}`` with ``tgt = <sos> y_1 .. y_n <eos> <pad>..``; the decoder reads
 ``tgt[:, :-1]`` and predicts ``tgt[:, 1:]``. Pairs are length-bucketed by
 ``max(len(src), len(tgt) - 1)`` (``seqjax.data.batching``), so the train step compiles
@@ -33,12 +33,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from seqjax import config as config_lib
 from seqjax import decoding, evaluation
 from seqjax.data import sources, tatoeba
-from seqjax.data.batching import length_buckets, pad_batch
+from seqjax.data.batching import pad_batch
 from seqjax.data.vocab import EOS, PAD, SOS, UNK, Vocab
 from seqjax.errors import UsageError
+from seqjax.models import build
 from seqjax.models.seq2seq import ATTENTIONS, Seq2Seq
 from seqjax.tasks.base import BucketedTask, synthetic_vocab
 
@@ -89,8 +89,8 @@ class TranslateTask(BucketedTask):
             return
         self.data = tatoeba.load_translation(d, data_dir, cfg.seed)
         if self.data.dropped_long:
-            sources.log.warning(f"warning: data.source={d.source}: {self.data.dropped_long} pairs longer than "
-                                f"data.max_len={d.max_len} tokens left out")
+            sources.log.warning(f"warning: data.source={d.source}: {self.data.dropped_long} pairs longer "
+                                f"than data.max_len={d.max_len} tokens left out")
         self.src_vocab, self.tgt_vocab = self.data.src_vocab, self.data.tgt_vocab
         train = self.data.train
         if d.max_examples and d.max_examples < len(train):
@@ -120,38 +120,25 @@ class TranslateTask(BucketedTask):
         tgt = rng.integers(first, len(self.tgt_vocab), (b, t + 1)).astype(np.int32)
         tgt[:, 0] = self.tgt_vocab.sos_id
         return {"src": rng.integers(first, len(self.src_vocab), (b, t)).astype(np.int32),
-                "src_len": np.full(b, t, np.int32), "tgt": tgt, "weight": np.ones(b, np.float32)}
+                "src_lengths": np.full(b, t, np.int32), "tgt": tgt, "weight": np.ones(b, np.float32)}
 
     # -- model -------------------------------------------------------------------------
     @functools.cache
     def model(self) -> Seq2Seq:
-        c = self.cfg.model
-        return Seq2Seq(
-            src_vocab=len(self.src_vocab), tgt_vocab=len(self.tgt_vocab), cell=c.cell,
-            hidden=config_lib.hidden_sizes(self.cfg), embed=c.embed, bidirectional=c.bidirectional,
-            attention=c.attention, attention_units=c.attention_units, dropout=c.dropout,
-            cell_kwargs=config_lib.cell_kwargs(self.cfg), unroll=c.unroll, rnn_backend=c.backend,
-            remat=bool(c.remat), wavefront=bool(c.wavefront), head_chunk=c.head_chunk,
-        )
+        return build.seq2seq(self.cfg, len(self.src_vocab), len(self.tgt_vocab))
 
     def init_batch(self):
         b, n = self.cfg.data.batch_size, self.bounds[0]
-        return {"src": np.zeros((b, n), np.int32), "src_len": np.ones(b, np.int32),
+        return {"src": np.zeros((b, n), np.int32), "src_lengths": np.ones(b, np.int32),
                 "tgt": np.zeros((b, n + 1), np.int32), "weight": np.zeros(b, np.float32)}
 
     def model_inputs(self, batch, carry=None):
-        return {"src": batch["src"], "src_lengths": batch["src_len"], "tgt_in": batch["tgt"][:, :-1]}
+        return {"src": batch["src"], "src_lengths": batch["src_lengths"], "tgt_in": batch["tgt"][:, :-1]}
 
     # -- data --------------------------------------------------------------------------
-    def _require_data(self):
-        if self.data is None:
-            raise UsageError("this translation model was loaded for inference only (no dataset)")
-
-    def batches(self, split: str, *, shuffle: bool, epoch: int = 0):
-        """The :class:`~seqjax.data.batching.Batch` index lists of ``split`` for one epoch."""
-        self._require_data()
-        b = self.cfg.data.batch_size if split == "train" else self.eval_batch_size
-        return length_buckets(self.keys[split], b, self.bounds, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch)
+    def bucket_lengths(self, split):
+        """``max(len(src), len(tgt) - 1)`` per pair."""
+        return self.keys[split]
 
     def _materialize(self, split: str, plan) -> Iterator[dict]:
         pairs = self.splits[split]
@@ -160,7 +147,7 @@ class TranslateTask(BucketedTask):
         for bt in plan:
             s, s_len, weight = pad_batch(src, bt.indices, bt.length, pad)
             t, _, _ = pad_batch(tgt, bt.indices, bt.length + 1, pad)
-            yield {"src": s, "src_len": s_len, "tgt": t, "weight": weight}
+            yield {"src": s, "src_lengths": s_len, "tgt": t, "weight": weight}
 
     def tokens(self, batch):
         """Real target tokens predicted in the batch (``<eos>`` included)."""

@@ -16,13 +16,50 @@ ensemble of the end of training; experiments/results/translate.md has its effect
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import pathlib
+import shutil
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from seqjax.errors import TrainingError
+
+
+class StorageError(TrainingError):
+    """A checkpoint could not be written (disk full, directory unwritable); the last good
+    checkpoint stays and the same command resumes from it once the fault is fixed."""
+
+
+#: errno values and orbax/TensorStore status words that mean "the disk refused the write"
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DENIED = (errno.EACCES, errno.EROFS, errno.EPERM)
+
+
+def _cause(e: BaseException) -> str:
+    """A few words for a failed write: disk full, not writable, or the error's first line."""
+    chain = [e]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+        if len(chain) > 8:
+            break
+    for c in chain:
+        code, text = getattr(c, "errno", None), str(c)
+        if code in _FULL or "RESOURCE_EXHAUSTED" in text or "No space left" in text:
+            return "the disk is full"
+        if code in _DENIED or "PERMISSION_DENIED" in text or "Read-only file system" in text:
+            return "the directory is not writable"
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"
+
+
+def tree_nbytes(tree: Any) -> int:
+    """Bytes of the arrays of ``tree`` (what a checkpoint of it roughly needs)."""
+    return int(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)
+                   if hasattr(x, "shape")))
 
 
 def _abstract(tree: Any) -> Any:
@@ -30,20 +67,48 @@ def _abstract(tree: Any) -> Any:
 
 
 class Checkpoints:
+    """The run's orbax managers. Every process of a multi-process run calls every method
+    (orbax writes each array's shards from the process that holds them and the JSON once).
+    A failed write raises :class:`StorageError`: one line with the directory, the bytes
+    needed, the free bytes and the step of the last good checkpoint."""
+
     def __init__(self, workdir: pathlib.Path, keep: int = 2, enabled: bool = True):
         self.enabled = enabled
-        root = pathlib.Path(workdir).resolve()
-        opts = dict(create=True, enable_async_checkpointing=True)
+        self.root = pathlib.Path(workdir).resolve()
+        opts = dict(create=True, enable_async_checkpointing=True, cleanup_tmp_directories=True)
         self.latest = ocp.CheckpointManager(
-            root / "checkpoints", options=ocp.CheckpointManagerOptions(max_to_keep=max(keep, 1), **opts)
+            self.root / "checkpoints", options=ocp.CheckpointManagerOptions(max_to_keep=max(keep, 1), **opts)
         )
-        self.best = ocp.CheckpointManager(root / "best", options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts))
+        self.best = ocp.CheckpointManager(self.root / "best", options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts))
+        self._pending: tuple[str, int, int] | None = None  # (what, step, bytes) of the write in flight
+
+    @contextlib.contextmanager
+    def _writing(self, what: str, step: int, tree: Any) -> Iterator[None]:
+        """Turn any failure of the write (or of the async write before it) into one line."""
+        try:
+            yield
+        except Exception as e:  # noqa: BLE001 — orbax raises ValueError/OSError/XlaRuntimeError
+            what, step, needed = self._pending or (what, step, tree_nbytes(tree))
+            raise self._fault(what, step, needed, e) from None
+        self._pending = (what, step, tree_nbytes(tree))
+
+    def _fault(self, what: str, step: int, needed: int, e: BaseException) -> StorageError:
+        try:
+            free = f", {shutil.disk_usage(self.root).free} free"
+        except OSError:
+            free = ""
+        good = [s for s in self.latest.all_steps() if s != step]
+        last = f"the last good checkpoint (step {max(good)}) is kept" if good else "no checkpoint was written yet"
+        return StorageError(f"cannot write the {what} of step {step} in {self.root}: {_cause(e)} (needs about "
+                            f"{needed} bytes{free}); {last}; free space and run the same command to resume")
 
     # -- saving ----------------------------------------------------------------------
     def save(self, step: int, state: Any, meta: dict) -> None:
         if not self.enabled or step in self.latest.all_steps():
             return
-        self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        with self._writing("checkpoint", step, state):
+            self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                           meta=ocp.args.JsonSave(meta)))
 
     def save_best(self, step: int, params: Any, meta: dict) -> None:
         if not self.enabled:
@@ -51,16 +116,25 @@ class Checkpoints:
         for old in self.best.all_steps():
             if old >= step:
                 return
-        self.best.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(meta)))
+        with self._writing("best params", step, params):
+            self.best.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
+                                                         meta=ocp.args.JsonSave(meta)))
 
     def wait(self) -> None:
-        self.latest.wait_until_finished()
-        self.best.wait_until_finished()
+        """Block until the writes in flight are on disk (:class:`StorageError` if one failed)."""
+        with self._writing("checkpoint", -1, None):
+            self.latest.wait_until_finished()
+            self.best.wait_until_finished()
+        self._pending = None
 
     def close(self) -> None:
-        self.wait()
-        self.latest.close()
-        self.best.close()
+        """:meth:`wait`, then release the managers (their own errors are the ones wait raised)."""
+        try:
+            self.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                self.latest.close()
+                self.best.close()
 
     # -- restoring -------------------------------------------------------------------
     def restore_latest(self, like_state: Any) -> tuple[Any, dict] | None:

@@ -15,6 +15,7 @@ import json
 import math
 import pathlib
 import signal
+import tempfile
 import threading
 import time
 from typing import Any, Callable
@@ -26,7 +27,7 @@ import ml_collections
 import optax
 
 from seqjax import config as config_lib
-from seqjax.errors import TrainingError
+from seqjax.errors import TrainingError, UsageError
 from seqjax.tasks import make_task
 from seqjax.tasks.base import Task
 from seqjax.training import mesh as mesh_lib
@@ -78,10 +79,8 @@ class Engine:
             sums=self.zero_sums(),
             bad_step=-jnp.ones((), jnp.int32),
         )
-        state = mesh_lib.replicate(state, self.mesh)
-        if carry is not None:
-            state = state.replace(carry=mesh_lib.shard_batch(carry, self.mesh))
-        return state
+        state = mesh_lib.replicate(state.replace(carry=None), self.mesh)
+        return state.replace(carry=None if carry is None else mesh_lib.shard_batch(carry, self.mesh))
 
     def zero_sums(self) -> dict:
         batch = self.task.init_batch()
@@ -99,12 +98,15 @@ class Engine:
         return state.replace(carry=mesh_lib.shard_batch(self.task.initial_carry(self.cfg.data.batch_size), self.mesh))
 
     def evaluate(self, params, split: str) -> dict[str, float]:
-        """Task metrics of ``params`` on every example of ``split``."""
+        """Task metrics of ``params`` on every example of ``split``, on any device count:
+        a batch whose rows do not divide it is padded with rows of weight 0 (the carry of a
+        stateful task has the padded rows too), so the metrics equal one device's."""
         sums, carry, tokens, t0 = None, None, 0, time.perf_counter()
         for batch in self.task.eval_batches(split):
-            if carry is None and self.task.stateful:
-                carry = mesh_lib.shard_batch(self.task.initial_carry(len(next(iter(batch.values())))), self.mesh)
             tokens += self.task.tokens(batch)
+            batch = mesh_lib.pad_rows(batch, self.mesh.devices.size, self.task.weight_key)
+            if carry is None and self.task.stateful:
+                carry = mesh_lib.shard_batch(self.task.initial_carry(len(batch[self.task.weight_key])), self.mesh)
             metrics, carry = self.eval_step(params, mesh_lib.shard_batch(batch, self.mesh), carry)
             sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
         host = {k: float(v) for k, v in jax.device_get(sums).items()}
@@ -118,6 +120,9 @@ def build(cfg: ml_collections.ConfigDict, data_dir: str | None = None, task: Tas
     task = task or make_task(cfg, data_dir)
     mesh = mesh_lib.make_mesh()
     mesh_lib.check_batch_size(cfg.data.batch_size, mesh)
+    for key in ("eval_batch_size", "test_batch_size"):  # evaluation pads to the devices; 0 = the default
+        if key in cfg.data and (not isinstance(cfg.data[key], int) or cfg.data[key] < 0):
+            raise UsageError(f"data.{key}={cfg.data[key]!r} must be an integer >= 0 (0: the default)")
     spe = task.steps_per_epoch()
     total = optim.total_steps(cfg, spe)
     tx = optim.make_optimizer(cfg, spe, total)
@@ -224,6 +229,27 @@ class _StopRequests:
         self._echo(f"{signal.Signals(signum).name}: stopping after this step with a checkpoint (again: stop now)")
 
 
+def prepare_workdir(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path | None) -> pathlib.Path:
+    """The run directory, created if needed and checked before anything trains: writable,
+    and a ``config.json`` already there (a run to resume) must parse. Faults are one line."""
+    workdir = pathlib.Path(workdir) if workdir else default_workdir(cfg)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workdir):
+            pass
+    except OSError as e:
+        raise UsageError(f"--workdir {workdir}: cannot write there ({e.strerror or e}); "
+                         "pick a directory you can write to") from None
+    saved = workdir / "config.json"
+    if saved.is_file():
+        try:
+            config_lib.from_json(saved.read_text())
+        except Exception as e:  # noqa: BLE001 — JSONDecodeError, unknown keys, bad types
+            raise UsageError(f"{saved} does not parse ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                             "fix or delete it, or pick another --workdir") from None
+    return workdir
+
+
 def train(
     cfg: ml_collections.ConfigDict,
     workdir: str | pathlib.Path | None = None,
@@ -237,149 +263,177 @@ def train(
     ``stop_after``: leave the loop after that many steps of *this* call, checkpointing
     as a kill would find it — used by tests of resume equivalence.
     """
-    workdir = pathlib.Path(workdir) if workdir else default_workdir(cfg)
-    workdir.mkdir(parents=True, exist_ok=True)
-    is_main = jax.process_index() == 0
+    workdir = prepare_workdir(cfg, workdir)
     engine = build(cfg, data_dir)
-    task, spe, total = engine.task, engine.steps_per_epoch, engine.total_steps
-    if is_main:
-        (workdir / "config.json").write_text(config_lib.to_json(cfg) + "\n")
-        task.save_assets(workdir)
-
-    ckpt = Checkpoints(workdir, keep=cfg.train.keep_checkpoints)
-    logger = MetricLogger(workdir, enabled=is_main)
-    state = engine.init_state()
-    prog = Progress()
-    restored = ckpt.restore_latest(state)
-    if restored is not None:
-        state, meta = restored
-        prog = Progress(**meta)
-        logger.truncate_after(int(state.step))
-        echo(f"resuming {workdir} from step {int(state.step)} (epoch {prog.epoch + 1}, batch {prog.position})")
-
-    eval_every = cfg.train.eval_every or spe
-    ckpt_every = cfg.train.checkpoint_every or eval_every
-    log_every = max(1, cfg.train.log_every)
-    step = int(state.step)
-    calls_left = stop_after if stop_after is not None else math.inf
-
-    def checkpoint(state: TrainState) -> None:
-        if int(state.bad_step) >= 0:
-            return  # never overwrite the last good checkpoint with a diverged state
-        ckpt.save(int(state.step), state, dataclasses.asdict(prog))
-
-    def flush_train_logs(state: TrainState, t_last: float, tokens_since: int) -> TrainState:
-        sums = {k: float(v) for k, v in jax.device_get(state.sums).items()}
-        if int(state.bad_step) >= 0:
-            raise TrainingError(
-                f"non-finite loss at step {int(state.bad_step) + 1}; stopped, the last good checkpoint in "
-                f"{workdir}/checkpoints is kept (lower optim.lr or set optim.clip_norm)"
-            )
-        for k, v in sums.items():
-            prog.epoch_sums[k] = prog.epoch_sums.get(k, 0.0) + v
-        if sums.get("count", 1) > 0:
-            m = task.summarize(sums)
-            m["lr"] = optim.lr_at(cfg, int(state.step) - 1, spe, total, float(state.lr_scale))
-            m["tokens_per_s"] = tokens_since / max(time.perf_counter() - t_last, 1e-9)
-            logger.write(int(state.step), prog.epoch + 1, "train", m)
-            bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:.0f}", refresh=False)
-        return state.replace(sums=jax.tree.map(jnp.zeros_like, state.sums))
-
-    def run_eval(state: TrainState) -> TrainState:
-        m = engine.evaluate(state.params, "valid")
-        prog.last_eval = m
-        logger.write(int(state.step), prog.epoch + 1, "valid", m)
-        if _is_better(task, m, prog.best_metrics):
-            prog.best, prog.best_step, prog.best_metrics, prog.bad_evals = m[task.main_metric], int(state.step), m, 0
-            ckpt.save_best(int(state.step), state.params, {"step": int(state.step), **m})
-        else:
-            prog.bad_evals += 1
-            if cfg.schedule.name == "plateau" and prog.bad_evals % max(cfg.schedule.patience, 1) == 0:
-                state = state.replace(lr_scale=state.lr_scale * cfg.schedule.factor)
-        bar.write(f"step {int(state.step)} epoch {prog.epoch + 1}: valid " + _fmt(m))
-        return state
-
-    # SIGTERM (a scheduler killing the job) and Ctrl-C: checkpoint between steps, then exit.
-    stop = _StopRequests(echo).__enter__()
-    bar = progress_bar(total, step, cfg.train.progress)
-    t_session = time.perf_counter()
-    wall0 = prog.wall_s
-    stopped_early = False
+    session, done = _Session(engine, workdir, echo), False
     try:
-        t_last, tokens_since = time.perf_counter(), 0
-        while step < total and not stopped_early:
+        with _StopRequests(echo) as stop:  # SIGTERM / Ctrl-C: checkpoint between steps, then exit
+            try:
+                session.run(stop, math.inf if stop_after is None else stop_after)
+            except (KeyboardInterrupt, _Interrupted) as e:
+                saved = session.save_interrupted()
+                if isinstance(e, KeyboardInterrupt):
+                    echo(f"interrupted at step {session.step}; {saved}; run the same command to resume")
+                    raise KeyboardInterrupt from None
+                done = True
+                return {"interrupted_at": session.step, "workdir": str(workdir)}
+        summary, done = session.finish(), True
+        return summary
+    finally:
+        session.close(quiet=not done)
+
+
+class _Session:
+    """One call of :func:`train`: the run directory's writers, the train state, the loop
+    position, and the parts of the loop (step, log, evaluate, checkpoint)."""
+
+    def __init__(self, engine: Engine, workdir: pathlib.Path, echo: Callable[[str], None]):
+        cfg = self.cfg = engine.cfg
+        self.engine, self.task, self.workdir, self.echo = engine, engine.task, workdir, echo
+        self.is_main = jax.process_index() == 0
+        if self.is_main:
+            (workdir / "config.json").write_text(config_lib.to_json(cfg) + "\n")
+            self.task.save_assets(workdir)
+        self.ckpt = Checkpoints(workdir, keep=cfg.train.keep_checkpoints)
+        self.logger = MetricLogger(workdir, enabled=self.is_main)
+        self.state, self.prog = engine.init_state(), Progress()
+        restored = self.ckpt.restore_latest(self.state)
+        if restored is not None:
+            self.state, meta = restored
+            self.prog = Progress(**meta)
+            self.logger.truncate_after(int(self.state.step))
+            echo(f"resuming {workdir} from step {int(self.state.step)} "
+                 f"(epoch {self.prog.epoch + 1}, batch {self.prog.position})")
+        self.step = int(self.state.step)
+        self.eval_every = cfg.train.eval_every or engine.steps_per_epoch
+        self.ckpt_every = cfg.train.checkpoint_every or self.eval_every
+        self.log_every = max(1, cfg.train.log_every)
+        self.bar = progress_bar(engine.total_steps, self.step, cfg.train.progress)
+        self.t_session, self.wall0 = time.perf_counter(), self.prog.wall_s
+        self.t_last, self.tokens_since = time.perf_counter(), 0
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self, stop: _StopRequests, calls_left: float) -> None:
+        """Train to ``total_steps`` or early stopping; raises :class:`_Interrupted` after
+        ``calls_left`` steps and KeyboardInterrupt after a stop request."""
+        spe, total, prog = self.engine.steps_per_epoch, self.engine.total_steps, self.prog
+        while self.step < total:
             if prog.position >= spe:
                 prog.epoch, prog.position, prog.epoch_sums = prog.epoch + 1, 0, {}
-                state = engine.reset_carry(state)
-            for batch in task.train_batches(prog.epoch, start=prog.position):
-                if step >= total or calls_left <= 0:
+                self.state = self.engine.reset_carry(self.state)
+            for batch in self.task.train_batches(prog.epoch, start=prog.position):
+                if self.step >= total or calls_left <= 0:
                     break
-                state = engine.train_step(state, mesh_lib.shard_batch(batch, engine.mesh))
-                step += 1
+                self.train_step(batch)
                 calls_left -= 1
-                prog.position += 1
-                n = task.tokens(batch)
-                prog.tokens += n
-                tokens_since += n
-                bar.update(1)
-                epoch_done = prog.position >= spe
-                if step % log_every == 0 or epoch_done or step >= total:
-                    state = flush_train_logs(state, t_last, tokens_since)
-                    t_last, tokens_since = time.perf_counter(), 0
-                if epoch_done and prog.epoch_sums.get("count", 1) > 0:
-                    logger.write(step, prog.epoch + 1, "train_epoch", task.summarize(prog.epoch_sums))
-                if step % eval_every == 0 or step >= total:
-                    state = run_eval(state)
-                    t_last = time.perf_counter()
-                    patience = cfg.train.early_stop_patience
-                    if patience and prog.bad_evals >= patience:
-                        bar.write(f"early stopping at step {step}: no improvement in {patience} evaluations")
-                        stopped_early = True
-                if step % ckpt_every == 0 or step >= total or stopped_early:
-                    prog.wall_s = wall0 + time.perf_counter() - t_session
-                    checkpoint(state)
-                if stopped_early:
-                    break
+                if self.after_step():
+                    return
                 if stop.signal is not None:
                     raise KeyboardInterrupt
             if calls_left <= 0:
                 raise _Interrupted
-    except (KeyboardInterrupt, _Interrupted) as e:
-        # The unlogged metric sums stay in the checkpointed state: resuming logs exactly
-        # the rows an uninterrupted run would have.
-        prog.wall_s = wall0 + time.perf_counter() - t_session
-        if jax.tree.leaves(state) and all(not leaf.is_deleted() for leaf in jax.tree.leaves(state)
-                                          if isinstance(leaf, jax.Array)):
-            checkpoint(state)
-            saved = f"checkpoint saved in {workdir}"
-        else:  # a second signal inside a step: the last periodic checkpoint stands
-            saved = f"the last checkpoint in {workdir} stands"
-        ckpt.close()
-        bar.close()
-        logger.close()
-        stop.__exit__()
-        if isinstance(e, KeyboardInterrupt):
-            echo(f"interrupted at step {step}; {saved}; run the same command to resume")
-            raise KeyboardInterrupt from None
-        return {"interrupted_at": step, "workdir": str(workdir)}
-    except BaseException:
-        ckpt.close()
-        bar.close()
-        logger.close()
-        stop.__exit__()
-        raise
-    bar.close()
-    stop.__exit__()
-    prog.wall_s = wall0 + time.perf_counter() - t_session
-    ckpt.wait()
 
-    summary = finish(engine, state, prog, ckpt, workdir)
-    ckpt.close()
-    logger.write(step, prog.epoch + 1, "test", (summary.get("average") or summary["best"]).get("test", {}))
-    logger.close()
-    if is_main:
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    def train_step(self, batch) -> None:
+        self.state = self.engine.train_step(self.state, mesh_lib.shard_batch(batch, self.engine.mesh))
+        self.step += 1
+        self.prog.position += 1
+        n = self.task.tokens(batch)
+        self.prog.tokens += n
+        self.tokens_since += n
+        self.bar.update(1)
+
+    def after_step(self) -> bool:
+        """Log, evaluate and checkpoint where due; True when early stopping ends the run."""
+        step, total, prog, patience = self.step, self.engine.total_steps, self.prog, self.cfg.train.early_stop_patience
+        epoch_done = prog.position >= self.engine.steps_per_epoch
+        if step % self.log_every == 0 or epoch_done or step >= total:
+            self.flush_train_logs()
+        if epoch_done and prog.epoch_sums.get("count", 1) > 0:
+            self.logger.write(step, prog.epoch + 1, "train_epoch", self.task.summarize(prog.epoch_sums))
+        stopped = False
+        if step % self.eval_every == 0 or step >= total:
+            self.run_eval()
+            if patience and prog.bad_evals >= patience:
+                self.bar.write(f"early stopping at step {step}: no improvement in {patience} evaluations")
+                stopped = True
+        if step % self.ckpt_every == 0 or step >= total or stopped:
+            self.checkpoint()
+        return stopped
+
+    def flush_train_logs(self) -> None:
+        state, prog = self.state, self.prog
+        sums = {k: float(v) for k, v in jax.device_get(state.sums).items()}
+        if int(state.bad_step) >= 0:
+            raise TrainingError(
+                f"non-finite loss at step {int(state.bad_step) + 1}; stopped, the last good checkpoint in "
+                f"{self.workdir}/checkpoints is kept (lower optim.lr or set optim.clip_norm)"
+            )
+        for k, v in sums.items():
+            prog.epoch_sums[k] = prog.epoch_sums.get(k, 0.0) + v
+        if sums.get("count", 1) > 0:
+            m = self.task.summarize(sums)
+            m["lr"] = optim.lr_at(self.cfg, self.step - 1, self.engine.steps_per_epoch, self.engine.total_steps,
+                                  float(state.lr_scale))
+            m["tokens_per_s"] = self.tokens_since / max(time.perf_counter() - self.t_last, 1e-9)
+            self.logger.write(self.step, prog.epoch + 1, "train", m)
+            self.bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:.0f}", refresh=False)
+        self.state = state.replace(sums=jax.tree.map(jnp.zeros_like, state.sums))
+        self.t_last, self.tokens_since = time.perf_counter(), 0
+
+    def run_eval(self) -> None:
+        task, prog, cfg = self.task, self.prog, self.cfg
+        m = self.engine.evaluate(self.state.params, "valid")
+        prog.last_eval = m
+        self.logger.write(self.step, prog.epoch + 1, "valid", m)
+        if _is_better(task, m, prog.best_metrics):
+            prog.best, prog.best_step, prog.best_metrics, prog.bad_evals = m[task.main_metric], self.step, m, 0
+            self.ckpt.save_best(self.step, self.state.params, {"step": self.step, **m})
+        else:
+            prog.bad_evals += 1
+            if cfg.schedule.name == "plateau" and prog.bad_evals % max(cfg.schedule.patience, 1) == 0:
+                self.state = self.state.replace(lr_scale=self.state.lr_scale * cfg.schedule.factor)
+        self.bar.write(f"step {self.step} epoch {prog.epoch + 1}: valid " + _fmt(m))
+        self.t_last = time.perf_counter()
+
+    def checkpoint(self) -> None:
+        self.prog.wall_s = self.wall0 + time.perf_counter() - self.t_session
+        if int(self.state.bad_step) >= 0:
+            return  # never overwrite the last good checkpoint with a diverged state
+        self.ckpt.save(self.step, self.state, dataclasses.asdict(self.prog))
+
+    # -- the ways out --------------------------------------------------------------------
+    def save_interrupted(self) -> str:
+        """Checkpoint the state a stop request or ``stop_after`` left (the unlogged metric
+        sums stay in it: resuming logs exactly the rows an uninterrupted run would have)."""
+        leaves = [x for x in jax.tree.leaves(self.state) if isinstance(x, jax.Array)]
+        if leaves and not any(x.is_deleted() for x in leaves):
+            self.checkpoint()
+            self.ckpt.wait()
+            return f"checkpoint saved in {self.workdir}"
+        return f"the last checkpoint in {self.workdir} stands"  # a second signal inside a step
+
+    def finish(self) -> dict:
+        """Final evaluations, the test row of metrics.jsonl and summary.json."""
+        self.bar.close()
+        self.prog.wall_s = self.wall0 + time.perf_counter() - self.t_session
+        self.ckpt.wait()
+        summary = finish(self.engine, self.state, self.prog, self.ckpt, self.workdir)
+        test = (summary.get("average") or summary["best"]).get("test", {})
+        self.logger.write(self.step, self.prog.epoch + 1, "test", test)
+        if self.is_main:
+            (self.workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    def close(self, quiet: bool = False) -> None:
+        """Wait for checkpoint writes and close every writer (the one exit path); ``quiet``
+        while another error is on its way out, so that error is the one reported."""
+        self.bar.close()
+        self.logger.close()
+        try:
+            self.ckpt.close()
+        except Exception:
+            if not quiet:
+                raise
 
 
 def finish(engine: Engine, state: TrainState, prog: Progress, ckpt: Checkpoints, workdir: pathlib.Path) -> dict:

@@ -5,6 +5,7 @@ seqjax/errors.py. ``SEQJAX_DEBUG=1`` shows full tracebacks. :func:`main` is pure
 :func:`run`, the executable's entry point, first applies the process-wide CPU settings
 (:func:`tune_process`, off with ``SEQJAX_TUNING=0``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,11 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool) -> None:
         + ("" if required else f" (default: {DEFAULT_EXPERIMENT})"),
     )
     p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config key, e.g. --set model.hidden=128 (repeatable)",
     )
     p.add_argument("--data-dir", help="dataset root (default: $SEQJAX_DATA, else ./data)")
@@ -39,16 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an experiment (no argument: the embedded default)")
     _add_config_args(p, required=False)
-    p.add_argument("--workdir", help="run directory (default: ckpt/<config>-<preset>-<time>); "
-                   "the same command on the same workdir resumes")
-    p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
+    p.add_argument(
+        "--workdir",
+        help="run directory (default: ckpt/<config>-<preset>-<time>); "
+        "the same command on the same workdir resumes",
+    )
+    p.add_argument(
+        "--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a run; prints one JSON object")
     p.add_argument("workdir")
     p.add_argument("--split", choices=["valid", "test"], default="valid")
-    p.add_argument("--checkpoint", choices=["best", "latest", "average"], default="best",
-                   help="best params, latest checkpoint, or the mean of the best and every kept checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        choices=["best", "latest", "average"],
+        default="best",
+        help="best params, latest checkpoint, or the mean of the best and every kept checkpoint",
+    )
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_eval)
 
@@ -66,8 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="*")
     p.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
     p.add_argument("--plot-attention", metavar="PNG", help="write an attention heatmap of the first input")
-    p.add_argument("--checkpoint", choices=["best", "latest", "average"], default="best",
-                   help="best params, latest checkpoint, or the mean of the best and every kept checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        choices=["best", "latest", "average"],
+        default="best",
+        help="best params, latest checkpoint, or the mean of the best and every kept checkpoint",
+    )
     p.add_argument("--data-dir")
     p.set_defaults(func=lambda a: _lazy("seqjax.commands", "translate_command")(a))
 
@@ -85,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run a grid of configs x seeds; results.csv, results.md, a plot")
     _add_config_args(p, required=True)
-    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="a grid axis (repeatable)")
+    p.add_argument(
+        "--grid", action="append", default=[], metavar="KEY=V1,V2", help="a grid axis (repeatable)"
+    )
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--sweep-dir", help="default: ckpt/sweep-<config>-<preset>")
     p.add_argument("--metric", help="metric shown in the table and plot (default: the task's main metric)")
@@ -120,14 +140,19 @@ def cmd_train(args) -> int:
     from seqjax import config as config_lib
     from seqjax.training import loop, mesh
 
-    mesh.maybe_initialize_distributed(args.distributed)
+    mesh.initialize_distributed(args.distributed)
     cfg = config_lib.resolve(args.config, args.overrides)
     workdir = args.workdir or str(loop.default_workdir(cfg))
     print(f"training {cfg.experiment}:{cfg.preset} in {workdir}", file=sys.stderr)
     summary = loop.train(cfg, workdir, args.data_dir, echo=lambda s: print(s, file=sys.stderr))
     best = summary["best"]
-    out = {"workdir": workdir, "steps": summary["steps"], "wall_s": summary["wall_s"],
-           "valid": best["valid"], "test": best["test"]}
+    out = {
+        "workdir": workdir,
+        "steps": summary["steps"],
+        "wall_s": summary["wall_s"],
+        "valid": best["valid"],
+        "test": best["test"],
+    }
     if "average" in summary:
         out["average"] = summary["average"]
     print(json.dumps(out))
@@ -205,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SEQJAX_DEBUG"):
             raise
         first = (str(e).strip().splitlines() or [""])[0]
-        print(f"seqjax: error: {type(e).__name__}: {first} (SEQJAX_DEBUG=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"seqjax: error: {type(e).__name__}: {first} (SEQJAX_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

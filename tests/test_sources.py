@@ -95,7 +95,7 @@ def test_npz_arrays_and_carve(tmp_path):
     x = np.arange(40, dtype=np.float32).reshape(10, 4)
     np.savez(tmp_path / "s.npz", x=x, y=np.arange(10) % 2)
     out = sources.load_sequences(
-        {"files": _files(tmp_path / "s.npz"), "valid_fraction": 2, "test_fraction": 0.3}
+        {"source": "npz", "files": _files(tmp_path / "s.npz"), "valid_fraction": 2, "test_fraction": 0.3}
     )
     assert {k: len(v["y"]) for k, v in out.items()} == {"train": 5, "valid": 2, "test": 3}
     assert out["train"]["x"].shape == (5, 4, 1) and out["train"]["lengths"].tolist() == [4] * 5
@@ -104,6 +104,25 @@ def test_npz_arrays_and_carve(tmp_path):
     np.savez(tmp_path / "bad.npz", x=x)
     with pytest.raises(DataError, match=r"bad\.npz: no array 'y' \(arrays found: x\)"):
         sources.load_arrays(tmp_path / "bad.npz", "train")
+
+
+def test_sequences_from_array_columns_equal_npz(tmp_path):
+    import datasets
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(12, 5, 2)).astype(np.float32), rng.integers(0, 3, 12)
+    lengths = rng.integers(1, 6, 12)
+    np.savez(tmp_path / "s.npz", x=x, y=y, lengths=lengths)
+    datasets.Dataset.from_dict({"x": x.tolist(), "y": y.tolist(), "lengths": lengths.tolist()}).save_to_disk(
+        str(tmp_path / "saved")
+    )
+    common = {"valid_fraction": 3, "test_fraction": 2}
+    a = sources.load_sequences({"source": "npz", "files": _files(tmp_path / "s.npz"), **common}, seed=4)
+    b = sources.load_sequences({"source": "disk", "files": _files(tmp_path / "saved"), **common}, seed=4)
+    for split in ("train", "valid", "test"):
+        for key in ("x", "y", "lengths"):
+            np.testing.assert_array_equal(a[split][key], b[split][key])
+    assert [len(a[s]["y"]) for s in ("train", "valid", "test")] == [7, 3, 2]
 
 
 # ----------------------------------------------------------------------------- bad data, exit 3
@@ -261,8 +280,10 @@ def test_fetch_records_checksum_of_unpinned_files(tmp_path, monkeypatch):
 
 #: summary.json of `seqjax train agnews:tiny` / `ptb_lm:tiny` (SEQJAX_DATA=../shared/data, CPU) with the
 #: dedicated AG News and PTB loaders this mechanism replaced
-BEFORE = {"agnews:tiny": {"valid": {"acc": 0.234375}, "test": {"acc": 0.265625}},
-          "ptb_lm:tiny": {"valid": {"ppl": 876.8895173939995}, "test": {"ppl": 858.1334409523909}}}
+BEFORE = {
+    "agnews:tiny": {"valid": {"acc": 0.234375}, "test": {"acc": 0.265625}},
+    "ptb_lm:tiny": {"valid": {"ppl": 876.8895173939995}, "test": {"ppl": 858.1334409523909}},
+}
 
 
 @pytest.mark.slow

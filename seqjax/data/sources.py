@@ -480,35 +480,63 @@ def load_arrays(path: str, key: str) -> dict[str, np.ndarray]:
             arrays = {k: z[k] for k in z.files}
     except Exception as err:  # noqa: BLE001 -- zip/format errors of a corrupt file
         raise DataError(f"{path}: not an .npz file ({err}); write it with numpy.savez") from None
+    return _check_arrays(arrays, path, "arrays")
+
+
+def _check_arrays(arrays: dict, where: str, kind: str) -> dict[str, np.ndarray]:
+    """``x`` ``[N, T, D]`` float32 (``[N, T]`` gets ``D = 1``), ``y`` ``[N]``, ``lengths`` ``[N]``."""
     for name in ("x", "y"):
         if name not in arrays:
             raise DataError(
-                f"{path}: no array {name!r} (arrays found: {', '.join(arrays) or 'none'}); "
+                f"{where}: no {kind[:-1]} {name!r} ({kind} found: {', '.join(arrays) or 'none'}); "
                 "expected x [N, T, D], y [N], optional lengths [N]"
             )
-    x, y = arrays["x"], arrays["y"]
+    x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim != 3 or y.shape != (x.shape[0],):
-        raise DataError(f"{path}: x {x.shape} and y {y.shape}: expected x [N, T, D] and y [N]")
+        raise DataError(f"{where}: x {x.shape} and y {y.shape}: expected x [N, T, D] and y [N]")
     if len(y) == 0:
-        raise DataError(f"{path}: no rows (N = 0)")
-    lengths = arrays.get("lengths", np.full(len(y), x.shape[1]))
+        raise DataError(f"{where}: no rows (N = 0)")
+    lengths = np.asarray(arrays["lengths"]) if "lengths" in arrays else np.full(len(y), x.shape[1])
     if lengths.shape != y.shape or lengths.min() < 1 or lengths.max() > x.shape[1]:
-        raise DataError(f"{path}: lengths must be [N] ints in 1..{x.shape[1]} (T), got shape {lengths.shape}")
+        raise DataError(
+            f"{where}: lengths must be [N] ints in 1..{x.shape[1]} (T), got shape {lengths.shape}"
+        )
     return {"x": x.astype(np.float32), "y": y, "lengths": lengths.astype(np.int32)}
 
 
-def load_sequences(data: Mapping[str, Any], seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
-    """``{split: {"x", "y", "lengths"}}`` from the ``.npz`` files of ``data.files``; a missing
-    valid/test split is carved from train (seeded rows, ``data.valid_fraction`` /
-    ``data.test_fraction``). ``data.max_examples`` caps train."""
+def load_sequences(
+    data: Mapping[str, Any], data_dir: str | os.PathLike | None = None, seed: int = 0
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{split: {"x", "y", "lengths"}}``: the ``.npz`` files of ``data.files``
+    (``data.source=npz``), or the array columns ``x`` (``[T, D]`` or ``[T]`` per row, every
+    row of one length), ``y`` and optional ``lengths`` of any other source (e.g. ``disk``,
+    ``parquet``). A missing valid/test split is carved from train (seeded rows,
+    ``data.valid_fraction`` / ``data.test_fraction``). ``data.max_examples`` caps train."""
     files = data.get("files", {}) or {}
-    if not files.get("train"):
-        raise UsageError(
-            "data.source=npz needs data.files.train=PATH.npz (x [N, T, D], y [N], optional lengths)"
-        )
-    out = {s: load_arrays(files[s], s) for s in SPLITS if files.get(s)}
+    if data.get("source") == "npz":
+        if not files.get("train"):
+            raise UsageError(
+                "data.source=npz needs data.files.train=PATH.npz (x [N, T, D], y [N], optional lengths)"
+            )
+        out = {s: load_arrays(files[s], s) for s in SPLITS if files.get(s)}
+        where = str(files["train"])
+    else:
+        splits = load_splits(data, data_dir, seed)
+        out = {}
+        for s, ds in splits.rows.items():
+            if ds is not None:
+                cols = {
+                    c: ds.data.column(c).to_pylist() for c in ("x", "y", "lengths") if c in ds.column_names
+                }
+                try:
+                    out[s] = _check_arrays(cols, splits.where[s], "columns")
+                except ValueError as err:  # ragged rows
+                    raise DataError(
+                        f"{splits.where[s]}: column x is not one [T, D] array a row ({err})"
+                    ) from None
+        where = splits.where["train"]
     missing = [s for s in ("valid", "test") if s not in out]
     n = len(out["train"]["y"])
     sizes = {s: count(data.get(f"{s}_fraction", 0.1), n, f"{s}_fraction") for s in missing}
@@ -516,7 +544,7 @@ def load_sequences(data: Mapping[str, Any], seed: int = 0) -> dict[str, dict[str
     for s in missing:
         if len(idx[s]) == 0:
             raise DataError(
-                f"{files['train']}: data.{s}_fraction={data.get(f'{s}_fraction')} carves an empty "
+                f"{where}: data.{s}_fraction={data.get(f'{s}_fraction')} carves an empty "
                 f"{s} split from {n} rows; raise it or give data.files.{s}"
             )
     train = out["train"]

@@ -52,7 +52,8 @@ from seqjax.config import Preset, base_config, with_preset
 
 _WORD = {
     "data.level": "word", "data.max_pairs": 30000, "data.max_len": 12, "data.buckets": [8],
-    "data.valid_fraction": 1500, "data.test_fraction": 1500, "data.src_vocab_size": 6000, "data.tgt_vocab_size": 0,
+    "data.valid_fraction": 1500, "data.test_fraction": 1500, "data.src_vocab_size": 6000,
+    "data.tgt_vocab_size": 0,
     "model.cell": "gru", "model.hidden": 256, "model.embed": 256, "model.attention": "bahdanau",
     "model.dropout": 0.2, "optim.name": "adam", "optim.lr": 2e-3, "optim.clip_norm": 5.0, "optim.eps": 1e-8,
     "train.epochs": 12, "train.early_stop_patience": 3,

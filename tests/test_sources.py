@@ -278,16 +278,16 @@ def test_fetch_records_checksum_of_unpinned_files(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- presets: same numbers
 
-#: summary.json of `seqjax train agnews:tiny` / `ptb_lm:tiny` (SEQJAX_DATA=../shared/data, CPU) with the
-#: dedicated AG News and PTB loaders this mechanism replaced
-BEFORE = {
+#: reference numbers: best valid/test of `seqjax train agnews:tiny` and `ptb_lm:tiny` (SEQJAX_DATA=
+#: ../shared/data, CPU) with the dedicated AG News and PTB loaders of commit 027dbe8
+REFERENCE = {
     "agnews:tiny": {"valid": {"acc": 0.234375}, "test": {"acc": 0.265625}},
     "ptb_lm:tiny": {"valid": {"ppl": 876.8895173939995}, "test": {"ppl": 858.1334409523909}},
 }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", list(BEFORE))
+@pytest.mark.parametrize("spec", list(REFERENCE))
 def test_builtin_corpora_reproduce_the_numbers(spec, tmp_path, capsys):
     import os
 
@@ -296,6 +296,6 @@ def test_builtin_corpora_reproduce_the_numbers(spec, tmp_path, capsys):
     rc, err = _train([spec, "--workdir", str(tmp_path / "run")], capsys)
     assert rc == 0, err
     best = json.loads((tmp_path / "run" / "summary.json").read_text())["best"]
-    for split, metrics in BEFORE[spec].items():
+    for split, metrics in REFERENCE[spec].items():
         for key, value in metrics.items():
             assert best[split][key] == pytest.approx(value, rel=1e-6, abs=0), (split, key)

@@ -13,6 +13,7 @@ variant are XLA compiler options of its compilation instead of config overrides:
     python benchmarks/ab_step.py --variant "bfs=xla_cpu_enable_concurrency_optimized_scheduler=true" \
         --variant "dfs=xla_cpu_enable_concurrency_optimized_scheduler=false"
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,11 +46,15 @@ def build(config: str, sets: list[str], eval_step: bool):
     cfg = config_lib.resolve(config, sets)
     task, make_batch = bench.synthetic_task(cfg)
     engine = loop.build(cfg, task=task)
-    batch = mesh_lib.shard_batch(make_batch(np.random.default_rng(0), "valid" if eval_step else "train"), engine.mesh)
+    batch = mesh_lib.shard_batch(
+        make_batch(np.random.default_rng(0), "valid" if eval_step else "train"), engine.mesh
+    )
     state = engine.init_state()
     if eval_step:
         carry = task.initial_carry(len(next(iter(batch.values())))) if task.stateful else None
-        compiled = engine.eval_step.lower(state.params, batch, carry).compile(compiler_options=options or None)
+        compiled = engine.eval_step.lower(state.params, batch, carry).compile(
+            compiler_options=options or None
+        )
         return lambda s: (compiled(s.params, batch, carry)[0]["count"].block_until_ready(), s)[1], state
     compiled = engine.train_step.lower(state, batch).compile(compiler_options=options or None)
     return lambda s: jax.block_until_ready(compiled(s, batch)), state
@@ -58,9 +63,14 @@ def build(config: str, sets: list[str], eval_step: bool):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("config", nargs="?", default=bench.DEFAULT_CONFIG)
-    ap.add_argument("--variant", action="append", required=True, metavar="NAME=KEY=V[,KEY=V]",
-                    help="a contestant: its name, then comma-separated --set overrides (none: NAME=) and "
-                    "xla_*=V XLA compiler options of its compilation")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        required=True,
+        metavar="NAME=KEY=V[,KEY=V]",
+        help="a contestant: its name, then comma-separated --set overrides (none: NAME=) and "
+        "xla_*=V XLA compiler options of its compilation",
+    )
     ap.add_argument("--eval", action="store_true")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--steps", type=int, default=5)
@@ -84,7 +94,10 @@ def main() -> None:
                 states[k] = fn(states[k])
             times[k].append((time.perf_counter() - t0) / args.steps)
     first = statistics.median(next(iter(times.values())))
-    print(f"{args.config} {'eval' if args.eval else 'train'} step, {jax.devices()[0]}, median of {args.rounds} rounds x {args.steps} steps\n")
+    print(
+        f"{args.config} {'eval' if args.eval else 'train'} step, {jax.devices()[0]}, "
+        f"median of {args.rounds} rounds x {args.steps} steps\n"
+    )
     print("| variant | ms / step | × first (speed) |\n| --- | ---: | ---: |")
     for k, ts in times.items():
         med = statistics.median(ts)

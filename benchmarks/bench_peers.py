@@ -30,6 +30,7 @@ printed (and appended to ``--md`` when given), headed by the commit, machine and
 and ``bench_peers:end`` markers with the tables, the commit, the machine (CPU model and
 vector width) and the command that made them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,13 +58,26 @@ VARIANTS = {
 #: name -> (seqjax bench config, benchmarks/torch_peers.py subcommand, torch contestant, shapes,
 #: the seqjax overrides that give the peer's shapes)
 STEP_VARIANTS = {
-    "agnews": ("agnews:bilstm-2x64", "classifier", "torch nn.LSTM",
-               ("agnews:bilstm-2x64, vocab 20000, embed 128, 2 bidirectional LSTM layers of 64, last-state "
-                "pooling, 4 classes, batch 64, T 128, eval batch 256, adam"), ()),
-    "seq2seq": ("translate:word-gru-attention", "seq2seq", "torch nn.GRU + nn.GRUCell",
-                ("translate:word-gru-attention, GRU 256 encoder and decoder, Bahdanau attention 256, "
-                 "embed 256, vocab 6000 -> 4000, batch 64, S = T = 13, eval batch 256, adam, clip 5"),
-                ("data.tgt_vocab_size=4000", "model.dropout=0.1")),
+    "agnews": (
+        "agnews:bilstm-2x64",
+        "classifier",
+        "torch nn.LSTM",
+        (
+            "agnews:bilstm-2x64, vocab 20000, embed 128, 2 bidirectional LSTM layers of 64, last-state "
+            "pooling, 4 classes, batch 64, T 128, eval batch 256, adam"
+        ),
+        (),
+    ),
+    "seq2seq": (
+        "translate:word-gru-attention",
+        "seq2seq",
+        "torch nn.GRU + nn.GRUCell",
+        (
+            "translate:word-gru-attention, GRU 256 encoder and decoder, Bahdanau attention 256, "
+            "embed 256, vocab 6000 -> 4000, batch 64, S = T = 13, eval batch 256, adam, clip 5"
+        ),
+        ("data.tgt_vocab_size=4000", "model.dropout=0.1"),
+    ),
 }
 FIGURES = ("train_tokens_per_s", "eval_tokens_per_s", "compile_s")
 #: the step types of experiments/results/bench.md (``--write``)
@@ -77,8 +91,16 @@ def seqjax_cmd(variant, steps, extra=()):
     else:
         cell, h, layers, b, t, eb = VARIANTS[variant]
         spec = "ptb_lm:zaremba-small"
-        sets = [f"model.cell={cell}", f"model.hidden={h}", f"model.embed={h}", f"model.layers={layers}",
-                f"data.batch_size={b}", f"data.bptt={t}", f"data.eval_batch_size={eb}", *extra]
+        sets = [
+            f"model.cell={cell}",
+            f"model.hidden={h}",
+            f"model.embed={h}",
+            f"model.layers={layers}",
+            f"data.batch_size={b}",
+            f"data.bptt={t}",
+            f"data.eval_batch_size={eb}",
+            *extra,
+        ]
     cmd = [sys.executable, "-m", "seqjax", "bench", spec, "--steps", str(steps)]
     for s in sets:
         cmd += ["--set", s]
@@ -87,16 +109,34 @@ def seqjax_cmd(variant, steps, extra=()):
 
 def compile_cmd(sets):
     """seqjax's train/eval step compile time alone (seqjax.bench.compile_times), PTB-small shapes."""
-    code = ("import json, sys; from seqjax import bench, config; "
-            "cfg = config.resolve(bench.DEFAULT_CONFIG, [*bench.DEFAULT_OVERRIDES, *sys.argv[1:]]); "
-            "print(json.dumps(bench.compile_times(cfg)))")
+    code = (
+        "import json, sys; from seqjax import bench, config; "
+        "cfg = config.resolve(bench.DEFAULT_CONFIG, [*bench.DEFAULT_OVERRIDES, *sys.argv[1:]]); "
+        "print(json.dumps(bench.compile_times(cfg)))"
+    )
     return [sys.executable, "-c", code, *sets]
 
 
 def peer_cmd(script, variant, steps):
     cell, h, layers, b, t, eb = VARIANTS[variant]
-    return [sys.executable, str(PEERS / script), "--cell", cell, "--hidden", str(h), "--layers", str(layers),
-            "--batch", str(b), "--bptt", str(t), "--eval-batch", str(eb), "--steps", str(steps)]
+    return [
+        sys.executable,
+        str(PEERS / script),
+        "--cell",
+        cell,
+        "--hidden",
+        str(h),
+        "--layers",
+        str(layers),
+        "--batch",
+        str(b),
+        "--bptt",
+        str(t),
+        "--eval-batch",
+        str(eb),
+        "--steps",
+        str(steps),
+    ]
 
 
 def torch_peer(variant, steps, gpu=False) -> tuple[str, list[str]]:
@@ -146,16 +186,23 @@ def cpu() -> str:
         info = pathlib.Path("/proc/cpuinfo").read_text()
     except OSError:
         return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-    field = lambda name: next((line.split(":", 1)[1].strip() for line in info.splitlines()  # noqa: E731
-                               if line.startswith(name)), "")
+    field = lambda name: next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in info.splitlines()  # noqa: E731
+            if line.startswith(name)
+        ),
+        "",
+    )
     flags = set(field("flags").split())
     width = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     return f"{field('model name') or platform.machine()} ({width}), {os.cpu_count()} CPUs"
 
 
 def torch_version() -> str:
-    proc = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
+    )
     return proc.stdout.strip() if proc.returncode == 0 else "not installed"
 
 
@@ -169,60 +216,116 @@ def write_section(path: pathlib.Path, text: str) -> None:
 
 
 def header() -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "seqjax"], capture_output=True, text=True,
-                           cwd=ROOT).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "seqjax"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
     import jax  # noqa: PLC0415 — only for the version line
 
-    return (f"commit {commit}{' (+ uncommitted seqjax changes)' if dirty else ''}; {cpu()}; "
-            f"jax {jax.__version__}, torch {torch_version()}; {time.strftime('%Y-%m-%d %H:%M')}")
+    return (
+        f"commit {commit}{' (+ uncommitted seqjax changes)' if dirty else ''}; {cpu()}; "
+        f"jax {jax.__version__}, torch {torch_version()}; {time.strftime('%Y-%m-%d %H:%M')}"
+    )
 
 
 def table(variant, results, rounds, load_before, load_after) -> str:
     names = list(results)
-    med = {n: {f: statistics.median(r[f] for r in results[n]) if results[n] and all(f in r for r in results[n])
-               else None for f in FIGURES} for n in names}
+    med = {
+        n: {
+            f: statistics.median(r[f] for r in results[n])
+            if results[n] and all(f in r for r in results[n])
+            else None
+            for f in FIGURES
+        }
+        for n in names
+    }
     base = med.get("seqjax")
-    lines = [(f"**{variant}**: {describe(variant)}; medians of {rounds} interleaved rounds; "
-              f"load avg {load_before} -> {load_after}"), "",
-             "| contestant | train tok/s | eval tok/s | compile s | seqjax train × | seqjax eval × | runs |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        (
+            f"**{variant}**: {describe(variant)}; medians of {rounds} interleaved rounds; "
+            f"load avg {load_before} -> {load_after}"
+        ),
+        "",
+        "| contestant | train tok/s | eval tok/s | compile s | seqjax train × | seqjax eval × | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for n in names:
         m = med[n]
         if m["train_tokens_per_s"] is None:
             lines.append(f"| {n} | – | – | – | – | – | {len(results[n])} |")
             continue
-        tr = f"{base['train_tokens_per_s'] / m['train_tokens_per_s']:.2f}" if base and base["train_tokens_per_s"] else "–"
-        ev = f"{base['eval_tokens_per_s'] / m['eval_tokens_per_s']:.2f}" if base and base["eval_tokens_per_s"] else "–"
+        tr = (
+            f"{base['train_tokens_per_s'] / m['train_tokens_per_s']:.2f}"
+            if base and base["train_tokens_per_s"]
+            else "–"
+        )
+        ev = (
+            f"{base['eval_tokens_per_s'] / m['eval_tokens_per_s']:.2f}"
+            if base and base["eval_tokens_per_s"]
+            else "–"
+        )
         comp = f"{m['compile_s']:.2f}" if m["compile_s"] is not None else "–"
-        lines.append(f"| {n} | {m['train_tokens_per_s']:,.0f} | {m['eval_tokens_per_s']:,.0f} | {comp} | {tr} | {ev} "
-                     f"| {len(results[n])} |")
+        lines.append(
+            f"| {n} | {m['train_tokens_per_s']:,.0f} | {m['eval_tokens_per_s']:,.0f} | {comp} | {tr} | {ev} "
+            f"| {len(results[n])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--variant", action="append", choices=sorted({**VARIANTS, **STEP_VARIANTS}),
-                    help="default: small")
+    ap.add_argument(
+        "--variant", action="append", choices=sorted({**VARIANTS, **STEP_VARIANTS}), help="default: small"
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=40, help="timed steps per run (the peers' default)")
-    ap.add_argument("--xla", action="append", default=[], metavar="NAME=FLAGS", help="extra seqjax contestant")
-    ap.add_argument("--env", action="append", default=[], metavar="NAME=VAR=VALUE",
-                    help="extra seqjax contestant with an environment variable set")
-    ap.add_argument("--tree", action="append", default=[], metavar="NAME=DIR",
-                    help="extra seqjax contestant: another checkout (e.g. `git archive` of an older commit)")
-    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra --set for every seqjax contestant")
+    ap.add_argument(
+        "--xla", action="append", default=[], metavar="NAME=FLAGS", help="extra seqjax contestant"
+    )
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VAR=VALUE",
+        help="extra seqjax contestant with an environment variable set",
+    )
+    ap.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="extra seqjax contestant: another checkout (e.g. `git archive` of an older commit)",
+    )
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra --set for every seqjax contestant",
+    )
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--torch-threads", type=int, default=0,
-                    help="also run the torch peer with this many threads (1 sidesteps OpenMP spinning on a busy machine)")
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="also run the torch peer with this many threads (1 sidesteps OpenMP spinning on a busy machine)",
+    )
     ap.add_argument("--no-flax", action="store_true")
-    ap.add_argument("--gpu", action="store_true", help="LM variants against torch with cuDNN (benchmarks/gpu.sh)")
+    ap.add_argument(
+        "--gpu", action="store_true", help="LM variants against torch with cuDNN (benchmarks/gpu.sh)"
+    )
     ap.add_argument("--compile-vs-length", action="store_true", help="seqjax compile_s at bptt 35, 350, 3500")
     ap.add_argument("--jsonl", default="/tmp/bench_peers.jsonl")
     ap.add_argument("--md", help="append the tables to this file")
-    ap.add_argument("--write", type=pathlib.Path, metavar="FILE",
-                    help="replace FILE's section between the bench_peers markers (default variants: all CPU step types)")
+    ap.add_argument(
+        "--write",
+        type=pathlib.Path,
+        metavar="FILE",
+        help="replace FILE's section between the bench_peers markers (default variants: all CPU step types)",
+    )
     args = ap.parse_args()
     if args.write and not args.variant and not args.compile_vs_length:
         args.variant = list(WRITE_VARIANTS)
@@ -241,10 +344,14 @@ def main() -> int:
                     raw.write(json.dumps({"contestant": f"seqjax-T{t}", **r}) + "\n")
                     raw.flush()
         base = statistics.median(r["compile_s"] for r in rows[35])
-        out.append(f"**compile time vs sequence length** (PTB-small LSTM train and eval steps, "
-                   f"`seqjax.bench.compile_times` with data.bptt=T; medians of {args.rounds} interleaved rounds; "
-                   f"load avg {l0} -> {load()})\n")
-        out.append("| T | train step compile_s | eval step compile_s | train × T=35 |\n| ---: | ---: | ---: | ---: |")
+        out.append(
+            f"**compile time vs sequence length** (PTB-small LSTM train and eval steps, "
+            f"`seqjax.bench.compile_times` with data.bptt=T; medians of {args.rounds} interleaved rounds; "
+            f"load avg {l0} -> {load()})\n"
+        )
+        out.append(
+            "| T | train step compile_s | eval step compile_s | train × T=35 |\n| ---: | ---: | ---: | ---: |"
+        )
         for t, rs in rows.items():
             c = statistics.median(r["compile_s"] for r in rs)
             ec = statistics.median(r["eval_compile_s"] for r in rs)
@@ -264,7 +371,10 @@ def main() -> int:
         for spec in [*args.env, *untuned]:
             name, _, assignment = spec.partition("=")
             var, _, value = assignment.partition("=")
-            contestants[f"seqjax {name}"] = (seqjax_cmd(variant, args.steps, args.sets), {**os.environ, var: value})
+            contestants[f"seqjax {name}"] = (
+                seqjax_cmd(variant, args.steps, args.sets),
+                {**os.environ, var: value},
+            )
         for spec in args.tree:
             name, _, tree = spec.partition("=")
             env = {**os.environ, "PYTHONPATH": str(pathlib.Path(tree).resolve())}
@@ -274,7 +384,9 @@ def main() -> int:
             contestants[name] = (cmd, None)
             if args.torch_threads:
                 contestants[f"torch ({args.torch_threads} thread{'s' if args.torch_threads > 1 else ''})"] = (
-                    cmd + ["--threads", str(args.torch_threads)], None)
+                    cmd + ["--threads", str(args.torch_threads)],
+                    None,
+                )
         if not args.no_flax and variant in VARIANTS:  # flax_lm.py: the LM variants only
             contestants["flax nn.RNN"] = (peer_cmd("flax_lm.py", variant, args.steps), None)
         results = {n: [] for n in contestants}
@@ -284,7 +396,10 @@ def main() -> int:
                 r = run(cmd, env)
                 if r:
                     results[name].append(r)
-                    raw.write(json.dumps({"contestant": name, "variant": variant, "round": i, "load": load(), **r}) + "\n")
+                    raw.write(
+                        json.dumps({"contestant": name, "variant": variant, "round": i, "load": load(), **r})
+                        + "\n"
+                    )
                     raw.flush()
         out.append(table(variant, results, args.rounds, l0, load()))
     text = "\n".join(out)

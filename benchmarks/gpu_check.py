@@ -16,6 +16,7 @@ Checks (float32 at ``jax.default_matmul_precision("highest")``, so TF32 does not
    against float32 at highest precision (relative difference). For full float32 matmuls on
    a GPU set ``JAX_DEFAULT_MATMUL_PRECISION=highest`` (jax's own switch).
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,10 @@ def record(name: str, value: float, tol: float, **extra) -> None:
 
 
 def max_diff(a, b) -> float:
-    return max(float(jnp.max(jnp.abs(jnp.asarray(x, jnp.float32) - jnp.asarray(y, jnp.float32))))
-               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return max(
+        float(jnp.max(jnp.abs(jnp.asarray(x, jnp.float32) - jnp.asarray(y, jnp.float32))))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 def count_cudnn_calls():
@@ -73,16 +76,28 @@ def check_stacked(calls) -> None:
 
     def loss(model, p, x):
         y, carry = model.apply(p, x, lengths)
-        return jnp.sum(jnp.where(mask, y, 0.0) * w) + sum(jnp.sum(c) for c in jax.tree.leaves(carry)), (y, carry)
+        return jnp.sum(jnp.where(mask, y, 0.0) * w) + sum(jnp.sum(c) for c in jax.tree.leaves(carry)), (
+            y,
+            carry,
+        )
 
     with jax.default_matmul_precision("highest"):
-        (l_ref, (y_ref, c_ref)), g_ref = jax.jit(jax.value_and_grad(lambda p, x: loss(scan, p, x), (0, 1), has_aux=True))(params, x)
+        (l_ref, (y_ref, c_ref)), g_ref = jax.jit(
+            jax.value_and_grad(lambda p, x: loss(scan, p, x), (0, 1), has_aux=True)
+        )(params, x)
         before = len(calls)
-        (l, (y, c)), g = jax.jit(jax.value_and_grad(lambda p, x: loss(cudnn, p, x), (0, 1), has_aux=True))(params, x)
+        (l, (y, c)), g = jax.jit(jax.value_and_grad(lambda p, x: loss(cudnn, p, x), (0, 1), has_aux=True))(
+            params, x
+        )
         n_calls = len(calls) - before
     if jax.default_backend() == "gpu":
         record("stacked_lstm.cudnn_kernel_ran", 0.0 if n_calls > 0 else 1.0, 0.0, cudnn_calls=n_calls)
-    record("stacked_lstm.outputs", max_diff(jnp.where(mask, y, 0), jnp.where(mask, y_ref, 0)), 1e-4, cudnn_calls=n_calls)
+    record(
+        "stacked_lstm.outputs",
+        max_diff(jnp.where(mask, y, 0), jnp.where(mask, y_ref, 0)),
+        1e-4,
+        cudnn_calls=n_calls,
+    )
     record("stacked_lstm.carry", max_diff(c, c_ref), 1e-4)
     record("stacked_lstm.grad_params", max_diff(g[0], g_ref[0]), 1e-3)
     record("stacked_lstm.grad_inputs", max_diff(g[1], g_ref[1]), 1e-4)
@@ -107,14 +122,21 @@ def check_train_step(calls) -> None:
             for b in batches:
                 state = engine.train_step(state, b)
             runs[backend] = (jax.device_get(state.params), len(calls) - before)
-    record("lm_train_step.params_after_3_steps", max_diff(runs["cudnn"][0], runs["scan"][0]), 1e-4,
-           cudnn_calls=runs["cudnn"][1])
+    record(
+        "lm_train_step.params_after_3_steps",
+        max_diff(runs["cudnn"][0], runs["scan"][0]),
+        1e-4,
+        cudnn_calls=runs["cudnn"][1],
+    )
 
 
 def check_precision() -> None:
     losses = {}
-    for name, overrides, precision in (("f32-highest", [], "highest"), ("f32-default", [], "default"),
-                                       ("bf16", ["model.dtype=bfloat16"], "default")):
+    for name, overrides, precision in (
+        ("f32-highest", [], "highest"),
+        ("f32-default", [], "default"),
+        ("bf16", ["model.dtype=bfloat16"], "default"),
+    ):
         engine, task, make_batch = _engine(overrides)
         rng = np.random.default_rng(1)
         # init params x 8 (uniform +-0.8): logits far from uniform, so precision shows
@@ -127,12 +149,18 @@ def check_precision() -> None:
         losses[name] = float(m["loss_sum"]) / float(m["count"])
     ref = losses["f32-highest"]
     # default precision is TF32 on Ampere/Hopper: ~1e-3 relative (experiments/results/bench.md)
-    record("lm_eval.f32_default_vs_highest_rel", abs(losses["f32-default"] - ref) / abs(ref), 5e-3, losses=losses)
+    record(
+        "lm_eval.f32_default_vs_highest_rel", abs(losses["f32-default"] - ref) / abs(ref), 5e-3, losses=losses
+    )
     record("lm_eval.bf16_vs_f32_rel", abs(losses["bf16"] - ref) / abs(ref), 2e-2)
 
 
 def main() -> int:
-    print(json.dumps({"device": str(jax.devices()[0]), "backend": jax.default_backend(), "jax": jax.__version__}))
+    print(
+        json.dumps(
+            {"device": str(jax.devices()[0]), "backend": jax.default_backend(), "jax": jax.__version__}
+        )
+    )
     calls = count_cudnn_calls()
     for check in (lambda: check_stacked(calls), lambda: check_train_step(calls), check_precision):
         try:

@@ -5,6 +5,7 @@
 The FLOP roof of experiments/results/bench.md: a step cannot run faster than its FLOPs at
 these rates. Median of 30 calls per shape, in one process.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -13,6 +13,7 @@ time per step with their call counts; look an op name up in the optimized HLO
 (``--hlo FILE`` writes it). On CPU, Eigen dots run asynchronously, so their own rows
 understate them; the per-step wall time is the figure to compare.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--hlo", help="write the optimized HLO text of the step here")
-    ap.add_argument("--overlap", action="append", default=[], metavar="OP",
-                    help="for the first call of OP in the trace, the ops that ran on other threads meanwhile")
+    ap.add_argument(
+        "--overlap",
+        action="append",
+        default=[],
+        metavar="OP",
+        help="for the first call of OP in the trace, the ops that ran on other threads meanwhile",
+    )
     args = ap.parse_args()
     keep_freed_memory()  # as the `seqjax` commands do (SEQJAX_MALLOC_TUNING=0: off)
     prefer_depth_first_schedule()  # as the `seqjax` commands do (SEQJAX_XLA_TUNING=0: off)
@@ -53,7 +59,9 @@ def main() -> None:
     cfg = config_lib.resolve(args.config, sets)
     task, make_batch = bench.synthetic_task(cfg)
     engine = loop.build(cfg, task=task)
-    batch = mesh_lib.shard_batch(make_batch(np.random.default_rng(0), "valid" if args.eval else "train"), engine.mesh)
+    batch = mesh_lib.shard_batch(
+        make_batch(np.random.default_rng(0), "valid" if args.eval else "train"), engine.mesh
+    )
     state = engine.init_state()
     if args.eval:
         carry = task.initial_carry(len(next(iter(batch.values())))) if task.stateful else None
@@ -69,6 +77,7 @@ def main() -> None:
             s = compiled(s, batch)
             jax.block_until_ready(s)
             return s
+
     if args.hlo:
         with open(args.hlo, "w") as f:
             f.write(compiled.as_text())
@@ -85,7 +94,9 @@ def main() -> None:
         with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
             for _ in range(args.steps):
                 state = run(state)
-        events = json.load(gzip.open(glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)[0]))["traceEvents"]
+        events = json.load(gzip.open(glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)[0]))[
+            "traceEvents"
+        ]
     finally:
         shutil.rmtree(trace_dir, ignore_errors=True)
     total, count = collections.Counter(), collections.Counter()
@@ -95,8 +106,10 @@ def main() -> None:
             total[name] += e["dur"]
             count[name] += 1
     step = "eval" if args.eval else "train"
-    print(f"{args.config} {step} step: {1e3 * wall:.1f} ms wall per step (no profiler), "
-          f"{faults:.0f} page faults per step, {jax.devices()[0]}")
+    print(
+        f"{args.config} {step} step: {1e3 * wall:.1f} ms wall per step (no profiler), "
+        f"{faults:.0f} page faults per step, {jax.devices()[0]}"
+    )
     print("\n| op | ms / step | calls / step |\n| --- | ---: | ---: |")
     for name, us in total.most_common(args.top):
         print(f"| {name[:60]} | {us / args.steps / 1e3:.2f} | {count[name] / args.steps:g} |")
@@ -106,7 +119,11 @@ def main() -> None:
 
 def print_overlap(events, op: str) -> None:
     """Which ops ran on other threads while the first call of ``op`` ran (ms of overlap)."""
-    ops = [e for e in events if e.get("ph") == "X" and not e.get("name", "").startswith(("$", "ThunkExecutor", "Pjit"))]
+    ops = [
+        e
+        for e in events
+        if e.get("ph") == "X" and not e.get("name", "").startswith(("$", "ThunkExecutor", "Pjit"))
+    ]
     calls = sorted((e for e in ops if e["name"] == op), key=lambda e: e["ts"])
     if not calls:
         print(f"\n{op}: not in the trace")

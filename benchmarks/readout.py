@@ -14,6 +14,7 @@ Times, in one process and interleaved round by round (median ms over rounds):
 Also checks that every variant gives the plain loss (rtol 1e-5) and gradients (rtol 1e-3).
 Results: experiments/results/bench.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--chunks", default="50,150,350,700")
-    ap.add_argument("--baseline", action="append", default=[], metavar="NAME=FILE",
-                    help="another losses.py (e.g. an older commit's) whose fused read-out runs as a contestant")
+    ap.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="another losses.py (e.g. an older commit's) whose fused read-out runs as a contestant",
+    )
     args = ap.parse_args()
     others = {}
     for spec in args.baseline:
@@ -63,9 +69,12 @@ def main() -> None:
         variants = {"plain": lambda x, w, b, y=y, wt=wt: plain(x, w, b, y, wt)}
         for c in chunks:
             variants[f"fused chunk={c}"] = lambda x, w, b, c=c, y=y, wt=wt: linear_cross_entropy(
-                x, w, b, y, wt, chunk=c)
+                x, w, b, y, wt, chunk=c
+            )
             for other, fn in others.items():
-                variants[f"{other} chunk={c}"] = lambda x, w, b, c=c, y=y, wt=wt, fn=fn: fn(x, w, b, y, wt, chunk=c)
+                variants[f"{other} chunk={c}"] = lambda x, w, b, c=c, y=y, wt=wt, fn=fn: fn(
+                    x, w, b, y, wt, chunk=c
+                )
         want = None
         for name, f in variants.items():
             fn = jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)) if mode == "train" else f)

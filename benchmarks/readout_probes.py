@@ -15,6 +15,7 @@
 
 Results: the step analyses in the history of experiments/results/bench.md (git log -p).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,13 +32,21 @@ def inner_dim_cases():
     key = jax.random.PRNGKey(0)
     cases = {}
     for k in (200, 201, 208):
-        a, w, d = jax.random.normal(key, (N, k)), jax.random.normal(key, (k, V)), jax.random.normal(key, (N, V))
+        a, w, d = (
+            jax.random.normal(key, (N, k)),
+            jax.random.normal(key, (k, V)),
+            jax.random.normal(key, (N, V)),
+        )
 
         def products(a, w, d):
             return a @ w, d @ w.T, a.T @ d
 
         cases[f"K = {k}: the three products"] = (jax.jit(products), (a, w, d))
-    singles = [jax.jit(lambda a, w, d: a @ w), jax.jit(lambda a, w, d: d @ w.T), jax.jit(lambda a, w, d: a.T @ d)]
+    singles = [
+        jax.jit(lambda a, w, d: a @ w),
+        jax.jit(lambda a, w, d: d @ w.T),
+        jax.jit(lambda a, w, d: a.T @ d),
+    ]
 
     def one_at_a_time(a, w, d):
         return [jax.block_until_ready(f(a, w, d)) for f in singles]

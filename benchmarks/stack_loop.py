@@ -11,6 +11,7 @@ process (median ms over rounds), at PTB-small's LSTM shapes (T 35, batch 20, hid
 
 Results: the step analyses in the history of experiments/results/bench.md (git log -p).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,7 @@ def chains():
         def body(carry, x):
             h, c = _lstm(*carry, x + carry[0] @ w)
             return (h, c), h
+
         return jax.lax.scan(body, (zero, zero), xs)[1]
 
     def two_in_one(w1, w2, xs):
@@ -50,6 +52,7 @@ def chains():
             h, c = _lstm(h, c, x + h @ w1)
             h2, c2 = _lstm(h2, c2, x + h2 @ w2)
             return (h, c, h2, c2), h2
+
         return jax.lax.scan(body, (zero,) * 4, xs)[1]
 
     def two_loops(w1, w2, xs):
@@ -82,8 +85,15 @@ def stack():
 
     def one_loop(p, xp):
         return stacked_recurrence(
-            tuple(c.gates for c in cells), tuple(c.recurrent_input for c in cells), p["hk"], p["hb"],
-            (p["ik"],), (p["ib"],), xp, (zero, zero))[1]
+            tuple(c.gates for c in cells),
+            tuple(c.recurrent_input for c in cells),
+            p["hk"],
+            p["hb"],
+            (p["ik"],),
+            (p["ib"],),
+            xp,
+            (zero, zero),
+        )[1]
 
     np.testing.assert_allclose(layer_by_layer(p, xp), one_loop(p, xp), rtol=1e-5, atol=1e-6)
     out = {}

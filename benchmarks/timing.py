@@ -1,6 +1,7 @@
 """Interleaved in-process timing shared by the micro-benchmarks (``_bench_stack_loop.py``,
 ``_readout_probes.py``): every case once per round, in turn, so that this VM's slow drifts
 hit all of them alike."""
+
 from __future__ import annotations
 
 import time

@@ -7,6 +7,7 @@ Embedding -> ``layers`` recurrent layers -> linear read-out over ``vocab``; SGD 
 clipping 5, the carry detached between steps (truncated BPTT). Synchronised timings of
 ``--steps`` train steps and eval forwards after warm-up; falls back to the CPU without CUDA.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,9 +76,17 @@ def main() -> None:
         sync()
     ev = a.steps * a.eval_batch * T / (time.perf_counter() - t0)
     name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
-    print(json.dumps({"impl": f"torch-{torch.__version__}-nn.{RNNS[a.cell].__name__}", "device": name,
-                      "cudnn": torch.backends.cudnn.is_available(), "train_tokens_per_s": round(train, 1),
-                      "eval_tokens_per_s": round(ev, 1)}))
+    print(
+        json.dumps(
+            {
+                "impl": f"torch-{torch.__version__}-nn.{RNNS[a.cell].__name__}",
+                "device": name,
+                "cudnn": torch.backends.cudnn.is_available(),
+                "train_tokens_per_s": round(train, 1),
+                "eval_tokens_per_s": round(ev, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ full length, so the outputs are the same; only the time may differ).
 ``benchmarks/bench_peers.py --variant agnews`` / ``--variant seq2seq`` runs these against
 ``seqjax bench``. Needs torch (CPU build: pip install torch==2.13.0); seqjax itself never imports it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,9 @@ class Classifier(nn.Module):
     ``pooling=last``: embedding -> bidirectional ``nn.LSTM`` (dropout between layers) ->
     [forward output at the last valid step; backward output at step 0] -> dropout -> Linear."""
 
-    def __init__(self, vocab: int, embed: int, hidden: int, layers: int, classes: int, dropout: float,
-                 pack: bool):
+    def __init__(
+        self, vocab: int, embed: int, hidden: int, layers: int, classes: int, dropout: float, pack: bool
+    ):
         super().__init__()
         self.pack = pack
         self.embed = nn.Embedding(vocab, embed)
@@ -89,8 +91,9 @@ class Seq2Seq(nn.Module):
     Dropout as seqjax's: on source and target embeddings and on the readout input.
     """
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, embed: int, hidden: int, units: int, dropout: float,
-                 pack: bool):
+    def __init__(
+        self, src_vocab: int, tgt_vocab: int, embed: int, hidden: int, units: int, dropout: float, pack: bool
+    ):
         super().__init__()
         self.pack = pack
         self.src_embed = nn.Embedding(src_vocab, embed)
@@ -159,8 +162,11 @@ def classifier(args) -> dict:
     model = Classifier(V, args.embed, args.hidden, args.layers, args.classes, args.dropout, not args.no_pack)
 
     def batch(b):
-        return {"tokens": torch.randint(2, V, (b, T)), "lengths": torch.full((b,), T),
-                "labels": torch.randint(0, args.classes, (b,))}
+        return {
+            "tokens": torch.randint(2, V, (b, T)),
+            "lengths": torch.full((b,), T),
+            "labels": torch.randint(0, args.classes, (b,)),
+        }
 
     def loss_of(m, x):
         return F.cross_entropy(m(x["tokens"], x["lengths"]), x["labels"])
@@ -169,10 +175,20 @@ def classifier(args) -> dict:
     train_s, eval_s = measure(model, loss_of, train, evaluation, args)
     tokens = int(train["lengths"].sum())  # ClassifyTask.tokens: real tokens
     return {
-        "impl": f"torch-{torch.__version__}-nn.LSTM", "model": "classifier", "vocab": V, "embed": args.embed,
-        "hidden": args.hidden, "layers": args.layers, "bidirectional": True, "classes": args.classes,
-        "batch": args.batch, "seq_len": T, "eval_batch": args.eval_batch, "packed": not args.no_pack,
-        "threads": torch.get_num_threads(), "tokens_per_step": tokens,
+        "impl": f"torch-{torch.__version__}-nn.LSTM",
+        "model": "classifier",
+        "vocab": V,
+        "embed": args.embed,
+        "hidden": args.hidden,
+        "layers": args.layers,
+        "bidirectional": True,
+        "classes": args.classes,
+        "batch": args.batch,
+        "seq_len": T,
+        "eval_batch": args.eval_batch,
+        "packed": not args.no_pack,
+        "threads": torch.get_num_threads(),
+        "tokens_per_step": tokens,
         "train_tokens_per_s": round(args.steps * tokens / train_s, 1),
         "eval_tokens_per_s": round(args.steps * int(evaluation["lengths"].sum()) / eval_s, 1),
     }
@@ -194,10 +210,21 @@ def seq2seq(args) -> dict:
 
     train_s, eval_s = measure(model, loss_of, batch(args.batch), batch(args.eval_batch), args)
     return {
-        "impl": f"torch-{torch.__version__}-nn.GRU+nn.GRUCell", "model": "seq2seq", "src_vocab": SV,
-        "tgt_vocab": TV, "embed": args.embed, "hidden": args.hidden, "layers": 1, "attention_units": units,
-        "batch": args.batch, "src_len": S, "tgt_len": T, "eval_batch": args.eval_batch,
-        "packed": not args.no_pack, "threads": torch.get_num_threads(), "tokens_per_step": args.batch * T,
+        "impl": f"torch-{torch.__version__}-nn.GRU+nn.GRUCell",
+        "model": "seq2seq",
+        "src_vocab": SV,
+        "tgt_vocab": TV,
+        "embed": args.embed,
+        "hidden": args.hidden,
+        "layers": 1,
+        "attention_units": units,
+        "batch": args.batch,
+        "src_len": S,
+        "tgt_len": T,
+        "eval_batch": args.eval_batch,
+        "packed": not args.no_pack,
+        "threads": torch.get_num_threads(),
+        "tokens_per_step": args.batch * T,
         "train_tokens_per_s": round(args.steps * args.batch * T / train_s, 1),  # TranslateTask.tokens
         "eval_tokens_per_s": round(args.steps * args.eval_batch * T / eval_s, 1),
     }
@@ -211,8 +238,9 @@ def common(p: argparse.ArgumentParser, *, embed: int, lr: float, clip: float, dr
     p.add_argument("--dropout", type=float, default=dropout)
     p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--clip", type=float, default=clip, help="clip gradients by global norm (0: off)")
-    p.add_argument("--no-pack", action="store_true",
-                   help="feed the RNN the padded batch, not a packed sequence")
+    p.add_argument(
+        "--no-pack", action="store_true", help="feed the RNN the padded batch, not a packed sequence"
+    )
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=0, help="0: torch default")
 

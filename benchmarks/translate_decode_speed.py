@@ -17,6 +17,7 @@ round-robin ``--repeats`` times and the fastest time of each is kept (the dev bo
 shared 2-core CPU, where a single timing swings by 2x). The outputs of the Python loops
 are checked against the jit ones. Prints one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,10 +46,7 @@ def main() -> None:
 
     task, params = load_translator(args.workdir)
     cfg = task.cfg
-    data = tatoeba.load_translation(
-        args.data_dir, pair=cfg.data.pair, level=cfg.data.level, max_pairs=cfg.data.max_pairs or None,
-        max_len=cfg.data.max_len, valid_size=cfg.data.valid_size, test_size=cfg.data.test_size, seed=cfg.seed,
-        src_vocab_size=cfg.data.src_vocab_size or None, tgt_vocab_size=cfg.data.tgt_vocab_size or None)
+    data = tatoeba.load_translation(cfg.data, args.data_dir, cfg.seed)
     assert data.src_vocab == task.src_vocab, "the dataset's vocabulary differs from the run's"
     src = [s for s, _ in data.test[: args.sentences]]
     model, v, d = task.model(), task.tgt_vocab, cfg.decode
@@ -58,7 +56,9 @@ def main() -> None:
     encode = jax.jit(lambda s, l: model.apply({"params": params}, s, l, method=Seq2Seq.encode))
     step = jax.jit(lambda m, c, t: model.apply({"params": params}, m, c, t, method=Seq2Seq.decode_step))
     stepfn = decoding.seq2seq_step_fn(model, params)
-    beam_init = jax.jit(functools.partial(decoding.beam_init, stepfn, beam=k, max_len=max_len, pad_id=v.pad_id))
+    beam_init = jax.jit(
+        functools.partial(decoding.beam_init, stepfn, beam=k, max_len=max_len, pad_id=v.pad_id)
+    )
     beam_step = jax.jit(functools.partial(decoding.beam_step, stepfn, sos_id=v.sos_id, eos_id=v.eos_id, **kw))
     beam_done = jax.jit(functools.partial(decoding.beam_done, **kw))
     beam_final = jax.jit(functools.partial(decoding.beam_finalize, **kw))
@@ -109,17 +109,37 @@ def main() -> None:
         for name, fn in paths.items():
             outputs[name], dt = timed(fn)
             times[name].append(dt)
-    results = {name: {"ms_per_sentence": round(1000 * min(t) / len(src), 3),
-                      "all_ms_per_sentence": [round(1000 * x / len(src), 2) for x in t]} for name, t in times.items()}
+    results = {
+        name: {
+            "ms_per_sentence": round(1000 * min(t) / len(src), 3),
+            "all_ms_per_sentence": [round(1000 * x / len(src), 2) for x in t],
+        }
+        for name, t in times.items()
+    }
     agree_g = np.mean([a == b for a, b in zip(outputs["jit-greedy"], outputs["python-greedy"])])
     agree_b = np.mean([a == b for a, b in zip(outputs[f"jit-beam{k}"], outputs[f"python-beam{k}"])])
-    print(json.dumps({
-        "workdir": args.workdir, "sentences": len(src), "decode_batch_size": task.decode_batch_size,
-        "device": f"{jax.device_count()}x {jax.devices()[0].device_kind}", "results": results,
-        "speedup_greedy": round(results["python-greedy"]["ms_per_sentence"] / results["jit-greedy"]["ms_per_sentence"], 1),
-        f"speedup_beam{k}": round(results[f"python-beam{k}"]["ms_per_sentence"] / results[f"jit-beam{k}"]["ms_per_sentence"], 1),
-        "same_output_greedy": float(agree_g), f"same_output_beam{k}": float(agree_b),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "workdir": args.workdir,
+                "sentences": len(src),
+                "decode_batch_size": task.decode_batch_size,
+                "device": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
+                "results": results,
+                "speedup_greedy": round(
+                    results["python-greedy"]["ms_per_sentence"] / results["jit-greedy"]["ms_per_sentence"], 1
+                ),
+                f"speedup_beam{k}": round(
+                    results[f"python-beam{k}"]["ms_per_sentence"]
+                    / results[f"jit-beam{k}"]["ms_per_sentence"],
+                    1,
+                ),
+                "same_output_greedy": float(agree_g),
+                f"same_output_beam{k}": float(agree_b),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ same tokenizer. C is chosen on the validation split; the test split is scored on
 
 Prints one JSON object. A script, not a seqjax dependency (needs scikit-learn).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,10 +16,9 @@ import json
 import time
 
 import numpy as np
+from seqjax.data.agnews import load_agnews, tokenize
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-
-from seqjax.data.agnews import load_agnews, tokenize
 
 
 def main(argv=None) -> dict:
@@ -30,8 +30,14 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     d = load_agnews(args.data_dir, valid_size=args.valid_size, seed=args.seed)
-    vec = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, ngram_range=(1, 2),
-                          min_df=1, sublinear_tf=True)
+    vec = TfidfVectorizer(
+        tokenizer=tokenize,
+        lowercase=False,
+        token_pattern=None,
+        ngram_range=(1, 2),
+        min_df=1,
+        sublinear_tf=True,
+    )
     x_train = vec.fit_transform(d.train.texts)
     x_valid, x_test = vec.transform(d.valid.texts), vec.transform(d.test.texts)
     valid_acc, models = {}, {}
@@ -42,9 +48,12 @@ def main(argv=None) -> dict:
     clf = models[best_c]
     out = {
         "model": "tfidf(1-2gram, sublinear tf) + logistic regression",
-        "train": len(d.train.texts), "valid": len(d.valid.texts), "test": len(d.test.texts),
+        "train": len(d.train.texts),
+        "valid": len(d.valid.texts),
+        "test": len(d.test.texts),
         "features": x_train.shape[1],
-        "valid_acc_by_C": valid_acc, "C": best_c,
+        "valid_acc_by_C": valid_acc,
+        "C": best_c,
         "valid_acc": valid_acc[best_c],
         "test_acc": float(np.mean(clf.predict(x_test) == d.test.labels)),
         "wall_s": round(time.perf_counter() - t0, 1),

@@ -1,8 +1,9 @@
 """Learning curves of run directories: the per-epoch train and valid metric.
 
-    python scripts/plot_curves.py ckpt/run-a ckpt/run-b --metric ppl --out curves.png [--labels A B]
-    python scripts/plot_curves.py RUN --table          # print the per-epoch table (Markdown)
+python scripts/plot_curves.py ckpt/run-a ckpt/run-b --metric ppl --out curves.png [--labels A B]
+python scripts/plot_curves.py RUN --table          # print the per-epoch table (Markdown)
 """
+
 import argparse
 import pathlib
 import sys
@@ -48,7 +49,9 @@ def main():
                 pts = per_epoch(rows, split, args.metric)
                 if pts:
                     name = "train" if split == "train_epoch" else "valid"
-                    ax.plot(list(pts), list(pts.values()), style, color=color, marker=".", label=f"{label} {name}")
+                    ax.plot(
+                        list(pts), list(pts.values()), style, color=color, marker=".", label=f"{label} {name}"
+                    )
         ax.set_xlabel("epoch")
         ax.set_ylabel(args.metric)
         if args.log:

@@ -7,6 +7,7 @@ Scores (BLEU per pair and multi-reference, chrF) the run's best checkpoint, each
 and (b) the kept checkpoints plus the best one. One JSON line per candidate. Choose on
 ``--split valid``, then score the chosen one on test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,9 @@ def main() -> None:
     ck = Checkpoints(run.workdir)
     kept = {}
     for step in sorted(ck.latest.all_steps()):
-        out = ck.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        out = ck.latest.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+        )
         kept[step] = jax.tree.map(lambda _, x: jnp.asarray(x), run.params, out["state"]["params"])
     ck.close()
 
@@ -45,7 +48,9 @@ def main() -> None:
     for name, params in cands.items():
         if only and name not in only:
             continue
-        r = task.evaluate_translation(params, args.split, (args.beam,))[f"beam{args.beam}" if args.beam > 1 else "greedy"]
+        r = task.evaluate_translation(params, args.split, (args.beam,))[
+            f"beam{args.beam}" if args.beam > 1 else "greedy"
+        ]
         print(json.dumps({"candidate": name, "split": args.split, "beam": args.beam, **r}), flush=True)
 
 

@@ -8,6 +8,7 @@ is then applied to the test split, which is decoded with that setting only. Prin
 Markdown table (valid BLEU per setting) and one JSON line with the chosen setting and its
 test scores. Data as for ``seqjax eval`` (``$SEQJAX_DATA`` or ``--data-dir``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,10 @@ def main() -> None:
         name = "greedy" if beam == 1 else f"beam{beam}"
         return task.evaluate_translation(params, split, (beam,))[name]
 
-    print("| beam | alpha | valid BLEU | valid multi-ref BLEU | valid chrF |\n| ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| beam | alpha | valid BLEU | valid multi-ref BLEU | valid chrF |\n"
+        "| ---: | ---: | ---: | ---: | ---: |"
+    )
     results = {}
     for beam in (int(b) for b in args.beams.split(",")):
         for alpha in (float(a) for a in args.alphas.split(",")):
@@ -41,8 +45,16 @@ def main() -> None:
             print(f"| {beam} | {alpha} | {r['bleu']} | {r['bleu_multiref']} | {r['chrf']} |", flush=True)
     beam, alpha = max(results, key=lambda k: results[k]["bleu"])
     test = scores("test", beam, alpha)
-    print(json.dumps({"workdir": args.workdir, "chosen_on_valid": {"beam": beam, "alpha": alpha},
-                      "valid": results[beam, alpha], "test": test}))
+    print(
+        json.dumps(
+            {
+                "workdir": args.workdir,
+                "chosen_on_valid": {"beam": beam, "alpha": alpha},
+                "valid": results[beam, alpha],
+                "test": test,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

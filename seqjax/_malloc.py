@@ -13,6 +13,7 @@ effect as ``GLIBC_TUNABLES`` set before start-up, or as preloading jemalloc/tcma
 Library imports never call this (changing a process's allocator is the program's
 decision). Not glibc (macOS, musl): nothing happens.
 """
+
 from __future__ import annotations
 
 import ctypes

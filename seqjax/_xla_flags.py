@@ -10,6 +10,7 @@ The flag has to be in ``XLA_FLAGS`` before JAX's CPU backend starts. A scheduler
 already in ``XLA_FLAGS`` wins; library imports never change the flags; GPU and TPU
 backends ignore it.
 """
+
 from __future__ import annotations
 
 import os

@@ -8,10 +8,10 @@ eval steps, on synthetic batches.
 
 The experiment's task is built on synthetic data (every task's ``synthetic`` and
 ``synthetic_batch``: a synthetic vocabulary and random batches of the real shapes) instead
-of its dataset, so the command needs neither the data files nor ``datasets`` nor ``torch``. The step that is timed is the engine's own
-(:func:`seqjax.training.loop.build`): the jit-compiled, state-donating ``train_step`` that
-``seqjax train`` runs (forward, backward, clipping, optimizer update, metric sums) and
-the ``eval_step`` of ``seqjax eval``.
+of its dataset, so the command needs neither the data files nor ``datasets`` nor ``torch``.
+The step that is timed is the engine's own (:func:`seqjax.training.loop.build`): the
+jit-compiled, state-donating ``train_step`` that ``seqjax train`` runs (forward, backward,
+clipping, optimizer update, metric sums) and the ``eval_step`` of ``seqjax eval``.
 
 Prints one JSON object:
 
@@ -32,6 +32,7 @@ Default shapes (no CONFIG): ``ptb_lm:zaremba-small`` with ``data.bptt=35`` and
 batch 20, BPTT 35 — the shapes of ``../shared/peers/torch_lm.py`` and ``flax_lm.py`` at
 their defaults, so ``benchmarks/bench_peers.py`` can put them side by side.
 """
+
 from __future__ import annotations
 
 import json
@@ -84,7 +85,9 @@ def _peak_memory_mb() -> tuple[float, str]:
 def _step_memory_mb(compiled) -> float | None:
     try:
         m = compiled.memory_analysis()
-        total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+        total = (
+            m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+        )
         return total / 2**20
     except Exception:  # noqa: BLE001 — not every backend reports it
         return None
@@ -196,8 +199,12 @@ def compile_times(cfg) -> dict[str, Any]:
     carry = task.initial_carry(eval_b) if task.stateful else None
     t0 = time.perf_counter()
     engine.eval_step.lower(state.params, mesh_lib.shard_batch(eval_host, engine.mesh), carry).compile()
-    return {"compile_s": round(compile_s, 3), "eval_compile_s": round(time.perf_counter() - t0, 3),
-            "seq_len": int(next(x for x in host.values() if np.ndim(x) >= 2).shape[1]), "device": _device()}
+    return {
+        "compile_s": round(compile_s, 3),
+        "eval_compile_s": round(time.perf_counter() - t0, 3),
+        "seq_len": int(next(x for x in host.values() if np.ndim(x) >= 2).shape[1]),
+        "device": _device(),
+    }
 
 
 def _vocab_size(task) -> int | None:

@@ -4,10 +4,11 @@ Each loads a run directory (config, assets, checkpoint; the dataset is read only
 ``sample``, whose vocabulary is the corpus's), calls the task's own inference method and
 prints one line per input. ``args`` is the :mod:`argparse` namespace of :mod:`seqjax.cli`.
 """
+
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
@@ -61,14 +62,20 @@ def translate_command(args) -> int:
             src = task.src_vocab.decode(task.encode_sources(texts[:1])[0])
             n = int(out.lengths[0])
             tgt = task.tgt_vocab.decode(out.tokens[0, :n])
-            plot_attention(args.plot_attention, src, tgt, np.asarray(out.attention[0, :n, : len(src)]),
-                           title=f"{texts[0]} -> {hyps[0]}")
+            plot_attention(
+                args.plot_attention,
+                src,
+                tgt,
+                np.asarray(out.attention[0, :n, : len(src)]),
+                title=f"{texts[0]} -> {hyps[0]}",
+            )
             print(f"attention heatmap: {args.plot_attention}", file=sys.stderr)
     return 0
 
 
-def plot_attention(path: str, src_tokens: Sequence[str], tgt_tokens: Sequence[str], weights: np.ndarray,
-                   title: str = "") -> None:
+def plot_attention(
+    path: str, src_tokens: Sequence[str], tgt_tokens: Sequence[str], weights: np.ndarray, title: str = ""
+) -> None:
     """Heatmap PNG of ``weights [len(tgt_tokens), len(src_tokens)]`` (rows: output tokens)."""
     import matplotlib
 

@@ -78,7 +78,7 @@ def _batch_size(tree) -> int:
     return jax.tree.leaves(tree)[0].shape[0]
 
 
-def _shapes(step_fn: StepFn, memory, state, n: int):
+def _vocab_and_source_len(step_fn: StepFn, memory, state, n: int):
     """(V, S) from an abstract evaluation of one step (no compute)."""
     logits, _, attn = jax.eval_shape(step_fn, memory, state, jnp.zeros((n,), jnp.int32))
     return logits.shape[-1], attn.shape[-1]
@@ -103,7 +103,7 @@ def greedy(step_fn: StepFn, memory, state, *, sos_id: int, eos_id: int, max_len:
       log-probs), ``attention [B, max_len, S]``.
     """
     b = _batch_size(state)
-    _, s = _shapes(step_fn, memory, state, b)
+    _, s = _vocab_and_source_len(step_fn, memory, state, b)
     init = dict(
         t=jnp.zeros((), jnp.int32),
         prev=jnp.full((b,), sos_id, jnp.int32),
@@ -172,7 +172,7 @@ def beam_init(step_fn: StepFn, memory, state, *, beam: int, max_len: int, pad_id
     """Tiled memory and the initial :class:`BeamState`."""
     b = _batch_size(state)
     memory, state = tile_beams(memory, beam), tile_beams(state, beam)
-    _, s = _shapes(step_fn, memory, state, b * beam)
+    _, s = _vocab_and_source_len(step_fn, memory, state, b * beam)
     seq = jnp.full((b, beam, max_len), pad_id, jnp.int32)
     attn = jnp.zeros((b, beam, max_len, s), jnp.float32)
     # Only beam 0 is alive at first, so the first step's top-K are K different tokens.

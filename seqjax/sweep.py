@@ -21,6 +21,7 @@ At the end :func:`aggregate` reads every run's ``summary.json`` into
 Metrics are those of the best-validation checkpoint (``summary["best"]``), as the
 training loop reports them.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,7 +34,8 @@ import statistics
 import sys
 import time
 import traceback
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from seqjax import config as config_lib
 from seqjax.errors import UsageError
@@ -147,14 +149,7 @@ def expand_grid(
         known = config_lib.flat_keys(base_cfg)
         for key, _ in axes:
             if key not in known:
-                import difflib
-
-                close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
-                raise UsageError(
-                    f"--grid {key}: unknown config key"
-                    + (f"; closest: {', '.join(close)}" if close else "")
-                    + "; `seqjax experiments --keys` lists them"
-                )
+                raise config_lib.unknown_key("--grid", key, known)
     if seed_axis:
         if seeds != 1:
             raise UsageError("--grid seed=... and --seeds N both give the seeds; use one of them")
@@ -186,7 +181,7 @@ def _resolve_run(config: str, overrides: Sequence[str], run: RunSpec):
     except UsageError as e:
         msg = str(e)
         if any(msg.startswith(f"--set {k}") for k, _ in run.point):
-            msg = "--grid " + msg[len("--set "):]
+            msg = "--grid " + msg[len("--set ") :]
         elif not msg.startswith("--"):
             msg = f"--grid point {run.point_name}: {msg}"
         raise UsageError(msg) from None
@@ -406,7 +401,9 @@ def aggregate(sweep_dir: str | pathlib.Path, metric: str | None = None, *, plot:
         raise UsageError(f"{sweep_dir}: no run directories (named like model.cell=gru,seed=0)")
     done = [r for r in records if r["summary"]]
     if metric is None:
-        metric = next((r["summary"].get("main_metric") for r in done if r["summary"].get("main_metric")), "loss")
+        metric = next(
+            (r["summary"].get("main_metric") for r in done if r["summary"].get("main_metric")), "loss"
+        )
     available = sorted({k for r in done for s in ("valid", "test") for k in r["summary"]["best"].get(s, {})})
     if done and metric not in available:
         raise UsageError(f"--metric {metric}: not in the runs' summaries; available: {', '.join(available)}")
@@ -426,14 +423,22 @@ def aggregate(sweep_dir: str | pathlib.Path, metric: str | None = None, *, plot:
     for r in records:
         s = r["summary"] or {}
         point = dict(r["point"])
-        row = {"run": r["name"], **{k: point.get(k, "") for k in keys}, "seed": r["seed"], "status": r["status"]}
+        row = {
+            "run": r["name"],
+            **{k: point.get(k, "") for k in keys},
+            "seed": r["seed"],
+            "status": r["status"],
+        }
         best = s.get("best", {})
         for col in metric_cols:
             split, _, k = col.partition("_")
             row[col] = best.get(split, {}).get(k, "")
         row.update(
-            best_step=best.get("step", ""), steps=s.get("steps", ""), wall_s=s.get("wall_s", ""),
-            train_tokens_per_s=s.get("train_tokens_per_s", ""), error=r["error"],
+            best_step=best.get("step", ""),
+            steps=s.get("steps", ""),
+            wall_s=s.get("wall_s", ""),
+            train_tokens_per_s=s.get("train_tokens_per_s", ""),
+            error=r["error"],
         )
         rows.append(row)
     with open(sweep_dir / "results.csv", "w", newline="") as f:
@@ -449,10 +454,13 @@ def aggregate(sweep_dir: str | pathlib.Path, metric: str | None = None, *, plot:
     points = []
     for values, recs in groups.items():
         ok = [r["summary"] for r in recs if r["summary"]]
-        entry = {"point": dict(zip(keys, values)), "n": len(ok),
-                 "failed": sum(r["status"] == "failed" for r in recs),
-                 "unfinished": sum(r["status"] == "unfinished" for r in recs),
-                 "seeds": [r["seed"] for r in recs if r["summary"]]}
+        entry = {
+            "point": dict(zip(keys, values)),
+            "n": len(ok),
+            "failed": sum(r["status"] == "failed" for r in recs),
+            "unfinished": sum(r["status"] == "unfinished" for r in recs),
+            "seeds": [r["seed"] for r in recs if r["summary"]],
+        }
         for split in ("valid", "test"):
             for k in dict.fromkeys([metric, "loss"]):
                 vals = [s["best"].get(split, {}).get(k) for s in ok]
@@ -509,14 +517,18 @@ def _plot(table: dict, path: pathlib.Path) -> None:
     try:
         import matplotlib
     except ImportError:
-        print("seqjax: matplotlib not installed; no results.png (pip install 'seqjax[plot]')", file=sys.stderr)
+        print(
+            "seqjax: matplotlib not installed; no results.png (pip install 'seqjax[plot]')", file=sys.stderr
+        )
         return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metric, keys, points = table["metric"], table["keys"], table["points"]
-    labels = ["\n".join(f"{k}={p['point'][k]}" if len(keys) > 1 else str(p["point"][k]) for k in keys) or "(base)"
-              for p in points]
+    labels = [
+        "\n".join(f"{k}={p['point'][k]}" if len(keys) > 1 else str(p["point"][k]) for k in keys) or "(base)"
+        for p in points
+    ]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(points) + 2), 3.6), layout="constrained")
     for j, (split, color) in enumerate((("valid", "tab:blue"), ("test", "tab:orange"))):
         xs = [i + (j - 0.5) * 0.18 for i in range(len(points))]
@@ -525,8 +537,15 @@ def _plot(table: dict, path: pathlib.Path) -> None:
         have = [(x, m, s) for x, m, s in zip(xs, means, stds) if m is not None]
         if not have:
             continue
-        ax.errorbar([h[0] for h in have], [h[1] for h in have], yerr=[h[2] for h in have], fmt="o",
-                    color=color, capsize=4, label=f"{split} (mean ± std)")
+        ax.errorbar(
+            [h[0] for h in have],
+            [h[1] for h in have],
+            yerr=[h[2] for h in have],
+            fmt="o",
+            color=color,
+            capsize=4,
+            label=f"{split} (mean ± std)",
+        )
         for x, p in zip(xs, points):
             seeds = p[f"{split}_{metric}"]
             ax.scatter([x + 0.06] * len(seeds), seeds, s=10, color=color, alpha=0.4, linewidths=0)
@@ -560,7 +579,10 @@ def sweep_command(args) -> int:
     print(f"results: {sweep_dir}/results.csv, results.md, results.png", file=sys.stderr)
     failed = [r for r in results if r["status"] == "failed"]
     if failed:
-        print(f"seqjax: {len(failed)} of {len(runs)} runs failed (see <run>/FAILED in {sweep_dir}); "
-              "the same command retries them", file=sys.stderr)
+        print(
+            f"seqjax: {len(failed)} of {len(runs)} runs failed (see <run>/FAILED in {sweep_dir}); "
+            "the same command retries them",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -1,4 +1,5 @@
 """`seqjax bench`: one JSON object with positive numbers, for any task, without the datasets."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,7 +21,9 @@ def _check(out: dict) -> None:
         assert isinstance(out[key], (int, float)) and out[key] > 0, (key, out[key])
     assert out["device"] and out["batch"] > 0 and out["seq_len"] > 0
     # throughput and step time describe the same timed steps
-    assert out["train_tokens_per_s"] == pytest.approx(1000 * out["tokens_per_step"] / out["step_ms"], rel=1e-2)
+    assert out["train_tokens_per_s"] == pytest.approx(
+        1000 * out["tokens_per_step"] / out["step_ms"], rel=1e-2
+    )
 
 
 def test_cli_prints_one_json_object_without_datasets_or_torch():
@@ -37,18 +40,38 @@ def test_cli_prints_one_json_object_without_datasets_or_torch():
     out = json.loads(lines[0])
     _check(out)
     assert out["config"] == "sequences:tiny" and out["steps"] == 2
-    assert out["xla_flags"] == "--xla_cpu_enable_concurrency_optimized_scheduler=false"  # the executable's schedule
+    assert (
+        out["xla_flags"] == "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+    )  # the executable's schedule
 
 
 def test_lm_tiny_on_synthetic_tokens(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "datasets", None)
     # no dataset anywhere: the synthetic corpus replaces it
-    rc = main(["bench", "ptb_lm:tiny", "--steps", "2", "--set", "data.bptt=12",
-               "--set", "data.eval_batch_size=4", "--data-dir", str(tmp_path)])
+    rc = main(
+        [
+            "bench",
+            "ptb_lm:tiny",
+            "--steps",
+            "2",
+            "--set",
+            "data.bptt=12",
+            "--set",
+            "data.eval_batch_size=4",
+            "--data-dir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     _check(out)
-    assert (out["task"], out["vocab"], out["batch"], out["eval_batch"], out["seq_len"]) == ("lm", 10000, 8, 4, 12)
+    assert (out["task"], out["vocab"], out["batch"], out["eval_batch"], out["seq_len"]) == (
+        "lm",
+        10000,
+        8,
+        4,
+        12,
+    )
     assert out["tokens_per_step"] == 8 * 12
     # parameters of the 2x32 LSTM LM: embedding + 2 layers + softmax
     v, e, h = 10000, 32, 32
@@ -98,9 +121,24 @@ def test_cudnn_path_matches_the_scan(monkeypatch):
     from seqjax import layers
 
     def fake_lstm(x, h0, c0, w, seq_lengths, input_size, hidden_size, num_layers, dropout, bidirectional):
-        W_ih, W_hh, b_ih, b_hh = rnn.unpack_lstm_weights(w, input_size, hidden_size, num_layers, bidirectional)
-        return rnn.lstm_ref(x, h0, c0, W_ih, W_hh, b_ih, b_hh, seq_lengths, input_size, hidden_size,
-                            num_layers, dropout, bidirectional)
+        W_ih, W_hh, b_ih, b_hh = rnn.unpack_lstm_weights(
+            w, input_size, hidden_size, num_layers, bidirectional
+        )
+        return rnn.lstm_ref(
+            x,
+            h0,
+            c0,
+            W_ih,
+            W_hh,
+            b_ih,
+            b_hh,
+            seq_lengths,
+            input_size,
+            hidden_size,
+            num_layers,
+            dropout,
+            bidirectional,
+        )
 
     calls = []
     monkeypatch.setattr(rnn, "lstm", lambda *a, **k: calls.append(1) or fake_lstm(*a, **k))
@@ -120,8 +158,10 @@ def test_cudnn_path_matches_the_scan(monkeypatch):
             np.testing.assert_allclose(a, b, atol=1e-5)
     assert len(calls) == 4  # 2 layers x 2 calls: the cuDNN path was taken
     # GRU and the backward direction fall back to the scan (no cuDNN call)
-    for model in (layers.Stacked("gru", hidden=6, backend="cudnn"),
-                  layers.Stacked("lstm", hidden=6, bidirectional=True, backend="cudnn")):
+    for model in (
+        layers.Stacked("gru", hidden=6, backend="cudnn"),
+        layers.Stacked("lstm", hidden=6, bidirectional=True, backend="cudnn"),
+    ):
         p = model.init(jax.random.PRNGKey(2), x)
         before = len(calls)
         model.apply(p, x, lengths)
@@ -139,10 +179,43 @@ def test_backend_key_reaches_the_recurrent_layers(spec, monkeypatch):
     from seqjax.bench import synthetic_task
 
     seen = []
-    monkeypatch.setattr(layers.Recurrent, "_cudnn_ok", lambda self, reverse: seen.append(self.backend) or False)
+    monkeypatch.setattr(
+        layers.Recurrent, "_cudnn_ok", lambda self, reverse: seen.append(self.backend) or False
+    )
     monkeypatch.setattr(rnn, "lstm", lambda *a, **k: pytest.fail("no cuDNN on this machine"))
     task, _ = synthetic_task(config.resolve(spec, ["model.backend=cudnn"]))
     task.init_params(jax.random.PRNGKey(0))
     assert seen and set(seen) == {"cudnn"}
     with pytest.raises(Exception, match="model.backend='gpu': choose one of scan, flax_scan, cudnn"):
         config.resolve(spec, ["model.backend=gpu"])
+
+
+@pytest.mark.gpu
+def test_gpu_bench_and_the_real_cudnn_kernel():
+    """On a GPU: `seqjax bench` runs there, and the cuDNN LSTM kernel gives the scan's outputs
+    and gradients (float32 at highest matmul precision)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from seqjax import layers
+
+    out = bench.run_bench(config.resolve("ptb_lm:tiny", ["data.bptt=12"]), steps=2)
+    _check(out)
+    assert "gpu" in out["device"]
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 9, 8))
+    lengths = jnp.array([9, 5, 9, 1], jnp.int32)
+    scan = layers.Stacked("lstm", hidden=16, layers=2)
+    cudnn = layers.Stacked("lstm", hidden=16, layers=2, backend="cudnn")
+    params = scan.init(jax.random.PRNGKey(1), x)
+
+    def loss(model, p):
+        y, _ = model.apply(p, x, lengths)
+        return (y**2).sum(), y
+
+    with jax.default_matmul_precision("highest"):
+        (_, y_ref), g_ref = jax.value_and_grad(lambda p: loss(scan, p), has_aux=True)(params)
+        (_, y), g = jax.value_and_grad(lambda p: loss(cudnn, p), has_aux=True)(params)
+    np.testing.assert_allclose(y, y_ref, atol=1e-4)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+        np.testing.assert_allclose(a, b, atol=1e-3)

@@ -1,5 +1,6 @@
 """seqjax.cli: `main` is pure; the executable (`run`, `python -m seqjax`) applies the
 process-wide CPU settings unless SEQJAX_TUNING=0; errors are one line with their exit code."""
+
 import os
 import subprocess
 import sys
@@ -38,10 +39,12 @@ def test_run_applies_the_settings_behind_one_switch(calls, monkeypatch, capsys, 
 
 def test_python_dash_m_is_the_executable():
     """`python -m seqjax` = `seqjax`: the schedule flag is set before the command runs."""
-    code = ("import os, runpy, sys\n"
-            "sys.argv = ['seqjax', 'experiments']\n"
-            "try:\n    runpy.run_module('seqjax', run_name='__main__')\n"
-            "except SystemExit as e:\n    print(e.code, os.environ.get('XLA_FLAGS'))\n")
+    code = (
+        "import os, runpy, sys\n"
+        "sys.argv = ['seqjax', 'experiments']\n"
+        "try:\n    runpy.run_module('seqjax', run_name='__main__')\n"
+        "except SystemExit as e:\n    print(e.code, os.environ.get('XLA_FLAGS'))\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "SEQJAX_TUNING")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.splitlines()[-1] == f"0 {_xla_flags.FLAG}=false", out.stderr

@@ -1,5 +1,6 @@
 """seqjax.commands: the inference commands' own behaviour (the end-to-end runs are in
 tests/test_task_*.py and tests/test_lm.py): wrong kind of run, stdin, the heatmap."""
+
 import io
 
 import numpy as np

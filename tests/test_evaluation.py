@@ -1,4 +1,5 @@
 """seqjax.evaluation: corpus BLEU/chrF with one or several references per hypothesis."""
+
 import pytest
 
 from seqjax import evaluation
@@ -29,7 +30,9 @@ def test_lowercase_and_sacrebleu_numbers():
     assert got["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score, abs=0.005)
     assert got["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score, abs=0.005)
     upper = [h.upper() for h in hyps]
-    assert evaluation.bleu_chrf(upper, refs, lowercase=True) == evaluation.bleu_chrf(hyps, refs, lowercase=True)
+    assert evaluation.bleu_chrf(upper, refs, lowercase=True) == evaluation.bleu_chrf(
+        hyps, refs, lowercase=True
+    )
     assert evaluation.bleu_chrf(upper, refs)["bleu"] < got["bleu"]
 
 

@@ -4,8 +4,10 @@ imports one above it, function-level imports included.
     cli / commands / bench / sweep / api -> training -> tasks -> models -> layers -> cells / recurrence
 
 ``data``, ``losses``, ``attention``, ``decoding`` and ``evaluation`` are leaves: anything may
-import them, and they import only ``errors`` / ``config`` and their own package.
+import them, and they import only ``errors`` and their own package. ``config`` sits beside
+``models`` (it validates ``model.cell`` against the cell registry); tasks and above read it.
 """
+
 from __future__ import annotations
 
 import ast
@@ -20,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "seqjax"
 
 #: group -> (rank, module prefixes); a module may import lower ranks and its own group
 LAYERS = {
-    "base": (0, ("seqjax.errors", "seqjax.config", "seqjax._malloc", "seqjax._xla_flags")),
+    "base": (0, ("seqjax.errors", "seqjax._malloc", "seqjax._xla_flags")),
     "data": (1, ("seqjax.data",)),
     "losses": (1, ("seqjax.losses",)),
     "attention": (1, ("seqjax.attention",)),
@@ -29,10 +31,13 @@ LAYERS = {
     "cells": (2, ("seqjax.cells", "seqjax.mincells", "seqjax.recurrence")),
     "layers": (3, ("seqjax.layers",)),
     "models": (4, ("seqjax.models", "seqjax.interop")),
+    "config": (4, ("seqjax.config",)),  # checks model.cell against the cell registry
     "tasks": (5, ("seqjax.tasks",)),
     "training": (6, ("seqjax.training",)),
-    "top": (7, ("seqjax.cli", "seqjax.commands", "seqjax.bench", "seqjax.sweep", "seqjax.api",
-                "seqjax.__main__")),
+    "top": (
+        7,
+        ("seqjax.cli", "seqjax.commands", "seqjax.bench", "seqjax.sweep", "seqjax.api", "seqjax.__main__"),
+    ),
 }
 LEAVES = {"data", "losses", "attention", "decoding", "evaluation"}
 
@@ -121,7 +126,12 @@ def test_every_module_imports_alone():
         "print('\\n'.join(bad))\n"
     )
     names = sorted(ALL - {"seqjax.__main__"})  # __main__ runs the CLI
-    out = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    out = subprocess.run(
+        [sys.executable, "-c", code, *names],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""

@@ -1,4 +1,5 @@
 """seqjax._malloc: glibc keeps freed memory, and an LM train step stops page-faulting."""
+
 import os
 import subprocess
 import sys
@@ -45,8 +46,9 @@ def test_train_step_page_faults_drop():
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
     def faults(tuned: str) -> float:
-        out = subprocess.run([sys.executable, "-c", STEP_FAULTS, tuned], capture_output=True, text=True,
-                             env=env, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-c", STEP_FAULTS, tuned], capture_output=True, text=True, env=env, timeout=300
+        )
         assert out.returncode == 0, out.stderr
         return float(out.stdout.strip().splitlines()[-1])
 

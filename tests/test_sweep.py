@@ -91,8 +91,18 @@ def test_bad_grid_is_a_usage_error(grid, match):
 
 def test_cli_bad_grid_key_exits_2_before_anything_runs(tmp_path, capsys):
     out = tmp_path / "sw"
-    rc = main(["sweep", "sequences:tiny", "--grid", "model.cell=rnn,gru", "--grid", "model.hiden=8",
-               "--sweep-dir", str(out)])
+    rc = main(
+        [
+            "sweep",
+            "sequences:tiny",
+            "--grid",
+            "model.cell=rnn,gru",
+            "--grid",
+            "model.hiden=8",
+            "--sweep-dir",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert err == [err[0]] and "--grid model.hiden: unknown config key; closest: model.hidden" in err[0]
@@ -102,11 +112,24 @@ def test_cli_bad_grid_key_exits_2_before_anything_runs(tmp_path, capsys):
 def test_rerun_skips_done_runs_and_records_failures(tmp_path):
     runs = sweep.expand_grid(["model.cell=rnn,gru"], 2, config="sequences:tiny")
     calls = []
-    res = sweep.run_sweep("sequences:tiny", [], runs, tmp_path, train_fn=_fake_train(calls, fail={"model.cell=gru,seed=1"}),
-                          echo=lambda s: None)
-    assert calls == ["model.cell=rnn,seed=0", "model.cell=gru,seed=0", "model.cell=rnn,seed=1", "model.cell=gru,seed=1"]
+    res = sweep.run_sweep(
+        "sequences:tiny",
+        [],
+        runs,
+        tmp_path,
+        train_fn=_fake_train(calls, fail={"model.cell=gru,seed=1"}),
+        echo=lambda s: None,
+    )
+    assert calls == [
+        "model.cell=rnn,seed=0",
+        "model.cell=gru,seed=0",
+        "model.cell=rnn,seed=1",
+        "model.cell=gru,seed=1",
+    ]
     assert [r["status"] for r in res] == ["done", "done", "done", "failed"]
-    assert (tmp_path / "model.cell=gru,seed=1" / "FAILED").read_text() == "RuntimeError: boom in model.cell=gru,seed=1\n"
+    assert (
+        tmp_path / "model.cell=gru,seed=1" / "FAILED"
+    ).read_text() == "RuntimeError: boom in model.cell=gru,seed=1\n"
     assert "Traceback" in (tmp_path / "model.cell=gru,seed=1" / "traceback.txt").read_text()
 
     table = sweep.aggregate(tmp_path, plot=False)
@@ -121,7 +144,9 @@ def test_rerun_skips_done_runs_and_records_failures(tmp_path):
 
     # the same command again: finished runs are skipped, the failed one is retried (and now works)
     calls.clear()
-    res = sweep.run_sweep("sequences:tiny", [], runs, tmp_path, train_fn=_fake_train(calls), echo=lambda s: None)
+    res = sweep.run_sweep(
+        "sequences:tiny", [], runs, tmp_path, train_fn=_fake_train(calls), echo=lambda s: None
+    )
     assert calls == ["model.cell=gru,seed=1"]
     assert [r["status"] for r in res] == ["skipped", "skipped", "skipped", "done"]
     assert not (tmp_path / "model.cell=gru,seed=1" / "FAILED").exists()
@@ -134,10 +159,14 @@ def test_rerun_with_another_config_is_refused(tmp_path):
     d.mkdir()
     from seqjax import config as config_lib
 
-    (d / "config.json").write_text(config_lib.to_json(config_lib.resolve("sequences:tiny", ["model.cell=gru", "model.hidden=99"])))
+    (d / "config.json").write_text(
+        config_lib.to_json(config_lib.resolve("sequences:tiny", ["model.cell=gru", "model.hidden=99"]))
+    )
     calls = []
     with pytest.raises(UsageError, match=r"different config \(model.hidden: 99 there, 16 now\)"):
-        sweep.run_sweep("sequences:tiny", [], [run], tmp_path, train_fn=_fake_train(calls), echo=lambda s: None)
+        sweep.run_sweep(
+            "sequences:tiny", [], [run], tmp_path, train_fn=_fake_train(calls), echo=lambda s: None
+        )
     assert calls == []
 
 
@@ -147,7 +176,9 @@ def test_aggregate_matches_hand_computation(tmp_path):
     for seed, (va, ta, vl, wall) in accs.items():
         d = tmp_path / f"model.cell=lstm,seed={seed}"
         d.mkdir()
-        (d / "summary.json").write_text(json.dumps(_summary(va, ta, loss_valid=vl, wall_s=wall, tok=100.0 * (seed + 1))))
+        (d / "summary.json").write_text(
+            json.dumps(_summary(va, ta, loss_valid=vl, wall_s=wall, tok=100.0 * (seed + 1)))
+        )
     d = tmp_path / "model.cell=gru,seed=0"
     d.mkdir()
     (d / "summary.json").write_text(json.dumps(_summary(0.5, 0.4, wall_s=3.0)))
@@ -172,12 +203,25 @@ def test_aggregate_matches_hand_computation(tmp_path):
 
     md = (tmp_path / "results.md").read_text()
     assert "| model.cell | valid acc | test acc | valid loss | test loss | train time (s) |" in md
-    assert "| lstm | 0.8167 ± 0.1258 | 0.6533 ± 0.0551 | 0.4500 ± 0.0500 | 0.6000 ± 0.0000 | 15.0 ± 3.6 | 200 | 3 | 0 |" in md
+    assert (
+        "| lstm | 0.8167 ± 0.1258 | 0.6533 ± 0.0551 | 0.4500 ± 0.0500 | 0.6000 ± 0.0000 "
+        "| 15.0 ± 3.6 | 200 | 3 | 0 |"
+        in md
+    )
     assert "| gru | 0.5000 | 0.4000 | 0.5000 | 0.6000 | 3.0 | 1000 | 1 (+1 unfinished) | 1 |" in md
 
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
     assert len(rows) == 6
-    assert rows[0].keys() >= {"run", "model.cell", "seed", "status", "valid_acc", "test_acc_heldout", "wall_s", "error"}
+    assert rows[0].keys() >= {
+        "run",
+        "model.cell",
+        "seed",
+        "status",
+        "valid_acc",
+        "test_acc_heldout",
+        "wall_s",
+        "error",
+    }
     lstm2 = next(r for r in rows if r["run"] == "model.cell=lstm,seed=2")
     assert float(lstm2["valid_acc"]) == 0.95 and float(lstm2["test_acc_heldout"]) == pytest.approx(0.61)
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -186,7 +230,9 @@ def test_aggregate_matches_hand_computation(tmp_path):
     t2 = sweep.aggregate(tmp_path, "acc_heldout", plot=False)
     assert t2["points"][1]["test_acc_heldout_mean"] == pytest.approx((0.50 + 0.55 + 0.61) / 3)
     assert t2["points"][1]["valid_acc_heldout_mean"] is None
-    with pytest.raises(UsageError, match="--metric bleu: not in the runs' summaries; available: acc, acc_heldout"):
+    with pytest.raises(
+        UsageError, match="--metric bleu: not in the runs' summaries; available: acc, acc_heldout"
+    ):
         sweep.aggregate(tmp_path, "bleu", plot=False)
 
 
@@ -207,8 +253,11 @@ def test_real_sweep_resumes_unfinished_run(tmp_path):
     assert any(l.startswith(f"resuming {tmp_path / run.name} from step 5") for l in lines)
     s = json.loads((tmp_path / run.name / "summary.json").read_text())
     assert s["steps"] == 8 and s["main_metric"] == "acc"
-    steps = [json.loads(l)["step"] for l in open(tmp_path / run.name / "metrics.jsonl")
-             if json.loads(l)["split"] == "train"]
+    steps = [
+        json.loads(l)["step"]
+        for l in open(tmp_path / run.name / "metrics.jsonl")
+        if json.loads(l)["split"] == "train"
+    ]
     assert steps == sorted(set(steps)) and steps[-1] == 8  # no step logged twice
     (p,) = sweep.aggregate(tmp_path, plot=False)["points"]
     assert p["point"] == {"model.cell": "gru"} and p["n"] == 1

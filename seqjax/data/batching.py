@@ -18,7 +18,7 @@ from seqjax.errors import UsageError
 
 
 @dataclass(frozen=True)
-class Batch:
+class BatchPlan:
     """One batch: ``indices`` ``int32 [batch_size]`` into the dataset (``-1`` = filler row),
     ``length`` the padded length (the bucket's boundary)."""
 
@@ -40,7 +40,7 @@ def default_boundaries(max_len: int, smallest: int = 16) -> tuple[int, ...]:
 
 def length_buckets(lengths: Sequence[int] | np.ndarray, batch_size: int, boundaries: Sequence[int], *,
                    shuffle: bool, seed: int = 0, epoch: int = 0,
-                   drop_remainder: bool = False) -> list[Batch]:
+                   drop_remainder: bool = False) -> list[BatchPlan]:
     """Group example indices into batches of similar length.
 
     Example ``i`` goes to the first bucket whose boundary is ``>= lengths[i]``; examples
@@ -55,7 +55,7 @@ def length_buckets(lengths: Sequence[int] | np.ndarray, batch_size: int, boundar
     drops each bucket's final short batch instead of filling it with ``-1``.
 
     Returns:
-      list of :class:`Batch`, each with ``batch_size`` indices; at most ``len(boundaries)``
+      list of :class:`BatchPlan`, each with ``batch_size`` indices; at most ``len(boundaries)``
       distinct lengths.
     """
     bounds = np.asarray(boundaries, dtype=np.int64)
@@ -77,7 +77,7 @@ def length_buckets(lengths: Sequence[int] | np.ndarray, batch_size: int, boundar
                 if drop_remainder:
                     break
                 chunk = np.concatenate([chunk, np.full(batch_size - len(chunk), -1, np.int32)])
-            batches.append(Batch(chunk, bound))
+            batches.append(BatchPlan(chunk, bound))
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches

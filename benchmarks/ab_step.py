@@ -25,8 +25,7 @@ import numpy as np
 
 from seqjax import bench
 from seqjax import config as config_lib
-from seqjax._malloc import keep_freed_memory
-from seqjax._xla_flags import prefer_depth_first_schedule
+from seqjax.cli import tune_process
 from seqjax.training import loop
 from seqjax.training import mesh as mesh_lib
 
@@ -75,8 +74,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--steps", type=int, default=5)
     args = ap.parse_args()
-    keep_freed_memory()
-    prefer_depth_first_schedule()  # as the `seqjax` commands do (SEQJAX_XLA_TUNING=0: off)
+    tune_process()  # as the `seqjax` executable does (SEQJAX_TUNING=0: off)
     base = list(bench.DEFAULT_OVERRIDES) if args.config == bench.DEFAULT_CONFIG else []
     runs = {}
     for spec in args.variant:

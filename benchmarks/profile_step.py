@@ -31,8 +31,7 @@ import numpy as np
 
 from seqjax import bench
 from seqjax import config as config_lib
-from seqjax._malloc import keep_freed_memory
-from seqjax._xla_flags import prefer_depth_first_schedule
+from seqjax.cli import tune_process
 from seqjax.training import loop
 from seqjax.training import mesh as mesh_lib
 
@@ -53,8 +52,7 @@ def main() -> None:
         help="for the first call of OP in the trace, the ops that ran on other threads meanwhile",
     )
     args = ap.parse_args()
-    keep_freed_memory()  # as the `seqjax` commands do (SEQJAX_MALLOC_TUNING=0: off)
-    prefer_depth_first_schedule()  # as the `seqjax` commands do (SEQJAX_XLA_TUNING=0: off)
+    tune_process()  # as the `seqjax` executable does (SEQJAX_TUNING=0: off)
     sets = list(bench.DEFAULT_OVERRIDES) + args.sets if args.config == bench.DEFAULT_CONFIG else args.sets
     cfg = config_lib.resolve(args.config, sets)
     task, make_batch = bench.synthetic_task(cfg)

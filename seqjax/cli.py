@@ -38,6 +38,15 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--data-dir", help="dataset root (default: $SEQJAX_DATA, else ./data)")
 
 
+def _add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint",
+        choices=["best", "latest", "average"],
+        default="best",
+        help="best params, latest checkpoint, or the mean of the best and every kept checkpoint",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="seqjax", description="Recurrent sequence models in JAX/Flax.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -57,12 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a run; prints one JSON object")
     p.add_argument("workdir")
     p.add_argument("--split", choices=["valid", "test"], default="valid")
-    p.add_argument(
-        "--checkpoint",
-        choices=["best", "latest", "average"],
-        default="best",
-        help="best params, latest checkpoint, or the mean of the best and every kept checkpoint",
-    )
+    _add_checkpoint_arg(p)
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_eval)
 
@@ -80,12 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="*")
     p.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
     p.add_argument("--plot-attention", metavar="PNG", help="write an attention heatmap of the first input")
-    p.add_argument(
-        "--checkpoint",
-        choices=["best", "latest", "average"],
-        default="best",
-        help="best params, latest checkpoint, or the mean of the best and every kept checkpoint",
-    )
+    _add_checkpoint_arg(p)
     p.add_argument("--data-dir")
     p.set_defaults(func=lambda a: _lazy("seqjax.commands", "translate_command")(a))
 

@@ -137,6 +137,18 @@ class Task(abc.ABC):
         return {}
 
 
+def bucket_boundaries(cfg: ml_collections.ConfigDict, top: int, example: str) -> tuple[int, ...]:
+    """Padded lengths of a bucketed task's batches: ``data.buckets`` below ``top``, then ``top``
+    (``data.buckets=[]``: one shape). ``data.max_len`` must be >= 1; ``example`` ends the
+    error line of bad buckets."""
+    if cfg.data.max_len < 1:
+        raise UsageError(f"data.max_len={cfg.data.max_len}: must be >= 1")
+    buckets = list(cfg.data.buckets or [])
+    if any(not isinstance(b, int) or b < 1 for b in buckets) or buckets != sorted(set(buckets)):
+        raise UsageError(f"data.buckets={buckets}: expected increasing positive ints, {example}")
+    return (*[b for b in buckets if b < top], top)
+
+
 class BucketedTask(Task):
     """A task whose batches come from a plan of length buckets (classify, translate).
 

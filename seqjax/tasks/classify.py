@@ -28,7 +28,7 @@ from seqjax.data.vocab import PAD, UNK, Vocab
 from seqjax.errors import DataError, UsageError
 from seqjax.models import build
 from seqjax.models.classifier import POOLINGS, TextClassifier
-from seqjax.tasks.base import BucketedTask, synthetic_vocab
+from seqjax.tasks.base import BucketedTask, bucket_boundaries, synthetic_vocab
 
 VOCAB_FILE = "vocab.json"
 CLASSES_FILE = "classes.json"
@@ -37,13 +37,7 @@ CLASSES_FILE = "classes.json"
 def boundaries(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
     """Padded lengths of the batches: ``data.buckets`` below ``data.max_len``, then
     ``data.max_len``. ``data.buckets=[]`` (or ``[max_len]``) is one shape: no bucketing."""
-    max_len = cfg.data.max_len
-    if max_len < 1:
-        raise UsageError(f"data.max_len={max_len}: must be >= 1")
-    buckets = list(cfg.data.buckets or [])
-    if any(not isinstance(b, int) or b < 1 for b in buckets) or buckets != sorted(set(buckets)):
-        raise UsageError(f"data.buckets={buckets}: expected increasing positive ints, e.g. [32,48,64,128]")
-    return (*[b for b in buckets if b < max_len], max_len)
+    return bucket_boundaries(cfg, cfg.data.max_len, "e.g. [32,48,64,128]")
 
 
 class ClassifyTask(BucketedTask):

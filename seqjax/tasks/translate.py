@@ -40,7 +40,7 @@ from seqjax.data.vocab import EOS, PAD, SOS, UNK, Vocab
 from seqjax.errors import UsageError
 from seqjax.models import build
 from seqjax.models.seq2seq import ATTENTIONS, Seq2Seq
-from seqjax.tasks.base import BucketedTask, synthetic_vocab
+from seqjax.tasks.base import BucketedTask, bucket_boundaries, synthetic_vocab
 
 SRC_VOCAB_FILE = "src_vocab.json"
 TGT_VOCAB_FILE = "tgt_vocab.json"
@@ -54,13 +54,7 @@ def boundaries(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
     """Padded source/decoder lengths: ``data.buckets`` below ``data.max_len + 1``, then
     ``data.max_len + 1`` (a target of ``max_len`` tokens plus ``<eos>``). ``data.buckets=[]``
     is one shape: no bucketing."""
-    if cfg.data.max_len < 1:
-        raise UsageError(f"data.max_len={cfg.data.max_len}: must be >= 1")
-    top = cfg.data.max_len + 1
-    buckets = list(cfg.data.buckets or [])
-    if any(not isinstance(b, int) or b < 1 for b in buckets) or buckets != sorted(set(buckets)):
-        raise UsageError(f"data.buckets={buckets}: expected increasing positive ints, e.g. [8,16]")
-    return (*[b for b in buckets if b < top], top)
+    return bucket_boundaries(cfg, cfg.data.max_len + 1, "e.g. [8,16]")
 
 
 class TranslateTask(BucketedTask):

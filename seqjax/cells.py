@@ -42,7 +42,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp

@@ -19,7 +19,8 @@ import difflib
 import importlib.util
 import json
 import pathlib
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import ml_collections
 from ml_collections import config_dict

@@ -30,7 +30,8 @@ continuation. With ``beam=1`` and ``alpha=0`` the result equals :func:`greedy`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -21,7 +21,8 @@ Parameter layout of ``Stacked`` (cells as in ``seqjax.cells``)::
 from __future__ import annotations
 
 import numbers
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -24,8 +24,9 @@ forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``): for those, layers t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -10,9 +10,9 @@ import pytest
 
 from seqjax import cli
 from seqjax import config as config_lib
+from seqjax.errors import UsageError
 from seqjax.tasks.classify import ClassifyTask, boundaries
 from seqjax.training.inference import load_for_inference
-from seqjax.errors import UsageError
 
 CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
 WORDS = [["war", "peace", "leaders", "talks", "election"], ["cup", "goal", "team", "match", "coach"],

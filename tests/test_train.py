@@ -215,9 +215,10 @@ def test_average_checkpoint_is_the_mean_of_best_and_kept(tmp_path):
     # an average of different params is none of them
     assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(avg), jax.tree.leaves(best)))
 
-    from seqjax import cli
     import contextlib
     import io
+
+    from seqjax import cli
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -9,7 +9,8 @@ every model takes it whole, and :meth:`RecurrentSpec.stacked` hands it on to
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax.numpy as jnp
 import ml_collections

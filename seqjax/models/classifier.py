@@ -10,7 +10,8 @@ Keras without ``mask_zero`` does, and pooling runs over every time step.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

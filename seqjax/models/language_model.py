@@ -1,15 +1,16 @@
 """Recurrent language model: embedding -> ``Stacked`` -> softmax over the vocabulary."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from seqjax.models.build import RecurrentSpec, resolve_spec
 from seqjax.losses import linear_cross_entropy, resolve_chunk
+from seqjax.models.build import RecurrentSpec, resolve_spec
 
 
 def _uniform(scale: float):

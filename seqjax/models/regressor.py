@@ -1,7 +1,8 @@
 """Many-to-one models on float sequences ``[batch, time, features]`` (sequence basics)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp

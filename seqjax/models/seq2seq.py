@@ -42,7 +42,8 @@ Dropout (``dropout``): on source and target embeddings, between encoder layers
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -15,7 +15,8 @@ from __future__ import annotations
 import abc
 import functools
 import pathlib
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

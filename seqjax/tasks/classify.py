@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import pathlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -21,9 +21,9 @@ import ml_collections
 import numpy as np
 import optax
 
+from seqjax.data.batching import length_buckets, pad_batch
 from seqjax.data.sources import truncation_warning
 from seqjax.data.textclass import load_text_classes, tokenize
-from seqjax.data.batching import length_buckets, pad_batch
 from seqjax.data.vocab import PAD, UNK, Vocab
 from seqjax.errors import DataError, UsageError
 from seqjax.models import build

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import pathlib
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp

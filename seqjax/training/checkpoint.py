@@ -21,7 +21,8 @@ import errno
 import pathlib
 import shutil
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import numpy as np

@@ -7,9 +7,9 @@ from typing import Any
 
 from seqjax import config as config_lib
 from seqjax.errors import UsageError
-from seqjax.training import mesh as mesh_lib
 from seqjax.tasks import task_class
 from seqjax.tasks.base import Task
+from seqjax.training import mesh as mesh_lib
 from seqjax.training.checkpoint import restore_params
 from seqjax.training.loop import Engine, build
 

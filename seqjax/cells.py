@@ -334,7 +334,7 @@ def resolve_cell(cell: str | Callable[..., nn.RNNCellBase]) -> tuple[Callable[..
     try:
         factory = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
-        raise ValueError(f"cell {cell!r}: cannot import {attr} from {module} ({e}); is it on PYTHONPATH?") from e
+        raise ValueError(f"cannot import {attr} from {module} ({e}); is it on PYTHONPATH?") from e
     if not callable(factory):
         raise ValueError(f"cell {cell!r} is not a class")
     return factory, {}

@@ -293,7 +293,7 @@ def resolve(spec: str | None, overrides: Iterable[str] = ()) -> ml_collections.C
 def flat_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
     keys = []
     for k, v in cfg.items():
-        if isinstance(v, ml_collections.ConfigDict):
+        if isinstance(v, ml_collections.ConfigDict) and len(v):
             keys += flat_keys(v, f"{prefix}{k}.")
         else:
             keys.append(prefix + k)
@@ -391,7 +391,7 @@ def _validate_cell(model: ml_collections.ConfigDict) -> None:
     except ValueError as e:
         raise UsageError(f"model.cell={cell!r}: {e}") from None
     options = model.get("cell_options") or {}
-    if not isinstance(options, Mapping):
+    if not hasattr(options, "items"):
         raise UsageError(f"model.cell_options={options!r}: expected a dict, e.g. {{'activation': 'relu'}}")
 
 

@@ -168,3 +168,38 @@ def test_feature_mismatch_is_readable():
     variables = jax.eval_shape(cell.init, jax.random.key(0), carry, x)
     with pytest.raises(ValueError, match="6 features .* expect 5"):
         jax.eval_shape(cell.apply, variables, carry, jnp.ones((B, IN + 1)))
+
+
+def test_registry_import_paths_and_capabilities():
+    """Names and import paths build cells; capabilities follow the math, not the class name."""
+    from flax import linen as nn
+
+    from seqjax import cells
+
+    assert {"mingru", "minlstm", "flax_optimized_lstm", "flax_mgu"} <= set(cells.CELLS)
+    assert isinstance(make_cell("flax_optimized_lstm", H), nn.OptimizedLSTMCell)
+    assert isinstance(make_cell("flax.linen:GRUCell", H), nn.GRUCell)
+    assert make_cell("rnn_relu", H).activation == "relu"
+    with pytest.raises(ValueError, match="cannot import Nope from flax.linen"):
+        make_cell("flax.linen:Nope", H)
+
+    class OtherGates(LSTMCell):  # same parameters, other gate math: no cuDNN
+        def gates(self, carry, xp, hh):
+            return super().gates(carry, xp, -hh)
+
+    class OwnCall(GRUCell):  # a step of its own: not fused
+        def __call__(self, carry, x):
+            return super().__call__(carry, 2 * x)
+
+    assert cells.supports(LSTMCell(H), "cudnn") and not cells.supports(OtherGates(H), "cudnn")
+    assert cells.supports(OtherGates(H), "fused") and not cells.supports(OwnCall(H), "fused")
+    assert not cells.supports(nn.LSTMCell(H), "fused") and not cells.supports(nn.LSTMCell(H), "cudnn")
+    assert cells.supports(make_cell("mingru", H), "linear") and not cells.supports(LSTMCell(H), "linear")
+
+    @cells.register_cell("test_double_gru")
+    class Registered(GRUCell):
+        pass
+
+    assert isinstance(make_cell("test_double_gru", H), Registered)
+    with pytest.raises(ValueError, match="already registered"):
+        cells.register_cell("test_double_gru")(ElmanCell)

@@ -257,3 +257,107 @@ def test_bad_inputs_raise_readable_errors():
     assert "4 features" in msg and "expect 3" in msg
     with pytest.raises(ValueError, match="merge"):
         jax.eval_shape(Stacked("gru", 4, bidirectional=True, merge="mean").init, jax.random.key(0), x)
+
+
+# --------------------------------------------------------------------------- any flax cell
+
+FLAX_CELLS = ["flax_simple", "flax_lstm", "flax_optimized_lstm", "flax_gru", "flax_mgu"]
+
+
+@pytest.mark.parametrize("name", FLAX_CELLS)
+def test_flax_cells_in_a_bidirectional_stack(name):
+    """flax's own cells through the generic path: a padded row equals the row run alone,
+    and full-length rows equal flax's nn.RNN layer by layer with the same params."""
+    from flax import linen as nn
+
+    x = inputs()
+    layer = Stacked(name, (H, 4), bidirectional=True)
+    variables = random_variables(layer, x, LENGTHS)
+    out, carries = layer.apply(variables, x, LENGTHS)
+    for i in (1, 3):
+        n = LENGTHS[i]
+        alone, alone_carries = layer.apply(variables, x[i : i + 1, :n])
+        np.testing.assert_allclose(out[i : i + 1, :n], alone, atol=1e-5, rtol=1e-5)
+        np.testing.assert_array_equal(out[i, n:], 0)
+        assert_trees_close(row(carries, i), alone_carries)
+
+    full, _ = layer.apply(variables, x)
+    ref = x
+    for i, size in enumerate((H, 4)):
+        p = variables["params"][f"layer_{i}"]
+        cell = make_cell(name, size)
+        fwd = nn.RNN(cell).apply({"params": p["forward"]}, ref)
+        bwd = nn.RNN(cell, reverse=True, keep_order=True).apply({"params": p["backward"]}, ref)
+        ref = jnp.concatenate([fwd, bwd], -1)
+    np.testing.assert_allclose(full, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_user_cell_class_and_carry_from_the_cell():
+    """A cell class with a 3-part carry: zero_carry and the stack take its structure from
+    initialize_carry; the LM-style carried state resumes exactly."""
+    from flax import linen as nn
+
+    class Triple(nn.RNNCellBase):
+        features: int
+
+        @nn.compact
+        def __call__(self, carry, x):
+            a, b, c = carry
+            h = jnp.tanh(nn.Dense(self.features)(x) + nn.Dense(self.features, use_bias=False)(a * b - c))
+            return (h, 0.5 * b + 0.5, c + h), h
+
+        @nn.nowrap
+        def initialize_carry(self, rng, input_shape):
+            z = jnp.zeros(input_shape[:-1] + (self.features,))
+            return z, z, z
+
+        @property
+        def num_feature_axes(self):
+            return 1
+
+    x = inputs()
+    layer = Stacked(Triple, (H, 4))
+    variables = random_variables(layer, x)
+    zero = zero_carry(Triple, (H, 4), B)
+    assert [len(c) for c in zero] == [3, 3] and zero[1][0].shape == (B, 4)
+    full, full_carry = layer.apply(variables, x)
+    first, carry = layer.apply(variables, x[:, :3])
+    second, carry = layer.apply(variables, x[:, 3:], initial_carry=carry)
+    np.testing.assert_allclose(np.concatenate([first, second], 1), full, atol=1e-5)
+    assert_trees_close(carry, full_carry)
+
+
+# --------------------------------------------------------------------------- recurrent dropout
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "flax_gru"])
+def test_recurrent_dropout_is_one_mask_per_sequence_on_h(cell):
+    """Fused path (scan with its own backward) == the flax_scan reference with the same
+    mask; off (the plain outputs) unless deterministic=False; zero past each length."""
+    x = inputs()
+    layer = Recurrent(make_cell(cell, H), recurrent_dropout=0.5)
+    variables = random_variables(layer, x, LENGTHS)
+    rngs = {"dropout": jax.random.key(7)}
+    plain, _ = layer.apply(variables, x, LENGTHS)
+    off, _ = layer.clone(recurrent_dropout=0.0).apply(variables, x, LENGTHS)
+    np.testing.assert_array_equal(plain, off)  # deterministic by default
+    dropped, carry = layer.apply(variables, x, LENGTHS, deterministic=False, rngs=rngs)
+    assert not np.allclose(dropped, plain)
+    np.testing.assert_allclose(dropped[:, 0], plain[:, 0], atol=1e-6)  # the state is masked, not the input
+    ref, ref_carry = layer.clone(backend="flax_scan").apply(variables, x, LENGTHS, deterministic=False, rngs=rngs)
+    np.testing.assert_allclose(dropped, ref, atol=1e-5, rtol=1e-5)
+    assert_trees_close(carry, ref_carry)
+    np.testing.assert_array_equal(np.asarray(dropped)[2], 0)  # length 0
+
+
+def test_recurrent_dropout_gradients_match_the_reference():
+    x = inputs()
+    layer = Recurrent(make_cell("lstm", H), recurrent_dropout=0.3)
+    variables = random_variables(layer, x)
+    rngs = {"dropout": jax.random.key(1)}
+
+    def loss(v, backend):
+        out, _ = layer.clone(backend=backend).apply(v, x, LENGTHS, deterministic=False, rngs=rngs)
+        return jnp.sum(out ** 2)
+
+    assert_trees_close(jax.grad(loss)(variables, "scan"), jax.grad(loss)(variables, "flax_scan"), atol=1e-4)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
+import os
 import pathlib
 import shutil
 import warnings
@@ -27,6 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec
 
 from seqjax.errors import TrainingError
 
@@ -57,6 +60,17 @@ def _cause(e: BaseException) -> str:
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"
 
 
+class _QuietOrbaxErrors(logging.Filter):
+    """Drops orbax's ERROR records (tracebacks of its background write threads): the
+    failure they describe reaches the caller as one :class:`StorageError` line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+_QUIET = _QuietOrbaxErrors()
+
+
 def tree_nbytes(tree: Any) -> int:
     """Bytes of the arrays of ``tree`` (what a checkpoint of it roughly needs)."""
     return int(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)
@@ -65,6 +79,14 @@ def tree_nbytes(tree: Any) -> int:
 
 def _abstract(tree: Any) -> Any:
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _saved_replicated(manager: ocp.CheckpointManager, step: int, item: str) -> Any:
+    """Restore target of ``item`` at ``step``: its saved shapes and dtypes, replicated over
+    this process's devices (a checkpoint written on another device or process count)."""
+    sharding = NamedSharding(jax.make_mesh((jax.device_count(),), ("data",)), PartitionSpec())
+    saved = manager.item_metadata(step)[item]
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), saved)
 
 
 class Checkpoints:
@@ -76,12 +98,21 @@ class Checkpoints:
     def __init__(self, workdir: pathlib.Path, keep: int = 2, enabled: bool = True):
         self.enabled = enabled
         self.root = pathlib.Path(workdir).resolve()
-        opts = dict(create=True, enable_async_checkpointing=True, cleanup_tmp_directories=True)
-        self.latest = ocp.CheckpointManager(
-            self.root / "checkpoints", options=ocp.CheckpointManagerOptions(max_to_keep=max(keep, 1), **opts)
-        )
-        self.best = ocp.CheckpointManager(self.root / "best", options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts))
+        def options(name: str, keep: int) -> ocp.CheckpointManagerOptions:
+            # own barrier names: both managers may save the same step at once (multi-process)
+            return ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, enable_async_checkpointing=True, cleanup_tmp_directories=True,
+                multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name),
+            )
+
+        def handlers(tree: str) -> dict:  # named, so a checkpoint's metadata reads without a target
+            return {tree: ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+
+        self.latest = ocp.CheckpointManager(self.root / "checkpoints", options=options("latest", max(keep, 1)),
+                                            item_handlers=handlers("state"))
+        self.best = ocp.CheckpointManager(self.root / "best", options=options("best", 1), item_handlers=handlers("params"))
         self._pending: tuple[str, int, int] | None = None  # (what, step, bytes) of the write in flight
+        logging.getLogger("absl").addFilter(_QUIET)
 
     @contextlib.contextmanager
     def _writing(self, what: str, step: int, tree: Any) -> Iterator[None]:
@@ -136,6 +167,7 @@ class Checkpoints:
             with contextlib.suppress(Exception):
                 self.latest.close()
                 self.best.close()
+            logging.getLogger("absl").removeFilter(_QUIET)
 
     # -- restoring -------------------------------------------------------------------
     def restore_latest(self, like_state: Any) -> tuple[Any, dict] | None:
@@ -157,19 +189,20 @@ class Checkpoints:
         step = self.best.latest_step()
         if step is None:
             return None
+        target = _saved_replicated(self.best, step, "params")
         out = self.best.restore(
-            step,
-            args=ocp.args.Composite(params=ocp.args.StandardRestore(_abstract(like_params)), meta=ocp.args.JsonRestore()),
+            step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()),
         )
-        return out["params"], dict(out["meta"])
+        return jax.tree.map(lambda _, x: x, like_params, out["params"]), dict(out["meta"])
 
 
 def _kept_params(ck: Checkpoints, like_params: Any):
     """``(step, params, meta)`` of every readable kept checkpoint, newest first."""
     for step in sorted(ck.latest.all_steps(), reverse=True):
         try:
+            target = _saved_replicated(ck.latest, step, "state")
             out = ck.latest.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
             )
         except Exception as e:  # noqa: BLE001 — unreadable: fall back
             warnings.warn(f"checkpoint at step {step} is unreadable ({type(e).__name__}); trying the previous one")

@@ -13,8 +13,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-
 from timing import interleaved_ms  # benchmarks/timing.py (same directory)
+
 from seqjax.layers import Recurrent
 from seqjax.mincells import MinGRUCell
 

@@ -1,8 +1,10 @@
 """seqjax: recurrent sequence models in JAX/Flax with PyTorch-exact cells."""
 
 from seqjax.attention import BahdanauAttention
-from seqjax.cells import ElmanCell, GRUCell, LSTMCell, make_cell
+from seqjax.cells import ElmanCell, GRUCell, LSTMCell, make_cell, register_cell
 from seqjax.layers import Bidirectional, Recurrent, Stacked, hidden_sizes, zero_carry
+from seqjax.mincells import MinGRUCell, MinLSTMCell
+from seqjax.models.build import RecurrentSpec
 
 __version__ = "0.1.0"
 
@@ -23,6 +25,9 @@ __all__ = [
     "ElmanCell",
     "GRUCell",
     "LSTMCell",
+    "MinGRUCell",
+    "MinLSTMCell",
+    "RecurrentSpec",
     "Recurrent",
     "Run",
     "Stacked",
@@ -30,6 +35,7 @@ __all__ = [
     "hidden_sizes",
     "load_run",
     "make_cell",
+    "register_cell",
     "train",
     "tune",
     "zero_carry",

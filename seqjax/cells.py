@@ -329,7 +329,8 @@ def resolve_cell(cell: str | Callable[..., nn.RNNCellBase]) -> tuple[Callable[..
     if cell in _REGISTRY:
         return _REGISTRY[cell]
     if ":" not in cell:
-        raise ValueError(f"cell must be one of {registered_cells()} or package.module:ClassName, got {cell!r}")
+        raise ValueError(f"cell must be one of {registered_cells()} or package.module:ClassName, "
+                         f"got {cell!r}")
     module, _, attr = cell.partition(":")
     try:
         factory = getattr(importlib.import_module(module), attr)

@@ -28,6 +28,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from seqjax.cells import make_cell
 from seqjax.layers import Stacked
 
 MODES = {"RNN_TANH": "rnn", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}
@@ -120,9 +121,17 @@ def from_torch(module) -> tuple[Stacked, dict]:
     )
 
 
+def _has_cell_state(cell: str) -> bool:
+    """Whether the cell's carry is (c, h) (from its ``initialize_carry``), else h."""
+    import jax
+
+    carry = make_cell(cell, 1).initialize_carry(jax.random.key(0), (1, 1))
+    return len(jax.tree.leaves(carry)) == 2
+
+
 def torch_state_to_carries(state, cell: str, bidirectional: bool = False) -> tuple:
     """torch's h_n, or (h_n, c_n) for "lstm", [L*D, B, H] -> seqjax carries."""
-    if cell == "lstm":
+    if _has_cell_state(cell):
         h, c = (_numpy(s) for s in state)
         carries = [(jnp.asarray(ci), jnp.asarray(hi)) for ci, hi in zip(c, h)]
     else:
@@ -135,6 +144,6 @@ def torch_state_to_carries(state, cell: str, bidirectional: bool = False) -> tup
 def carries_to_torch_state(carries, cell: str, bidirectional: bool = False):
     """seqjax carries -> torch's h_n, or (h_n, c_n) for "lstm", as NumPy [L*D, B, H]."""
     flat = [d for layer in carries for d in layer] if bidirectional else list(carries)
-    if cell == "lstm":
+    if _has_cell_state(cell):
         return np.stack([_numpy(h) for _, h in flat]), np.stack([_numpy(c) for c, _ in flat])
     return np.stack([_numpy(h) for h in flat])

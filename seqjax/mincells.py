@@ -67,7 +67,8 @@ class _MinCell(nn.RNNCellBase):
     def coefficients(self, x: Array) -> tuple[Array, Array]:
         """x [..., in] -> (log a, log b) [..., H] each, float32, with h' = a * h + b."""
         scale = 1.0 / math.sqrt(self.features) if self.weight_init == "torch" else self.init_scale
-        dense = nn.Dense(self.num_gates * self.features, kernel_init=_uniform(scale), bias_init=_uniform(scale),
+        dense = nn.Dense(self.num_gates * self.features, kernel_init=_uniform(scale),
+                         bias_init=_uniform(scale),
                          dtype=self.dtype, param_dtype=self.param_dtype, name="ih")
         return self.log_coefficients(*jnp.split(dense(x).astype(jnp.float32), self.num_gates, axis=-1))
 

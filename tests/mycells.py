@@ -16,8 +16,9 @@ class MyCell(nn.RNNCellBase):
     @nn.compact
     def __call__(self, h, x):
         """h [batch, features], x [batch, in] -> (h', h')."""
-        dense = lambda name, bias=True: nn.Dense(2 * self.features, use_bias=bias, dtype=self.dtype, name=name)  # noqa: E731
-        z, n = jnp.split(dense("x")(x) + dense("h", False)(h), 2, axis=-1)
+        gates = nn.Dense(2 * self.features, dtype=self.dtype, name="x")(x)
+        gates += nn.Dense(2 * self.features, use_bias=False, dtype=self.dtype, name="h")(h)
+        z, n = jnp.split(gates, 2, axis=-1)
         z = jax.nn.sigmoid(z)
         h = ((1 - z) * h + z * jnp.tanh(n)).astype(h.dtype)
         return h, h

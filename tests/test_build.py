@@ -37,7 +37,8 @@ KEYS = {
 
 
 def _model(spec, key, value):
-    cfg = config_lib.resolve(spec, [f"model.{key}={value!r}" if isinstance(value, dict) else f"model.{key}={value}"])
+    text = repr(value) if isinstance(value, dict) else value
+    cfg = config_lib.resolve(spec, [f"model.{key}={text}"])
     return task_class(cfg.task).synthetic(cfg).model()
 
 
@@ -57,8 +58,8 @@ def test_every_shared_key_reaches_the_recurrent_layers_or_is_rejected(experiment
             continue
         assert shows(model.rnn), (experiment, key)
         stacked = model.rnn.stacked()
-        for field in ("cell", "hidden", "dropout", "variational", "bidirectional", "unroll", "backend", "remat",
-                      "wavefront", "recurrent_dropout", "parallel_scan"):
+        for field in ("cell", "hidden", "dropout", "variational", "bidirectional", "unroll", "backend",
+                      "remat", "wavefront", "recurrent_dropout", "parallel_scan"):
             assert getattr(stacked, field) == getattr(model.rnn, field), (experiment, key, field)
     for key, message in rejected.items():
         assert "\n" not in message and f"model.{key}" in message, (experiment, key, message)

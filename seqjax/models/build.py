@@ -108,7 +108,8 @@ def cell_options(model: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
         fields = cells_lib.cell_fields(model["cell"])
     except ValueError as e:
         raise UsageError(f"model.cell={model['cell']!r}: {e}") from None
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(model.get("cell_options") or {}).items()}
+    given = dict(model.get("cell_options") or {})
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}  # hashable
     unknown = sorted(set(options) - fields)
     if unknown:
         raise UsageError(f"model.cell_options: cell {model['cell']!r} has no field {unknown[0]!r}; "
@@ -153,11 +154,14 @@ def language_model(cfg: ml_collections.ConfigDict, vocab_size: int):
 
     m, spec = cfg.model, recurrent_spec(cfg)
     if spec.bidirectional:
-        raise UsageError("model.bidirectional=true does not apply to a language model (it reads left to right)")
+        raise UsageError("model.bidirectional=true does not apply to a language model "
+                         "(it reads left to right)")
     if m.tie_weights and m.embed != spec.hidden[-1]:
-        raise UsageError(f"model.tie_weights needs model.embed ({m.embed}) == the last hidden size ({spec.hidden[-1]})")
-    return LanguageModel(vocab_size=vocab_size, embed=m.embed, rnn=spec, dropout=m.dropout, tie_weights=m.tie_weights,
-                         init_scale=m.init_scale if m.init == "uniform" else 0.0, head_chunk=m.head_chunk)
+        raise UsageError(f"model.tie_weights needs model.embed ({m.embed}) == the last hidden size "
+                         f"({spec.hidden[-1]})")
+    return LanguageModel(vocab_size=vocab_size, embed=m.embed, rnn=spec, dropout=m.dropout,
+                         tie_weights=m.tie_weights, init_scale=m.init_scale if m.init == "uniform" else 0.0,
+                         head_chunk=m.head_chunk)
 
 
 def text_classifier(cfg: ml_collections.ConfigDict, vocab_size: int, num_classes: int):
@@ -165,8 +169,9 @@ def text_classifier(cfg: ml_collections.ConfigDict, vocab_size: int, num_classes
     from seqjax.models.classifier import TextClassifier
 
     m = cfg.model
-    return TextClassifier(vocab_size=vocab_size, num_classes=num_classes, embed_dim=m.embed, rnn=recurrent_spec(cfg),
-                          dropout=m.dropout, embed_dropout=m.embed_dropout, pooling=m.pooling)
+    return TextClassifier(vocab_size=vocab_size, num_classes=num_classes, embed_dim=m.embed,
+                          rnn=recurrent_spec(cfg), dropout=m.dropout, embed_dropout=m.embed_dropout,
+                          pooling=m.pooling)
 
 
 def many_to_one(cfg: ml_collections.ConfigDict, out_features: int):
@@ -193,7 +198,8 @@ def resolve_spec(rnn: RecurrentSpec | None, cell: Any = None, hidden: Any = None
     (e.g. ``bidirectional``, ``dropout``)."""
     if rnn is not None:
         if cell is not None or hidden is not None:
-            raise ValueError("give the model either rnn=RecurrentSpec(...) or the shorthand cell/hidden, not both")
+            raise ValueError("give the model either rnn=RecurrentSpec(...) or the shorthand cell/hidden, "
+                             "not both")
         return rnn
     hidden = default_hidden if hidden is None else hidden
     sizes = (int(hidden),) if isinstance(hidden, int) else tuple(int(h) for h in hidden)

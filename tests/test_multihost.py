@@ -169,7 +169,7 @@ def test_unreachable_coordinator_ends_with_one_line():
     assert res.returncode == 1 and time.time() - t0 < 60
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("seqjax: error: jax.distributed.initialize failed (coordinator 127.0.0.1:"), last
-    assert "process 1 of 2" in last
+    assert "process 1 of 2" in last and "no coordinator answered within 3 s" in last
 
 
 def test_distributed_without_a_cluster_is_a_usage_error():
@@ -186,12 +186,13 @@ def test_test_batch_of_one_on_several_devices(devices, batch, tmp_path):
     device count; the run's test perplexity is the one a single device computes."""
     sets = [f"data.batch_size={batch}", "data.eval_batch_size=5", "data.test_batch_size=1",
             "data.max_tokens=4000", "train.steps=6"]
-    many = json.loads(one_process(_cmd("ptb_lm:tiny", tmp_path / "many", *sets), devices).stdout)
-    one = json.loads(one_process(_cmd("ptb_lm:tiny", tmp_path / "one", *sets), 1).stdout)
+    last = lambda res: json.loads(res.stdout.strip().splitlines()[-1])  # noqa: E731 — the JSON result line
+    many = last(one_process(_cmd("ptb_lm:tiny", tmp_path / "many", *sets), devices))
+    one = last(one_process(_cmd("ptb_lm:tiny", tmp_path / "one", *sets), 1))
     assert many["test"]["ppl"] == pytest.approx(one["test"]["ppl"], rel=1e-4)
     assert many["valid"]["ppl"] == pytest.approx(one["valid"]["ppl"], rel=1e-4)
     # the same params scored on 1 device and on `devices`: equal to float rounding
     res = subprocess.run([sys.executable, "-m", "seqjax", "eval", str(tmp_path / "many"), "--split", "test"],
                          env=_env(1), capture_output=True, text=True, timeout=TIMEOUT_S)
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["ppl"] == pytest.approx(many["test"]["ppl"], rel=1e-6)
+    assert last(res)["ppl"] == pytest.approx(many["test"]["ppl"], rel=1e-6)

@@ -115,14 +115,12 @@ class Checkpoints:
         logging.getLogger("absl").addFilter(_QUIET)
 
     @contextlib.contextmanager
-    def _writing(self, what: str, step: int, tree: Any) -> Iterator[None]:
-        """Turn any failure of the write (or of the async write before it) into one line."""
+    def _writing(self, what: str, step: int, nbytes: int) -> Iterator[None]:
+        """Turn any failure of this write into one line."""
         try:
             yield
         except Exception as e:  # noqa: BLE001 — orbax raises ValueError/OSError/XlaRuntimeError
-            what, step, needed = self._pending or (what, step, tree_nbytes(tree))
-            raise self._fault(what, step, needed, e) from None
-        self._pending = (what, step, tree_nbytes(tree))
+            raise self._fault(what, step, nbytes, e) from None
 
     def _fault(self, what: str, step: int, needed: int, e: BaseException) -> StorageError:
         try:
@@ -138,7 +136,9 @@ class Checkpoints:
     def save(self, step: int, state: Any, meta: dict) -> None:
         if not self.enabled or step in self.latest.all_steps():
             return
-        with self._writing("checkpoint", step, state):
+        self.wait()
+        self._pending = ("checkpoint", step, tree_nbytes(state))
+        with self._writing(*self._pending):
             self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                            meta=ocp.args.JsonSave(meta)))
 
@@ -148,13 +148,15 @@ class Checkpoints:
         for old in self.best.all_steps():
             if old >= step:
                 return
-        with self._writing("best params", step, params):
+        self.wait()
+        self._pending = ("best params", step, tree_nbytes(params))
+        with self._writing(*self._pending):
             self.best.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
                                                          meta=ocp.args.JsonSave(meta)))
 
     def wait(self) -> None:
-        """Block until the writes in flight are on disk (:class:`StorageError` if one failed)."""
-        with self._writing("checkpoint", -1, None):
+        """Block until the write in flight is on disk (:class:`StorageError` if it failed)."""
+        with self._writing(*(self._pending or ("checkpoint", -1, 0))):
             self.latest.wait_until_finished()
             self.best.wait_until_finished()
         self._pending = None

@@ -35,7 +35,11 @@ def read_config(workdir: str | pathlib.Path, task: str | None = None):
     cfg_path = workdir / "config.json"
     if not cfg_path.is_file():
         raise UsageError(f"{workdir}: not a run directory (no config.json); pass the --workdir of a `seqjax train` run")
-    cfg = config_lib.from_json(cfg_path.read_text())
+    try:
+        cfg = config_lib.from_json(cfg_path.read_text())
+    except Exception as e:  # noqa: BLE001 — JSONDecodeError, unknown keys, bad types
+        raise UsageError(f"{cfg_path} does not parse ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                         "restore it from the run's config or retrain") from None
     if task is not None and cfg.task != task:
         raise UsageError(f"{workdir} is a {cfg.task!r} run; this command needs a {task!r} run")
     return cfg

@@ -14,6 +14,8 @@ batches whose rows do not divide the device count are padded with zero-weight ro
 from __future__ import annotations
 
 import os
+import socket
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,6 +67,8 @@ def initialize_distributed(enabled: bool, env: Mapping[str, str] = os.environ) -
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     where = (f"coordinator {kwargs.get('coordinator_address', '(auto)')}, process "
              f"{kwargs.get('process_id', '(auto)')} of {kwargs.get('num_processes', '(auto)')}")
+    if kwargs.get("process_id"):  # JAX aborts the process when it cannot reach the coordinator
+        _wait_for_coordinator(kwargs.get("coordinator_address", ""), kwargs["initialization_timeout"], where)
     try:
         jax.distributed.initialize(**kwargs)
     except ValueError as e:  # nothing to detect the cluster from
@@ -76,6 +80,24 @@ def initialize_distributed(enabled: bool, env: Mapping[str, str] = os.environ) -
                             f"{kwargs['initialization_timeout']} s: {first}; check that every process "
                             "started with the same coordinator address and count") from None
     return True
+
+
+def _wait_for_coordinator(address: str, timeout_s: int, where: str) -> None:
+    """Connect to ``host:port`` until it answers or ``timeout_s`` passes (one line then)."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise UsageError(f"JAX_COORDINATOR_ADDRESS={address!r} must be HOST:PORT")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+            return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise TrainingError(f"jax.distributed.initialize failed ({where}): no coordinator answered "
+                                    f"within {timeout_s} s ({e.strerror or e}); start process 0 first or check "
+                                    "the address") from None
+            time.sleep(0.5)
 
 
 def make_mesh() -> Mesh:

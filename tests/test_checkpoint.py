@@ -62,7 +62,8 @@ def test_tmpfs_too_small_for_the_second_checkpoint(tmp_path):
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root); the faked test covers the same path")
     try:
-        cmd = [sys.executable, "-m", "seqjax", *RUN, "--set", "model.hidden=128", "--workdir", str(mnt / "run")]
+        cmd = [sys.executable, "-m", "seqjax", *RUN, "--set", "model.hidden=128",
+               "--workdir", str(mnt / "run")]
         env = {**os.environ, "JAX_PLATFORMS": "cpu"}
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
         assert res.returncode == 1
@@ -83,8 +84,9 @@ def test_unwritable_workdir_is_one_line(tmp_path, run_cli):
     (tmp_path / "file").write_text("")
     code, _, err = run_cli(*RUN, "--workdir", str(tmp_path / "file" / "run"))
     assert code == 2
-    assert err.strip().splitlines()[-1:] == [f"seqjax: error: --workdir {tmp_path / 'file' / 'run'}: cannot write there "
-                                        "(Not a directory); pick a directory you can write to"]
+    bad = tmp_path / "file" / "run"
+    assert err.strip().splitlines()[-1:] == [f"seqjax: error: --workdir {bad}: cannot write there "
+                                             "(Not a directory); pick a directory you can write to"]
 
 
 def test_config_json_that_no_longer_parses_is_one_line(tmp_path, run_cli):

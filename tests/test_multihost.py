@@ -40,7 +40,8 @@ def _cmd(preset: str, workdir: pathlib.Path, *sets: str) -> list[str]:
 
 def _start(cmd: list[str], processes: int, port: int, **extra) -> list[subprocess.Popen]:
     """``processes`` local processes x 2 devices running ``cmd --distributed``."""
-    return [subprocess.Popen(cmd + ["--distributed"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    pipe = subprocess.PIPE
+    return [subprocess.Popen(cmd + ["--distributed"], stdout=pipe, stderr=pipe, text=True,
                              env=_env(2, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                                       JAX_NUM_PROCESSES=str(processes), JAX_PROCESS_ID=str(i),
                                       SEQJAX_HEARTBEAT_TIMEOUT_S="5", **extra))
@@ -73,7 +74,8 @@ def one_process(cmd: list[str], devices: int = 4) -> subprocess.CompletedProcess
 
 def rows(workdir: pathlib.Path, *splits: str) -> list[dict]:
     out = [json.loads(ln) for ln in (workdir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in out if not splits or r["split"] in splits]
+    out = [r for r in out if not splits or r["split"] in splits]
+    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in out]
 
 
 def assert_same_rows(a: list[dict], b: list[dict]) -> None:
@@ -127,7 +129,8 @@ def test_killed_processes_resume_to_the_uninterrupted_result(sequences_runs, tmp
     procs = _start(cmd, 2, port)
     try:
         metrics, deadline = workdir / "metrics.jsonl", time.time() + TIMEOUT_S
-        while time.time() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 13):
+        logged = lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 13  # noqa: E731
+        while time.time() < deadline and not logged():
             assert all(p.poll() is None for p in procs), procs[0].stderr.read()[-2000:]
             time.sleep(0.1)
         procs[1].send_signal(signal.SIGKILL)

@@ -108,9 +108,13 @@ class Checkpoints:
         def handlers(tree: str) -> dict:  # named, so a checkpoint's metadata reads without a target
             return {tree: ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
 
-        self.latest = ocp.CheckpointManager(self.root / "checkpoints", options=options("latest", max(keep, 1)),
-                                            item_handlers=handlers("state"))
-        self.best = ocp.CheckpointManager(self.root / "best", options=options("best", 1), item_handlers=handlers("params"))
+        self.latest = ocp.CheckpointManager(
+            self.root / "checkpoints", options=options("latest", max(keep, 1)),
+            item_handlers=handlers("state"),
+        )
+        self.best = ocp.CheckpointManager(
+            self.root / "best", options=options("best", 1), item_handlers=handlers("params")
+        )
         self._pending: tuple[str, int, int] | None = None  # (what, step, bytes) of the write in flight
         logging.getLogger("absl").addFilter(_QUIET)
 
@@ -128,9 +132,9 @@ class Checkpoints:
         except OSError:
             free = ""
         good = [s for s in self.latest.all_steps() if s != step]
-        last = f"the last good checkpoint (step {max(good)}) is kept" if good else "no checkpoint was written yet"
-        return StorageError(f"cannot write the {what} of step {step} in {self.root}: {_cause(e)} (needs about "
-                            f"{needed} bytes{free}); {last}; free space and run the same command to resume")
+        last = f"the last good checkpoint (step {max(good)}) is kept" if good else "no checkpoint was written"
+        return StorageError(f"cannot write the {what} of step {step} in {self.root}: {_cause(e)} (needs "
+                            f"about {needed} bytes{free}); {last}; free space and run the same command to resume")
 
     # -- saving ----------------------------------------------------------------------
     def save(self, step: int, state: Any, meta: dict) -> None:
@@ -184,7 +188,8 @@ class Checkpoints:
                 )
                 return out["state"], dict(out["meta"])
             except Exception as e:  # noqa: BLE001 — any unreadable checkpoint: fall back
-                warnings.warn(f"checkpoint at step {step} is unreadable ({type(e).__name__}: {e}); trying the previous one")
+                warnings.warn(f"checkpoint at step {step} is unreadable ({type(e).__name__}: {e}); "
+                              "trying the previous one", stacklevel=2)
         return None
 
     def restore_best(self, like_params: Any) -> tuple[Any, dict] | None:
@@ -193,7 +198,8 @@ class Checkpoints:
             return None
         target = _saved_replicated(self.best, step, "params")
         out = self.best.restore(
-            step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()),
+            step,
+            args=ocp.args.Composite(params=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()),
         )
         return jax.tree.map(lambda _, x: x, like_params, out["params"]), dict(out["meta"])
 
@@ -204,10 +210,12 @@ def _kept_params(ck: Checkpoints, like_params: Any):
         try:
             target = _saved_replicated(ck.latest, step, "state")
             out = ck.latest.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()),
             )
         except Exception as e:  # noqa: BLE001 — unreadable: fall back
-            warnings.warn(f"checkpoint at step {step} is unreadable ({type(e).__name__}); trying the previous one")
+            warnings.warn(f"checkpoint at step {step} is unreadable ({type(e).__name__}); "
+                          "trying the previous one", stacklevel=2)
             continue
         yield step, jax.tree.map(lambda _, x: x, like_params, out["state"]["params"]), dict(out["meta"])
 
@@ -248,4 +256,6 @@ def restore_params(workdir: pathlib.Path, like_params: Any, which: str = "best")
             return params, meta
     finally:
         ck.close()
-    raise FileNotFoundError(f"{workdir}: no readable checkpoint; train first with `seqjax train ... --workdir {workdir}`")
+    raise FileNotFoundError(
+        f"{workdir}: no readable checkpoint; train first with `seqjax train ... --workdir {workdir}`"
+    )

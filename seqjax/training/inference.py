@@ -34,7 +34,9 @@ def read_config(workdir: str | pathlib.Path, task: str | None = None):
     workdir = pathlib.Path(workdir)
     cfg_path = workdir / "config.json"
     if not cfg_path.is_file():
-        raise UsageError(f"{workdir}: not a run directory (no config.json); pass the --workdir of a `seqjax train` run")
+        raise UsageError(
+            f"{workdir}: not a run directory (no config.json); pass the --workdir of a `seqjax train` run"
+        )
     try:
         cfg = config_lib.from_json(cfg_path.read_text())
     except Exception as e:  # noqa: BLE001 — JSONDecodeError, unknown keys, bad types

@@ -96,7 +96,8 @@ class Engine:
     def reset_carry(self, state: TrainState) -> TrainState:
         if state.carry is None:
             return state
-        return state.replace(carry=mesh_lib.shard_batch(self.task.initial_carry(self.cfg.data.batch_size), self.mesh))
+        carry = self.task.initial_carry(self.cfg.data.batch_size)
+        return state.replace(carry=mesh_lib.shard_batch(carry, self.mesh))
 
     def evaluate(self, params, split: str) -> dict[str, float]:
         """Task metrics of ``params`` on every example of ``split``, on any device count:
@@ -107,7 +108,8 @@ class Engine:
             tokens += self.task.tokens(batch)
             batch = mesh_lib.pad_rows(batch, self.mesh.devices.size, self.task.weight_key)
             if carry is None and self.task.stateful:
-                carry = mesh_lib.shard_batch(self.task.initial_carry(len(batch[self.task.weight_key])), self.mesh)
+                rows = len(batch[self.task.weight_key])
+                carry = mesh_lib.shard_batch(self.task.initial_carry(rows), self.mesh)
             metrics, carry = self.eval_step(params, mesh_lib.shard_batch(batch, self.mesh), carry)
             sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
         host = {k: float(v) for k, v in jax.device_get(sums).items()}
@@ -227,7 +229,8 @@ class _StopRequests:
         if self.signal is not None:
             raise KeyboardInterrupt
         self.signal = signum
-        self._echo(f"{signal.Signals(signum).name}: stopping after this step with a checkpoint (again: stop now)")
+        name = signal.Signals(signum).name
+        self._echo(f"{name}: stopping after this step with a checkpoint (again: stop now)")
 
 
 def prepare_workdir(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path | None) -> pathlib.Path:
@@ -345,7 +348,8 @@ class _Session:
 
     def after_step(self) -> bool:
         """Log, evaluate and checkpoint where due; True when early stopping ends the run."""
-        step, total, prog, patience = self.step, self.engine.total_steps, self.prog, self.cfg.train.early_stop_patience
+        step, total, prog = self.step, self.engine.total_steps, self.prog
+        patience = self.cfg.train.early_stop_patience
         epoch_done = prog.position >= self.engine.steps_per_epoch
         if step % self.log_every == 0 or epoch_done or step >= total:
             self.flush_train_logs()
@@ -373,8 +377,9 @@ class _Session:
             prog.epoch_sums[k] = prog.epoch_sums.get(k, 0.0) + v
         if sums.get("count", 1) > 0:
             m = self.task.summarize(sums)
-            m["lr"] = optim.lr_at(self.cfg, self.step - 1, self.engine.steps_per_epoch, self.engine.total_steps,
-                                  float(state.lr_scale))
+            e = self.engine
+            lr_scale = float(state.lr_scale)
+            m["lr"] = optim.lr_at(self.cfg, self.step - 1, e.steps_per_epoch, e.total_steps, lr_scale)
             m["tokens_per_s"] = self.tokens_since / max(time.perf_counter() - self.t_last, 1e-9)
             self.logger.write(self.step, prog.epoch + 1, "train", m)
             self.bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:.0f}", refresh=False)
@@ -387,7 +392,8 @@ class _Session:
         prog.last_eval = m
         self.logger.write(self.step, prog.epoch + 1, "valid", m)
         if _is_better(task, m, prog.best_metrics):
-            prog.best, prog.best_step, prog.best_metrics, prog.bad_evals = m[task.main_metric], self.step, m, 0
+            prog.best, prog.best_step, prog.best_metrics = m[task.main_metric], self.step, m
+            prog.bad_evals = 0
             self.ckpt.save_best(self.step, self.state.params, {"step": self.step, **m})
         else:
             prog.bad_evals += 1
@@ -437,7 +443,9 @@ class _Session:
                 raise
 
 
-def finish(engine: Engine, state: TrainState, prog: Progress, ckpt: Checkpoints, workdir: pathlib.Path) -> dict:
+def finish(
+    engine: Engine, state: TrainState, prog: Progress, ckpt: Checkpoints, workdir: pathlib.Path
+) -> dict:
     """Final evaluation: valid + test of the final params and of the best params (and, with
     ``train.final_params=average``, of the mean of the best and the kept checkpoints, which
     then also feed the task's final report, e.g. translation BLEU)."""
@@ -478,4 +486,5 @@ def finish(engine: Engine, state: TrainState, prog: Progress, ckpt: Checkpoints,
 
 
 def _fmt(m: dict) -> str:
-    return " ".join(f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, (int, float)) and k != "tokens_per_s")
+    shown = {k: v for k, v in m.items() if isinstance(v, (int, float)) and k != "tokens_per_s"}
+    return " ".join(f"{k}={v:.4g}" for k, v in shown.items())

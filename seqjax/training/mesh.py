@@ -95,8 +95,8 @@ def _wait_for_coordinator(address: str, timeout_s: int, where: str) -> None:
         except OSError as e:
             if time.monotonic() >= deadline:
                 raise TrainingError(f"jax.distributed.initialize failed ({where}): no coordinator answered "
-                                    f"within {timeout_s} s ({e.strerror or e}); start process 0 first or check "
-                                    "the address") from None
+                                    f"within {timeout_s} s ({e.strerror or e}); start process 0 first "
+                                    "or check the address") from None
             time.sleep(0.5)
 
 

@@ -133,8 +133,9 @@ class Checkpoints:
             free = ""
         good = [s for s in self.latest.all_steps() if s != step]
         last = f"the last good checkpoint (step {max(good)}) is kept" if good else "no checkpoint was written"
-        return StorageError(f"cannot write the {what} of step {step} in {self.root}: {_cause(e)} (needs "
-                            f"about {needed} bytes{free}); {last}; free space and run the same command to resume")
+        return StorageError(f"cannot write the {what} of step {step} in {self.root}: {_cause(e)} "
+                            f"(needs about {needed} bytes{free}); {last}; "
+                            "free space and run the same command to resume")
 
     # -- saving ----------------------------------------------------------------------
     def save(self, step: int, state: Any, meta: dict) -> None:

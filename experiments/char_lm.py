@@ -40,7 +40,7 @@ PRESETS = {
 def base():
     """The shakespeare preset: the shared starting point of every preset."""
     c = lm_config()
-    c.data.update(dict(source="shakespeare", level="char", valid_fraction=0.05, test_fraction=0.05, bptt=128,
+    c.data.update(dict(source="shakespeare", level="char", valid_fraction=0.1, test_fraction=0, bptt=128,
                        batch_size=32, eval_batch_size=32, test_batch_size=32))
     c.model.update(dict(cell="lstm", embed=128, hidden=512, layers=2, dropout=0.2))
     c.optim.update(dict(name="adam", lr=2e-3, clip_norm=1.0))

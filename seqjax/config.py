@@ -82,7 +82,8 @@ OPTIONS = {
     "data.files.test": "test file(s); empty: carved from train (data.test_fraction)",
     "data.valid_fraction": "rows of train held out as valid when there is no valid split: a fraction < 1 or "
     "a count; seeded by `seed` (language models: the tail of the train text, before test)",
-    "data.test_fraction": "rows of train held out as test when there is no test split (fraction or count)",
+    "data.test_fraction": "rows of train held out as test when there is no test split (fraction or count; "
+    "0 for a one-file LM corpus: test is the valid split)",
     "data.text_column": "the text column (classifier input; the language model's text); a,b joins columns "
     "a and b",
     "data.label_column": "the label column of a classifier (any values: the classes are those seen in train)",

@@ -134,3 +134,14 @@ def test_shakespeare_split():
     assert len(c.vocab) == 66 and c.vocab.itos[-1] == "<unk>"
     assert (len(c.train), len(c.valid), len(c.test)) == (1_003_854, 55_770, 55_770)
     assert "".join(c.vocab.decode(c.train[:14])) == "First Citizen:"
+
+
+def test_shakespeare_nanogpt_split():
+    """char_lm's split is nanoGPT's: train the first 90 %, valid the last 10 %, test = valid."""
+    root = _shared("tinyshakespeare")
+    c = load_lm_corpus({"source": "shakespeare", "valid_fraction": 0.1, "test_fraction": 0}, root)
+    n = 1_003_854 + 2 * 55_770
+    assert len(c.valid) == round(0.1 * n) and len(c.train) == n - len(c.valid)
+    np.testing.assert_array_equal(c.test, c.valid)
+    text = (Path(root) / "tinyshakespeare" / "input.txt").read_text()
+    assert "".join(c.vocab.decode(c.valid[:200])) == text[len(c.train) : len(c.train) + 200]

@@ -138,7 +138,7 @@ def load_lm_corpus(
 
     A missing valid/test split is carved from the end of the train stream, contiguous:
     train | valid | test, of ``data.valid_fraction`` / ``data.test_fraction`` of its
-    tokens (a fraction < 1, or a count). ``data.max_tokens`` keeps only the first that
+    tokens (a fraction < 1, or a count); ``data.test_fraction=0`` makes test the valid split. ``data.max_tokens`` keeps only the first that
     many ids of each split (tiny presets); the vocabulary is still built from the whole
     training split, so ids match full runs.
     """
@@ -160,9 +160,16 @@ def load_lm_corpus(
     if missing:
         n = len(tokens["train"])
         sizes = {s: sources.count(data.get(f"{s}_fraction", 0.1), n, f"{s}_fraction") for s in missing}
+        # data.test_fraction=0 with no test file: no test split of its own, the test report
+        # scores valid (nanoGPT's 90/10 split of tinyshakespeare has no test split)
+        test_is_valid = "test" in missing and "valid" in missing and sizes["test"] == 0
         end = n
         for s in reversed(missing):  # test is the very tail, valid just before it
+            if s == "test" and test_is_valid:
+                continue
             tokens[s], end = tokens["train"][end - sizes[s] : end], end - sizes[s]
+        if test_is_valid:
+            tokens["test"] = tokens["valid"]
         if end <= 0:
             raise UsageError(
                 f"data.valid_fraction / data.test_fraction leave no training tokens ({n} tokens)"

@@ -28,7 +28,8 @@ from seqjax.config import Preset, base_config, with_preset
 
 PRESETS = {
     "simple-rnn": Preset(
-        "embedding 64 -> SimpleRNN (Elman tanh) 16, last state, no masking (the Keras notebook's first model)",
+        "embedding 64 -> SimpleRNN (Elman tanh) 16, last state, no masking "
+        "(the Keras notebook's first model)",
         {"data.mask": False},
     ),
     "simple-rnn-masked": Preset("simple-rnn with masking (Keras mask_zero=True)"),
@@ -39,7 +40,8 @@ PRESETS = {
          "model.embed": 128, "train.epochs": 3},
     ),
     "best": Preset(
-        "embedding 128 -> BiGRU 64, max pooling, dropout 0.5, adam + cosine, 3 epochs; the one to beat TF-IDF",
+        "embedding 128 -> BiGRU 64, max pooling, dropout 0.5, adam + cosine, 3 epochs; "
+        "the one to beat TF-IDF",
         {"data.min_freq": 2, "data.vocab_size": 30000, "model.cell": "gru", "model.hidden": 64,
          "model.bidirectional": True, "model.embed": 128, "model.pooling": "max", "model.dropout": 0.5,
          "model.embed_dropout": 0.5, "optim.lr": 3e-3, "optim.clip_norm": 1.0, "schedule.name": "cosine",

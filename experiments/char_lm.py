@@ -12,7 +12,8 @@ from seqjax.tasks.lm import lm_config
 
 PRESETS = {
     "shakespeare": Preset(
-        "2x512 LSTM on tinyshakespeare, bptt 128, adam, dropout 0.2 (nanoGPT's char baseline: valid 1.47 nats/char)"
+        "2x512 LSTM on tinyshakespeare, bptt 128, adam, dropout 0.2 "
+        "(nanoGPT's char baseline: valid 1.47 nats/char)"
     ),
     "ptb-char": Preset(
         "1x512 LSTM on PTB characters, bptt 100, adam",

@@ -31,9 +31,9 @@ PRESETS = {
         "2x650 variational LSTM, tied embedding/softmax: dropout 0.5 with one mask per sequence on inputs, "
         "between layers and outputs, recurrent dropout 0.5 on h (one mask for all gates, Gal & Ghahramani's "
         "'tied' variant; paper: test ppl 79.7); schedule of zaremba-medium",
-        {"data.bptt": 35, "model.embed": 650, "model.hidden": 650, "model.dropout": 0.5, "model.variational": True,
-         "model.recurrent_dropout": 0.5, "model.tie_weights": True, "model.init_scale": 0.05,
-         "schedule.decay_after": 6, "schedule.factor": 0.8, "train.epochs": 39},
+        {"data.bptt": 35, "model.embed": 650, "model.hidden": 650, "model.dropout": 0.5,
+         "model.variational": True, "model.recurrent_dropout": 0.5, "model.tie_weights": True,
+         "model.init_scale": 0.05, "schedule.decay_after": 6, "schedule.factor": 0.8, "train.epochs": 39},
     ),
     "tf-256-128": Preset(
         "the TensorFlow PTB notebook: LSTM 256 then 128, embedding 200, bptt 20, batch 60, 15 epochs",

@@ -24,7 +24,9 @@ PRESETS = {
         {"data.problem": "ar", "data.max_len": 30, "model.hidden": 32, "schedule.name": "cosine",
          "schedule.warmup_steps": 100, "train.epochs": 8},
     ),
-    "padding": Preset("parity without masking: the RNN reads the zero padding to the end", {"data.mask": False}),
+    "padding": Preset(
+        "parity without masking: the RNN reads the zero padding to the end", {"data.mask": False}
+    ),
     "tiny": Preset(
         "seconds on CPU, for tests and smoke checks",
         {"data.n_train": 512, "data.n_eval": 128, "data.max_len": 8, "data.test_max_len": 10,

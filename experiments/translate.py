@@ -61,12 +61,15 @@ _WORD = {
 
 PRESETS = {
     "char-lstm": Preset(
-        "the Keras character-level seq2seq example: one-hot, LSTM 512 enc+dec, rmsprop, 10k pairs, no attention"
+        "the Keras character-level seq2seq example: one-hot, LSTM 512 enc+dec, rmsprop, 10k pairs, "
+        "no attention"
     ),
     "char-lstm-attention": Preset(
         "char-lstm with Bahdanau attention (keys/values: encoder outputs)", {"model.attention": "bahdanau"}
     ),
-    "word-gru-attention": Preset("TF tutorial setup (30k pairs, word level, emb 256, Bahdanau) with GRU 256", _WORD),
+    "word-gru-attention": Preset(
+        "TF tutorial setup (30k pairs, word level, emb 256, Bahdanau) with GRU 256", _WORD
+    ),
     "word-gru": Preset(
         "word-gru-attention without attention (the ablation)", {**_WORD, "model.attention": "none"}
     ),

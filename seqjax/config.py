@@ -31,18 +31,18 @@ from seqjax.errors import UsageError
 OPTIONS = {
     "task": "which task adapter runs the experiment (sequences | lm | classify | translate)",
     "seed": "PRNG seed for init, data order and dropout",
-    "model.cell": "recurrent cell: a registered name, rnn (Elman tanh) | rnn_relu | lstm | gru (PyTorch math) | "
-    "mingru | minlstm (Feng et al. 2024) | flax_simple | flax_lstm | flax_optimized_lstm | flax_gru | flax_mgu "
-    "(flax.linen's cells), or package.module:ClassName for any flax.linen.RNNCellBase on the Python path "
-    "(README: Add a cell)",
-    "model.cell_options": "constructor fields of the cell as a dict, e.g. {'activation': 'relu'}; model.init, "
-    "init_scale, forget_bias and dtype reach the cell when it has those fields (weight_init, init_scale, "
-    "forget_bias, dtype), and forget_bias / dtype are rejected for a cell without them",
-    "model.recurrent_dropout": "dropout on the recurrent state (Gal & Ghahramani 2016): one mask per sequence on "
-    "what each step reads of the carry (h; every carry part of a cell that does not expose h), training only; "
-    "the wavefront and cuDNN then fall back to the layer-by-layer scan",
-    "model.parallel_scan": "linear cells (mingru, minlstm): on = the recurrence parallel in time in log space | "
-    "off = a sequential scan | auto = parallel on GPU/TPU, sequential on CPU (measured faster there, "
+    "model.cell": "recurrent cell: a registered name, rnn (Elman tanh) | rnn_relu | lstm | gru (PyTorch "
+    "math) | mingru | minlstm (Feng et al. 2024) | flax_simple | flax_lstm | flax_optimized_lstm | flax_gru "
+    "| flax_mgu (flax.linen's cells), or package.module:ClassName for any flax.linen.RNNCellBase on the "
+    "Python path (README: Add a cell)",
+    "model.cell_options": "constructor fields of the cell as a dict, e.g. {'activation': 'relu'}; "
+    "model.init, init_scale, forget_bias and dtype reach the cell when it has those fields (weight_init, "
+    "init_scale, forget_bias, dtype), and forget_bias / dtype are rejected for a cell without them",
+    "model.recurrent_dropout": "dropout on the recurrent state (Gal & Ghahramani 2016): one mask per "
+    "sequence on what each step reads of the carry (h; every carry part of a cell that does not expose h), "
+    "training only; the wavefront and cuDNN then fall back to the layer-by-layer scan",
+    "model.parallel_scan": "linear cells (mingru, minlstm): on = the recurrence parallel in time in log "
+    "space | off = a sequential scan | auto = parallel on GPU/TPU, sequential on CPU (measured faster there, "
     "experiments/results/cells.md)",
     "model.hidden": "hidden units: an int (every layer) or a per-layer list, e.g. [256,128]",
     "model.layers": "number of stacked layers (when model.hidden is an int)",
@@ -54,29 +54,32 @@ OPTIONS = {
     "model.init_scale": "half-width of the uniform init when model.init=uniform",
     "model.forget_bias": "added to the LSTM forget-gate bias at init",
     "model.unroll": "time steps unrolled per scan iteration (speed knob, same numbers)",
-    "model.eval_unroll": "scan unroll of eval steps (0: model.unroll); eval has no backward loop, so unrolling "
-    "it pays off where training's does not (speed knob, same numbers)",
+    "model.eval_unroll": "scan unroll of eval steps (0: model.unroll); eval has no backward loop, so "
+    "unrolling it pays off where training's does not (speed knob, same numbers)",
     "model.dtype": "compute dtype: float32 | bfloat16 (params stay float32)",
-    "model.backend": "recurrent kernel: scan (a scan over the cell, everywhere; its backward pass computes dW_hh "
-    "as one matmul after the time loop, seqjax/recurrence.py) | flax_scan (nn.scan with plain autodiff: same "
-    "numbers, slower at large hidden sizes) | cudnn (forward LSTM layers as one cuDNN kernel on a GPU, the scan elsewhere)",
+    "model.backend": "recurrent kernel: scan (a scan over the cell, everywhere; its backward pass computes "
+    "dW_hh as one matmul after the time loop, seqjax/recurrence.py) | flax_scan (nn.scan with plain "
+    "autodiff: same numbers, slower at large hidden sizes) | cudnn (forward LSTM layers as one cuDNN kernel "
+    "on a GPU, the scan elsewhere)",
     "model.remat": "true: recompute each time step in the backward pass instead of storing its activations "
     "(jax.checkpoint of the step): training memory of long sequences drops to the carries, at the cost of "
     "one more forward step per step",
-    "model.wavefront": "true: a unidirectional stack of 2+ layers runs as one time loop, layer l at step k - l in "
-    "iteration k (seqjax/recurrence.py stacked_recurrence): the layers' steps run side by side; same numbers up to "
-    "float rounding (backend=scan only)",
+    "model.wavefront": "true: a unidirectional stack of 2+ layers runs as one time loop, layer l at step k - "
+    "l in iteration k (seqjax/recurrence.py stacked_recurrence): the layers' steps run side by side; same "
+    "numbers up to float rounding (backend=scan only)",
     "model.eval_wavefront": "true: eval steps run as model.wavefront=true (same params and numbers; eval has "
     "no backward loop to serialise the layers again)",
-    "model.head_chunk": "read-out loss of the LM and seq2seq models: -1 auto (fused and chunked on CPU, plain on GPU/TPU) | 0 plain "
-    "(materialise the [B, T, V] logits) | N rows per chunk of the fused read-out (seqjax/losses.py)",
+    "model.head_chunk": "read-out loss of the LM and seq2seq models: -1 auto (fused and chunked on CPU, "
+    "plain on GPU/TPU) | 0 plain (materialise the [B, T, V] logits) | N rows per chunk of the fused read-out "
+    "(seqjax/losses.py)",
     "data.batch_size": "examples (or parallel streams) per step, over all devices",
     "data.eval_batch_size": "batch size for evaluation (0: same as data.batch_size)",
     "data.max_examples": "cap the training set (0: all), for quick runs",
     "data.source": "where the rows come from (seqjax/data/sources.py): a built-in corpus (ptb | ptb_char | "
-    "shakespeare | ag_news | tatoeba, its file by data.pair), a datasets builder for local files (text | csv | "
-    "json | parquet), disk (a save_to_disk directory in data.files.train), hub:NAME[/CONFIG] (NAME may be "
-    "OWNER/NAME; online only), npz (sequences: x [N,T,D], y [N], optional lengths [N]) or a generated one (toy | synthetic)",
+    "shakespeare | ag_news | tatoeba, its file by data.pair), a datasets builder for local files (text | csv "
+    "| json | parquet), disk (a save_to_disk directory in data.files.train), hub:NAME[/CONFIG] (NAME may be "
+    "OWNER/NAME; online only), npz (sequences: x [N,T,D], y [N], optional lengths [N]) or a generated one "
+    "(toy | synthetic)",
     "data.files.train": "training file(s) of a builder source: a path, a glob or comma-separated paths",
     "data.files.valid": "validation file(s); empty: carved from train (data.valid_fraction)",
     "data.files.test": "test file(s); empty: carved from train (data.test_fraction)",
@@ -111,8 +114,8 @@ OPTIONS = {
     "train.eval_every": "evaluate every N steps (0: at the end of each epoch)",
     "train.checkpoint_every": "checkpoint every N steps (0: at each evaluation)",
     "train.keep_checkpoints": "how many recent checkpoints to keep (the best is kept apart)",
-    "train.final_params": "params of the final test report: best (the best evaluation's) | average (the mean of "
-    "the best and the kept checkpoints; the summary then has an `average` entry)",
+    "train.final_params": "params of the final test report: best (the best evaluation's) | average (the mean "
+    "of the best and the kept checkpoints; the summary then has an `average` entry)",
     "train.log_every": "write train metrics every N steps",
     "train.early_stop_patience": "stop after N evaluations without improvement (0: never)",
     "train.progress": "show a progress bar (auto: only on a terminal) | on | off",
@@ -149,7 +152,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = dict(
         batch_size=32, eval_batch_size=0, max_examples=0, source="",
         files=dict(train="", valid="", test=""), valid_fraction=0.1, test_fraction=0.1,
-        text_column="text", label_column="label", source_column="source", target_column="target", delimiter="",
+        text_column="text", label_column="label", source_column="source", target_column="target",
+        delimiter="",
     )
     c.optim = dict(
         name="adam", lr=1e-3, clip_norm=0.0, weight_decay=0.0, momentum=0.9,
@@ -172,7 +176,8 @@ def base_config() -> ml_collections.ConfigDict:
 def experiments_dirs() -> list[pathlib.Path]:
     """Where short config names are looked up, first match wins: ``./experiments`` (the
     user's own), the source tree's ``experiments/``, the installed ``seqjax.experiments``."""
-    dirs = [pathlib.Path.cwd() / "experiments", pathlib.Path(__file__).resolve().parent.parent / "experiments"]
+    dirs = [pathlib.Path.cwd() / "experiments",
+            pathlib.Path(__file__).resolve().parent.parent / "experiments"]
     spec = importlib.util.find_spec("seqjax.experiments")
     if spec is not None and spec.submodule_search_locations:
         dirs += [pathlib.Path(p) for p in spec.submodule_search_locations]
@@ -318,7 +323,8 @@ def parse_value(text: str) -> Any:
 def unknown_key(option: str, key: str, keys: Iterable[str]) -> UsageError:
     """The one-line error for an unknown config ``key`` given with ``option``, with close matches."""
     close = difflib.get_close_matches(key, list(keys), n=3, cutoff=0.5)
-    return UsageError(f"{option} {key}: unknown config key" + (f"; closest: {', '.join(close)}" if close else "")
+    return UsageError(f"{option} {key}: unknown config key"
+                      + (f"; closest: {', '.join(close)}" if close else "")
                       + "; `seqjax experiments --keys` lists them")
 
 

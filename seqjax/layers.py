@@ -338,8 +338,10 @@ class Bidirectional(nn.Module):
         in ``Recurrent``.
         """
         fwd_init, bwd_init = (None, None) if initial_carry is None else initial_carry
-        fwd, fwd_carry = self.forward(inputs, seq_lengths, fwd_init, reverse=False, deterministic=deterministic)
-        bwd, bwd_carry = self.backward(inputs, seq_lengths, bwd_init, reverse=True, deterministic=deterministic)
+        fwd, fwd_carry = self.forward(inputs, seq_lengths, fwd_init, reverse=False,
+                                      deterministic=deterministic)
+        bwd, bwd_carry = self.backward(inputs, seq_lengths, bwd_init, reverse=True,
+                                       deterministic=deterministic)
         return _merge(self.merge, fwd, bwd), (fwd_carry, bwd_carry)
 
 
@@ -371,7 +373,8 @@ def zero_carry(
     """
 
     def one(size):
-        carry = make_cell(cell, size, **dict(cell_kwargs or {})).initialize_carry(jax.random.key(0), (batch, size))
+        carry = make_cell(cell, size, **dict(cell_kwargs or {})).initialize_carry(
+            jax.random.key(0), (batch, size))
         return jax.tree.map(lambda c: jnp.zeros(jnp.shape(c), dtype), carry)
 
     return tuple((one(s), one(s)) if bidirectional else one(s) for s in hidden_sizes)
@@ -424,7 +427,8 @@ class Stacked(nn.Module):
 
     def _recurrent(self, size: int, **module_kw) -> Recurrent:
         return Recurrent(self._cell(size), unroll=self.unroll, backend=self.backend, remat=self.remat,
-                         recurrent_dropout=self.recurrent_dropout, parallel_scan=self.parallel_scan, **module_kw)
+                         recurrent_dropout=self.recurrent_dropout, parallel_scan=self.parallel_scan,
+                         **module_kw)
 
     @nn.compact
     def __call__(
@@ -498,7 +502,8 @@ class Stacked(nn.Module):
         ih0 = weights[0]["ih"]
         if inputs.shape[-1] != ih0["kernel"].shape[0]:
             raise ValueError(
-                f"inputs have {inputs.shape[-1]} features (last axis) but the cell's parameters expect {ih0['kernel'].shape[0]}"
+                f"inputs have {inputs.shape[-1]} features (last axis) but the cell's parameters "
+                f"expect {ih0['kernel'].shape[0]}"
             )
         dtype = cells[0].dtype
         xp = project(jnp.swapaxes(inputs, 0, 1), ih0["kernel"], ih0["bias"], dtype)  # [T, B, G*H_0]

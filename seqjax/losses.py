@@ -50,7 +50,8 @@ def even_chunk(n: int, chunk: int) -> int:
     return -(-n // k)
 
 
-def linear_cross_entropy(x, kernel, bias, labels, weights, *, chunk: int, dtype=None, with_correct: bool = False):
+def linear_cross_entropy(x, kernel, bias, labels, weights, *, chunk: int, dtype=None,
+                         with_correct: bool = False):
     """``Σₙ weightsₙ · CE(softmax(xₙ W + b), labelsₙ)`` without materialising the logits.
 
     Args:
@@ -79,7 +80,8 @@ def linear_cross_entropy(x, kernel, bias, labels, weights, *, chunk: int, dtype=
             f"labels {labels.shape}, weights {weights.shape}"
         )
     chunk = even_chunk(n, chunk)
-    total, correct = _lce(x, kernel, bias, labels, weights.astype(jnp.float32), chunk, dtype, bool(with_correct))
+    total, correct = _lce(x, kernel, bias, labels, weights.astype(jnp.float32), chunk, dtype,
+                          bool(with_correct))
     return (total, correct) if with_correct else total
 
 

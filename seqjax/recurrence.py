@@ -84,7 +84,8 @@ def _fwd(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry,
     taps = jnp.zeros(xp.shape[:2] + bias.shape, hh.dtype)
 
     def loop(xp, carry, taps):  # kernel and bias are constants here: no dW in the backward loop
-        return _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask, taps)
+        return _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask,
+                     taps)
 
     (carry, ys, h_prev), vjp = jax.vjp(loop, xp, carry, taps)
     return (carry, ys), (vjp, h_prev, kernel, bias, mask)
@@ -141,7 +142,8 @@ def recurrence(
     Returns:
       (final carry, outputs [T, B, H]).
     """
-    return _recurrence(update, hidden, reverse, unroll, dtype, bool(remat), kernel, bias, xp, carry, valid, mask)
+    return _recurrence(update, hidden, reverse, unroll, dtype, bool(remat), kernel, bias, xp, carry, valid,
+                       mask)
 
 
 # --------------------------------------------------------------------------------------
@@ -278,7 +280,8 @@ def _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carr
             if l == 0:
                 x = x0
             else:
-                inp = prev_y[l - 1] if mask is None else prev_y[l - 1] * mask[l - 1].astype(prev_y[l - 1].dtype)
+                inp = (prev_y[l - 1] if mask is None
+                       else prev_y[l - 1] * mask[l - 1].astype(prev_y[l - 1].dtype))
                 x = project(inp, ih_k[l - 1], ih_b[l - 1], dtype)
                 ins.append(inp)
             new, y = updates[l](carries[l], x, hh)
@@ -297,20 +300,22 @@ def _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carr
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
 def _wave(updates, hiddens, unroll, dtype, remat, hh_k, hh_b, ih_k, ih_b, xp, carries, active, masks):
-    carries, ys, _ = _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carries, active, masks, None)
+    carries, ys, _ = _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carries, active,
+                                masks, None)
     return carries, ys
 
 
 def _wave_fwd(updates, hiddens, unroll, dtype, remat, hh_k, hh_b, ih_k, ih_b, xp, carries, active, masks):
-    carries, ys, kept = _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carries, active,
-                                   masks, "carries" if remat else "all")
+    carries, ys, kept = _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carries,
+                                   active, masks, "carries" if remat else "all")
     return (carries, ys), (kept, xp, active, masks, hh_k, hh_b, ih_k, ih_b)
 
 
 def _outer(a, dz):
     """``Σ_k a_kᵀ dz_k`` for [K, B, H] and [K, B, N]: one [H, K*B] x [K*B, N] matmul."""
     k, b, h = a.shape
-    return jnp.dot(a.reshape(k * b, h).astype(dz.dtype).T, dz.reshape(k * b, -1), preferred_element_type=jnp.float32)
+    return jnp.dot(a.reshape(k * b, h).astype(dz.dtype).T, dz.reshape(k * b, -1),
+                   preferred_element_type=jnp.float32)
 
 
 def _layer_bwd(update, hidden, unroll, dtype, kernel, bias, prev, x, hh, ok, d_carry, d_ys):
@@ -336,7 +341,8 @@ def _wave_bwd(updates, hiddens, unroll, dtype, remat, res, cotangents):
     prevs, ins = kept[:2]
     d_carries, d_ys = cotangents
     n = len(updates)
-    d_hh_k, d_hh_b, d_ih_k, d_ih_b, d_carries0 = [None] * n, [None] * n, [None] * (n - 1), [None] * (n - 1), [None] * n
+    d_hh_k, d_hh_b, d_ih_k, d_ih_b, d_carries0 = ([None] * n, [None] * n, [None] * (n - 1), [None] * (n - 1),
+                                                  [None] * n)
     for l in reversed(range(n)):
         h_prev = jax.vmap(hiddens[l])(prevs[l])  # [K, B, H_l]
         if remat:  # the pre-activations again: one large matmul each
@@ -344,8 +350,8 @@ def _wave_bwd(updates, hiddens, unroll, dtype, remat, res, cotangents):
             hh = project(h_prev, hh_k[l], hh_b[l], dtype)
         else:
             x, hh = kept[2][l], kept[3][l]
-        d_carries0[l], (dx, dhh) = _layer_bwd(updates[l], hiddens[l], unroll, dtype, hh_k[l], hh_b[l], prevs[l],
-                                              x, hh, active[:, l], d_carries[l], d_ys)
+        d_carries0[l], (dx, dhh) = _layer_bwd(updates[l], hiddens[l], unroll, dtype, hh_k[l], hh_b[l],
+                                              prevs[l], x, hh, active[:, l], d_carries[l], d_ys)
         d_hh_k[l] = _outer(h_prev, dhh).astype(hh_k[l].dtype)
         d_hh_b[l] = jnp.sum(dhh, axis=(0, 1), dtype=jnp.float32).astype(hh_b[l].dtype)
         if l == 0:
@@ -353,7 +359,8 @@ def _wave_bwd(updates, hiddens, unroll, dtype, remat, res, cotangents):
         else:
             d_ih_k[l - 1] = _outer(ins[l - 1], dx).astype(ih_k[l - 1].dtype)
             d_ih_b[l - 1] = jnp.sum(dx, axis=(0, 1), dtype=jnp.float32).astype(ih_b[l - 1].dtype)
-            _, in_vjp = jax.vjp(partial(project, kernel=ih_k[l - 1], bias=ih_b[l - 1], dtype=dtype), ins[l - 1])
+            _, in_vjp = jax.vjp(partial(project, kernel=ih_k[l - 1], bias=ih_b[l - 1], dtype=dtype),
+                                ins[l - 1])
             (d_in,) = in_vjp(dx)  # [K, B, H_{l-1}]: one large matmul
             if masks is not None:
                 d_in = d_in * masks[l - 1].astype(d_in.dtype)
@@ -411,7 +418,8 @@ def stacked_recurrence(
     n, t = len(updates), xp.shape[0]
     if not (len(hiddens) == len(hh_kernels) == len(hh_biases) == len(carries) == n
             and len(ih_kernels) == len(ih_biases) == n - 1 and n >= 1):
-        raise ValueError(f"stacked_recurrence: {n} layers need {n} of each per-layer argument and {n - 1} input kernels")
+        raise ValueError(f"stacked_recurrence: {n} layers need {n} of each per-layer argument "
+                         f"and {n - 1} input kernels")
     k = t + n - 1
     # layer l runs time step k - l at iteration k
     if valid is None:

@@ -54,7 +54,8 @@ def _np_pool(out, lengths, how, bidirectional):
     for o, n in zip(out, lengths):
         if how == "last":
             h = o.shape[-1] // 2
-            rows.append(np.concatenate([o[max(n - 1, 0), :h], o[0, h:]]) if bidirectional else o[max(n - 1, 0)])
+            rows.append(np.concatenate([o[max(n - 1, 0), :h], o[0, h:]]) if bidirectional
+                        else o[max(n - 1, 0)])
         elif n == 0:
             rows.append(np.zeros(o.shape[-1]))
         else:

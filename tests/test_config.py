@@ -23,7 +23,8 @@ def test_overrides_are_typed():
     cfg = config_lib.resolve("sequences:tiny", ["model.hidden=[24,12]", "optim.lr=0.01", "model.cell=gru",
                                                 "data.mask=false", "train.epochs=3"])
     assert cfg.model.hidden == [24, 12] and config_lib.hidden_sizes(cfg) == (24, 12)
-    assert cfg.optim.lr == 0.01 and cfg.model.cell == "gru" and cfg.data.mask is False and cfg.train.epochs == 3
+    assert (cfg.optim.lr == 0.01 and cfg.model.cell == "gru" and cfg.data.mask is False
+            and cfg.train.epochs == 3)
     # an int into a float key is fine
     assert config_lib.resolve("sequences:tiny", ["optim.lr=1"]).optim.lr == 1.0
 

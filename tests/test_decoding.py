@@ -126,8 +126,8 @@ def test_greedy_matches_python_loop():
     g = jax.jit(lambda mem, st: decoding.greedy(decoding.seq2seq_step_fn(m, params), mem, st,
                                                   sos_id=2, eos_id=3, max_len=10))(memory, state)
     for row in range(src.shape[0]):
-        mem1 = jax.tree.map(lambda x: x[row:row + 1], memory)
-        st = jax.tree.map(lambda x: x[row:row + 1], state)
+        mem1 = jax.tree.map(lambda x, row=row: x[row:row + 1], memory)
+        st = jax.tree.map(lambda x, row=row: x[row:row + 1], state)
         tok, out, total = jnp.array([2]), [], 0.0
         for _ in range(10):
             logits, st, _ = m.apply({"params": params}, mem1, st, tok, method=Seq2Seq.decode_step)
@@ -194,6 +194,7 @@ def test_inactive_filler_rows_do_not_hold_up_the_loop():
     g = decoding.greedy(step, mem, jnp.zeros(3), sos_id=SOS, eos_id=EOS, max_len=40, active=active)
     assert int(g.steps) == 1
     np.testing.assert_array_equal(g.lengths, [1, 0, 1])
-    bs = decoding.beam_search(step, mem, jnp.zeros(3), beam=2, sos_id=SOS, eos_id=EOS, max_len=40, active=active)
+    bs = decoding.beam_search(step, mem, jnp.zeros(3), beam=2, sos_id=SOS, eos_id=EOS, max_len=40,
+                              active=active)
     assert int(bs.steps) == 1
     np.testing.assert_array_equal(bs.tokens[[0, 2], 0, 0], [EOS, EOS])

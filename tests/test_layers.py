@@ -344,7 +344,8 @@ def test_recurrent_dropout_is_one_mask_per_sequence_on_h(cell):
     dropped, carry = layer.apply(variables, x, LENGTHS, deterministic=False, rngs=rngs)
     assert not np.allclose(dropped, plain)
     np.testing.assert_allclose(dropped[:, 0], plain[:, 0], atol=1e-6)  # the state is masked, not the input
-    ref, ref_carry = layer.clone(backend="flax_scan").apply(variables, x, LENGTHS, deterministic=False, rngs=rngs)
+    ref, ref_carry = layer.clone(backend="flax_scan").apply(variables, x, LENGTHS, deterministic=False,
+                                                            rngs=rngs)
     np.testing.assert_allclose(dropped, ref, atol=1e-5, rtol=1e-5)
     assert_trees_close(carry, ref_carry)
     np.testing.assert_array_equal(np.asarray(dropped)[2], 0)  # length 0

@@ -32,7 +32,8 @@ def test_uniform_model_perplexity_is_vocab_size():
     params["out"] = jax.tree.map(jnp.zeros_like, params["out"])  # logits all 0 -> uniform
     sums = None
     for batch in task.eval_batches("valid"):
-        _, (m, _) = task.loss(params, batch, task.initial_carry(len(batch["inputs"])), jax.random.PRNGKey(0), False)
+        _, (m, _) = task.loss(params, batch, task.initial_carry(len(batch["inputs"])), jax.random.PRNGKey(0),
+                              False)
         sums = m if sums is None else jax.tree.map(jnp.add, sums, m)
     metrics = task.summarize({k: float(v) for k, v in sums.items()})
     assert sums["count"] == 499  # every target of the split once
@@ -95,7 +96,8 @@ def test_toy_model_completes_its_sentences(tmp_path, run_cli):
     assert code == 0, err
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["best"]["valid"]["bpc"] < 0.5
-    code, out, _ = run_cli("sample", str(tmp_path), "--prompt", "seven grey", "--temperature", "0", "--length", "41")
+    code, out, _ = run_cli("sample", str(tmp_path), "--prompt", "seven grey", "--temperature", "0",
+                           "--length", "41")
     assert code == 0
     assert out.strip() == "seven grey cats sleep under the warm bakery window."
     code, out, _ = run_cli("eval", str(tmp_path), "--split", "test")

@@ -72,7 +72,8 @@ def test_default_chunk_keeps_a_cache_sized_block():
     assert default_chunk(50) >= 8
 
 
-@pytest.mark.parametrize("n, chunk, want", [(700, 150, 140), (2240, 350, 320), (700, 350, 350), (5, 8, 5), (7, 3, 3)])
+@pytest.mark.parametrize("n, chunk, want",
+                         [(700, 150, 140), (2240, 350, 320), (700, 350, 350), (5, 8, 5), (7, 3, 3)])
 def test_even_chunk_pads_less_than_a_row_per_chunk(n, chunk, want):
     got = even_chunk(n, chunk)
     k = -(-n // got)

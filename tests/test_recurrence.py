@@ -99,7 +99,7 @@ def test_stacked_scan_equals_flax_scan(cell):
     ref = ours.clone(backend="flax_scan")
     params = ours.init(jax.random.PRNGKey(1), x)
     for sl in (None, lengths):
-        def loss(model, p, x):
+        def loss(model, p, x, sl=sl):
             y, carry = model.apply(p, x, sl)
             return jnp.sum(y * jnp.sin(y)) + sum(jnp.sum(c**2) for c in jax.tree.leaves(carry))
 
@@ -168,7 +168,8 @@ def test_wavefront_equals_layer_by_layer(cell, dropout):
     nothing."""
     x = jax.random.normal(jax.random.PRNGKey(0), (4, 7, 5))
     lengths = jnp.array([7, 3, 0, 6], jnp.int32)
-    ref = layers.Stacked(cell, hidden=(6, 5, 4) if cell == "lstm" else (6, 4), dropout=dropout, variational=True)
+    ref = layers.Stacked(cell, hidden=(6, 5, 4) if cell == "lstm" else (6, 4), dropout=dropout,
+                         variational=True)
     params = ref.init(jax.random.PRNGKey(1), x)
     carry = jax.tree.map(lambda z: z + 0.5, ref.initialize_carry(4))
     rng = jax.random.PRNGKey(2) if dropout else None

@@ -64,7 +64,8 @@ def test_boundaries():
 def test_batches_cover_every_example_once_in_few_shapes(data_dir):
     cfg = config_lib.resolve("agnews:tiny", ["data.batch_size=8", "data.eval_batch_size=16"])
     task = ClassifyTask(cfg, str(data_dir))
-    for split, batches in [("train", list(task.train_batches(epoch=1))), ("valid", list(task.eval_batches("valid"))),
+    for split, batches in [("train", list(task.train_batches(epoch=1))),
+                           ("valid", list(task.eval_batches("valid"))),
                            ("test", list(task.eval_batches("test")))]:
         s = task.splits[split]
         assert {b["tokens"].shape[1] for b in batches} <= set(task.bounds) == {16, 32}
@@ -115,8 +116,8 @@ def test_malformed_csv_row_is_one_line_exit_3(tmp_path):
     rc, out, err = _main(["train", "agnews:tiny", "--data-dir", str(bad), "--workdir", str(tmp_path / "run")])
     assert rc == 3
     lines = err.strip().splitlines()
-    assert lines[-1] == (f"seqjax: error: {bad / 'ag_news' / 'train.csv'}: row 3: label 7 is not one of the 4 "
-                         "labels of this corpus (1, 2, 3, 4); fix the row or add it to train")
+    assert lines[-1] == (f"seqjax: error: {bad / 'ag_news' / 'train.csv'}: row 3: label 7 is not one of "
+                         "the 4 labels of this corpus (1, 2, 3, 4); fix the row or add it to train")
     assert "Traceback" not in err and out == ""
 
 

@@ -26,8 +26,9 @@ def data_dir(tmp_path_factory):
 
 
 def _cfg(*overrides):
-    return config_lib.resolve("translate:tiny", ["data.pair=spa-eng", "data.valid_fraction=8", "data.test_fraction=8",
-                                                 "data.max_pairs=0", "data.max_len=20", *overrides])
+    return config_lib.resolve("translate:tiny", ["data.pair=spa-eng", "data.valid_fraction=8",
+                                                 "data.test_fraction=8", "data.max_pairs=0",
+                                                 "data.max_len=20", *overrides])
 
 
 def test_batches_cover_every_pair_once(data_dir):
@@ -56,7 +57,8 @@ def test_train_report_and_translate_cli(data_dir, tmp_path, capsys, monkeypatch)
     for name in ("greedy", "beam3"):
         r = report["test"][name]
         assert 0.0 <= r["bleu"] <= 100.0 and 0.0 <= r["chrf"] <= 100.0
-        assert r["sentences"] == len(TranslateTask(cfg, data_dir).splits["test"]) and r["decode_ms_per_sentence"] > 0
+        assert (r["sentences"] == len(TranslateTask(cfg, data_dir).splits["test"])
+                and r["decode_ms_per_sentence"] > 0)
         # the file lists every pair 8 times: one distinct source per 8 test pairs
         assert r["sources"] * 8 == r["sentences"] and 0.0 <= r["bleu_multiref"] <= 100.0
     assert set(report["samples"]["greedy"]) == set(EXAMPLE_SENTENCES)
@@ -96,9 +98,11 @@ def test_train_report_and_translate_cli(data_dir, tmp_path, capsys, monkeypatch)
 
     # the presets report the averaged checkpoints (train.final_params=average); `seqjax eval
     # --split test --checkpoint average` re-scores them: the same BLEU as the final report
-    assert summary["average"]["steps"] == sorted(summary["average"]["steps"]) and len(summary["average"]["steps"]) >= 2
+    assert (summary["average"]["steps"] == sorted(summary["average"]["steps"])
+            and len(summary["average"]["steps"]) >= 2)
     assert last["bleu"] == report["test"]["beam3"]["bleu"]
-    assert main(["eval", str(workdir), "--split", "test", "--checkpoint", "average", "--data-dir", data_dir]) == 0
+    assert main(["eval", str(workdir), "--split", "test", "--checkpoint", "average",
+                 "--data-dir", data_dir]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["averaged_steps"] == summary["average"]["steps"]
     assert ev["translation"]["beam3"]["bleu"] == report["test"]["beam3"]["bleu"]

@@ -138,9 +138,10 @@ def load_lm_corpus(
 
     A missing valid/test split is carved from the end of the train stream, contiguous:
     train | valid | test, of ``data.valid_fraction`` / ``data.test_fraction`` of its
-    tokens (a fraction < 1, or a count); ``data.test_fraction=0`` makes test the valid split. ``data.max_tokens`` keeps only the first that
-    many ids of each split (tiny presets); the vocabulary is still built from the whole
-    training split, so ids match full runs.
+    tokens (a fraction < 1, or a count); ``data.test_fraction=0`` makes test the valid
+    split. ``data.max_tokens`` keeps only the first that many ids of each split (tiny
+    presets); the vocabulary is still built from the whole training split, so ids match
+    full runs.
     """
     splits = sources.load_splits(data, data_dir, seed)
     ex = splits.extras

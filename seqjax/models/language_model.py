@@ -58,7 +58,7 @@ class LanguageModel(nn.Module):
 
     @nn.compact
     def __call__(self, tokens, carry=None, *, deterministic: bool = True, targets=None, weights=None):
-        """``tokens [B, T]`` int, ``carry`` (per-layer, as ``Stacked``) -> ``(logits [B, T, V] float32, carry)``.
+        """``tokens [B, T]`` int, per-layer ``carry`` (as ``Stacked``) -> ``(logits [B, T, V] f32, carry)``.
 
         With ``targets [B, T]`` int (and optional ``weights [B, T]``, default 1) it returns
         ``(nll_sum, carry)`` instead: the float32 scalar ``Σ weights · −log p(targets)``,
@@ -96,11 +96,13 @@ class LanguageModel(nn.Module):
             chunk = resolve_chunk(self.head_chunk, self.vocab_size)
             if chunk > 0:
                 nll = linear_cross_entropy(
-                    x2, kernel, bias, targets.reshape(-1), w.reshape(-1).astype(jnp.float32), chunk=chunk, dtype=dtype
+                    x2, kernel, bias, targets.reshape(-1), w.reshape(-1).astype(jnp.float32), chunk=chunk,
+                    dtype=dtype,
                 )
                 return nll, carry
         xm, km = (x2, kernel) if dtype is None else (x2.astype(dtype), kernel.astype(dtype))
-        logits = (jnp.dot(xm, km, preferred_element_type=jnp.float32) + bias).reshape(*x.shape[:-1], self.vocab_size)
+        logits = (jnp.dot(xm, km, preferred_element_type=jnp.float32) + bias).reshape(
+            *x.shape[:-1], self.vocab_size)
         if targets is None:
             return logits, carry
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
@@ -108,7 +110,7 @@ class LanguageModel(nn.Module):
 
 
 class _ReadOut(nn.Module):
-    """The untied read-out's parameters, named as ``nn.Dense`` names them (``kernel [H, V]``, ``bias [V]``)."""
+    """Untied read-out parameters, named as ``nn.Dense`` names them (``kernel [H, V]``, ``bias [V]``)."""
 
     features: int
     kernel_init: Any

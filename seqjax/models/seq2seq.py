@@ -57,7 +57,8 @@ from seqjax.models.build import RecurrentSpec, resolve_spec
 
 Array = jax.Array
 Carry = Any
-Memory = dict  # {"mask": [B, S] bool, "values": [B, S, De], "keys": [B, S, A]} (no values/keys without attention)
+# {"mask": [B, S] bool, "values": [B, S, De], "keys": [B, S, A]} (no values/keys without attention)
+Memory = dict
 
 ATTENTIONS = ("none", "bahdanau")
 
@@ -186,7 +187,8 @@ class Decoder(nn.Module):
         if self.is_initializing():  # create the read-out's parameters
             self.readout(feat[:1])
         p = self.readout.variables["params"]
-        return linear_cross_entropy(feat, p["kernel"], p["bias"], targets, weights, chunk=chunk, with_correct=True)
+        return linear_cross_entropy(feat, p["kernel"], p["bias"], targets, weights, chunk=chunk,
+                                    with_correct=True)
 
 
 def _teacher_step(decoder: Decoder, carries, xp, memory):

@@ -116,7 +116,8 @@ class Task(abc.ABC):
 
     # -- loss and metrics ----------------------------------------------------------
     @abc.abstractmethod
-    def loss(self, params, batch: Batch, carry: Any, rng: jax.Array, train: bool) -> tuple[jax.Array, tuple[Metrics, Any]]:
+    def loss(self, params, batch: Batch, carry: Any, rng: jax.Array,
+             train: bool) -> tuple[jax.Array, tuple[Metrics, Any]]:
         """Pure function: ``(objective, (metric sums, new carry))``; jit-compiled by the loop."""
 
     @abc.abstractmethod
@@ -124,7 +125,8 @@ class Task(abc.ABC):
         """Accumulated metric sums -> reported metrics (must include ``loss`` and main_metric)."""
 
     # -- run directory ---------------------------------------------------------------
-    def save_assets(self, workdir: pathlib.Path) -> None:
+    # an optional hook, a no-op by default (tasks without assets need not override it)
+    def save_assets(self, workdir: pathlib.Path) -> None:  # noqa: B027
         """Write what inference needs besides params (vocabularies) into the run dir."""
 
     def final_report(self, params) -> dict:
@@ -168,7 +170,8 @@ class BucketedTask(Task):
 
     def _require_data(self):
         if getattr(self, "data", None) is None:
-            raise UsageError(f"this {type(self).__name__} has no dataset (loaded for inference, or synthetic)")
+            raise UsageError(f"this {type(self).__name__} has no dataset "
+                             "(loaded for inference, or synthetic)")
 
     def batches(self, split: str, *, shuffle: bool, epoch: int = 0) -> list:
         """The :class:`~seqjax.data.batching.BatchPlan` index lists of ``split`` for one epoch."""

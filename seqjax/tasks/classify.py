@@ -74,7 +74,8 @@ class ClassifyTask(BucketedTask):
         try:
             class_names = json.loads((workdir / CLASSES_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise DataError(f"missing {workdir / CLASSES_FILE}; was {workdir} written by 'seqjax train'?") from None
+            raise DataError(f"missing {workdir / CLASSES_FILE}; "
+                            f"was {workdir} written by 'seqjax train'?") from None
         return cls(cfg, vocab=vocab, class_names=class_names)
 
     @classmethod
@@ -123,8 +124,8 @@ class ClassifyTask(BucketedTask):
 
     # -- loss --------------------------------------------------------------------------
     def loss(self, params, batch, carry, rng, train):
-        logits = self.step_model(train).apply({"params": params}, **self.model_inputs(batch), deterministic=not train,
-                                    rngs={"dropout": rng})
+        logits = self.step_model(train).apply({"params": params}, **self.model_inputs(batch),
+                                              deterministic=not train, rngs={"dropout": rng})
         w = batch["weight"]
         per = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
         metrics = {
@@ -166,4 +167,5 @@ class ClassifyTask(BucketedTask):
     @functools.cache
     def _probs_fn(self):
         model = self.model()
-        return jax.jit(lambda params, tokens, lengths: jax.nn.softmax(model.apply({"params": params}, tokens, lengths)))
+        return jax.jit(lambda params, tokens, lengths: jax.nn.softmax(
+            model.apply({"params": params}, tokens, lengths)))

@@ -47,7 +47,8 @@ def lm_config():
     """
     c = config_lib.base_config()
     c.task = "lm"
-    c.data.update(dict(source="ptb", level="word", bptt=20, test_batch_size=0, max_tokens=0, sum_over_time=False))
+    c.data.update(dict(source="ptb", level="word", bptt=20, test_batch_size=0, max_tokens=0,
+                       sum_over_time=False))
     c.model.update(dict(embed=200, tie_weights=False))
     c.sample = dict(prompt="", length=300, temperature=0.8, prompt_on_finish=True)
     return c
@@ -106,8 +107,10 @@ class LanguageModelTask(Task):
     def windows(self, split: str):
         if split not in self._windows:
             d = self.cfg.data
-            b = {"train": d.batch_size, "valid": d.eval_batch_size or d.batch_size, "test": d.test_batch_size or d.eval_batch_size or d.batch_size}[split]
-            self._windows[split] = bptt_windows(self.corpus.split(split), b, d.bptt, cover_all=split != "train")
+            b = {"train": d.batch_size, "valid": d.eval_batch_size or d.batch_size,
+                 "test": d.test_batch_size or d.eval_batch_size or d.batch_size}[split]
+            self._windows[split] = bptt_windows(self.corpus.split(split), b, d.bptt,
+                                                cover_all=split != "train")
         return self._windows[split]
 
     def steps_per_epoch(self):
@@ -154,8 +157,10 @@ class LanguageModelTask(Task):
     def final_report(self, params):
         if self.word or not self.cfg.sample.prompt_on_finish:
             return {}
-        text = sample(self, params, self.cfg.sample.prompt, self.cfg.sample.length, self.cfg.sample.temperature, 0)
-        return {"sample": {"prompt": self.cfg.sample.prompt, "temperature": self.cfg.sample.temperature, "text": text}}
+        text = sample(self, params, self.cfg.sample.prompt, self.cfg.sample.length,
+                      self.cfg.sample.temperature, 0)
+        return {"sample": {"prompt": self.cfg.sample.prompt, "temperature": self.cfg.sample.temperature,
+                           "text": text}}
 
 
 # ----------------------------------------------------------------------------- sampling

@@ -89,7 +89,8 @@ class SequenceTask(Task):
             series = make_ar(rng, n_train + 2 * d.n_eval, coeffs, d.noise_std, d.max_len)
             cut = [0, n_train, n_train + d.n_eval, n_train + 2 * d.n_eval]
             names = ("train", "valid", "test")
-            self.splits = {k: {f: a[cut[i] : cut[i + 1]] for f, a in series.items()} for i, k in enumerate(names)}
+            self.splits = {k: {f: a[cut[i] : cut[i + 1]] for f, a in series.items()}
+                           for i, k in enumerate(names)}
             self.noise_var = d.noise_std**2
         self.heldout_from = d.max_len
 
@@ -110,8 +111,8 @@ class SequenceTask(Task):
                                 f"(the classes of train), got {arrays['y'].min()}..{arrays['y'].max()}")
         self.heldout_from = max(int(a["x"].shape[1]) for a in self.splits.values())
         if len(y) < cfg.data.batch_size:
-            raise UsageError(f"data.batch_size={cfg.data.batch_size} is larger than the {len(y)} training rows "
-                             f"of {cfg.data.files.train}; lower it")
+            raise UsageError(f"data.batch_size={cfg.data.batch_size} is larger than the {len(y)} "
+                             f"training rows of {cfg.data.files.train}; lower it")
 
     @classmethod
     def synthetic(cls, cfg):
@@ -145,7 +146,8 @@ class SequenceTask(Task):
 
     def _batches(self, split: str, order: np.ndarray) -> Iterator[dict]:
         arrays = self.splits[split]
-        b = self.cfg.data.batch_size if split == "train" else (self.cfg.data.eval_batch_size or self.cfg.data.batch_size)
+        b = (self.cfg.data.batch_size if split == "train"
+             else (self.cfg.data.eval_batch_size or self.cfg.data.batch_size))
         for i in range(0, len(order), b):
             idx = order[i : i + b]
             weight = np.ones(b, np.float32)
@@ -168,7 +170,8 @@ class SequenceTask(Task):
     # -- loss --------------------------------------------------------------------------
     def loss(self, params, batch, carry, rng, train):
         out = self.step_model(train).apply(
-            {"params": params}, **self.model_inputs(batch, carry), deterministic=not train, rngs={"dropout": rng}
+            {"params": params}, **self.model_inputs(batch, carry), deterministic=not train,
+            rngs={"dropout": rng},
         )
         w = batch["weight"]
         if self.classify:

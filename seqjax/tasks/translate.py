@@ -72,7 +72,8 @@ class TranslateTask(BucketedTask):
         if cfg.decode.beam < 1:
             raise UsageError(f"decode.beam={cfg.decode.beam}: must be >= 1")
         if cfg.decode.penalty not in decoding.PENALTIES:
-            raise UsageError(f"decode.penalty={cfg.decode.penalty!r}: choose one of {', '.join(decoding.PENALTIES)}")
+            raise UsageError(f"decode.penalty={cfg.decode.penalty!r}: "
+                             f"choose one of {', '.join(decoding.PENALTIES)}")
         self.level = d.level
         self.bounds = boundaries(cfg)
         self.eval_batch_size = d.eval_batch_size or d.batch_size
@@ -91,13 +92,15 @@ class TranslateTask(BucketedTask):
             keep = np.sort(np.random.default_rng([cfg.seed, 1]).permutation(len(train))[: d.max_examples])
             train = [train[i] for i in keep]
         self.splits = {"train": train, "valid": self.data.valid, "test": self.data.test}
-        self.keys = {k: np.array([max(len(s), len(t) - 1) for s, t in v], np.int64) for k, v in self.splits.items()}
+        self.keys = {k: np.array([max(len(s), len(t) - 1) for s, t in v], np.int64)
+                     for k, v in self.splits.items()}
 
     @classmethod
     def from_run(cls, workdir: str | pathlib.Path, cfg: ml_collections.ConfigDict) -> TranslateTask:
         """The task of a run directory for inference: vocabularies from its assets."""
         workdir = pathlib.Path(workdir)
-        return cls(cfg, src_vocab=Vocab.load(workdir / SRC_VOCAB_FILE), tgt_vocab=Vocab.load(workdir / TGT_VOCAB_FILE))
+        return cls(cfg, src_vocab=Vocab.load(workdir / SRC_VOCAB_FILE),
+                   tgt_vocab=Vocab.load(workdir / TGT_VOCAB_FILE))
 
     @classmethod
     def synthetic(cls, cfg):
@@ -205,7 +208,8 @@ class TranslateTask(BucketedTask):
             ids = tatoeba.encode_source(text, self.src_vocab, self.level)
             if len(ids) > max_len:
                 if warn is not None:
-                    warn(f"input {i + 1} has {len(ids)} {self.level} tokens; truncated to data.max_len={max_len}")
+                    warn(f"input {i + 1} has {len(ids)} {self.level} tokens; "
+                         f"truncated to data.max_len={max_len}")
                 ids = ids[:max_len]
             out.append(ids)
         return out
@@ -226,7 +230,8 @@ class TranslateTask(BucketedTask):
             s, s_len, active = pad_batch(src, idx, n_src, self.src_vocab.pad_id)
             out = jax.device_get(fn(params, s, s_len, active > 0))
             if beam > 1:  # keep the best hypothesis
-                out = out._replace(**{f: getattr(out, f)[:, 0] for f in ("tokens", "lengths", "scores", "attention")})
+                out = out._replace(**{f: getattr(out, f)[:, 0]
+                                      for f in ("tokens", "lengths", "scores", "attention")})
             parts.append([np.asarray(x)[: (idx >= 0).sum()] for x in out[:4]])
         if not parts:
             return decoding.Decoded(*(np.zeros((0,)) for _ in range(4)), steps=0)
@@ -236,7 +241,8 @@ class TranslateTask(BucketedTask):
     def detokenize(self, ids) -> str:
         return tatoeba.decode_target(ids, self.tgt_vocab, self.level)
 
-    def translate(self, params, texts: Sequence[str], beam: int = 1, warn=None) -> tuple[list[str], decoding.Decoded]:
+    def translate(self, params, texts: Sequence[str], beam: int = 1,
+                  warn=None) -> tuple[list[str], decoding.Decoded]:
         """Raw texts -> (translations, :class:`Decoded` as in :meth:`translate_ids`)."""
         out = self.translate_ids(params, self.encode_sources(texts, warn), beam)
         return [self.detokenize(t) for t in out.tokens], out

@@ -1,5 +1,6 @@
 """The training engine: a step learns, resume is exact, divergence stops cleanly,
 checkpoints fall back, 1 device == 4 devices."""
+
 import json
 import os
 import subprocess
@@ -44,7 +45,12 @@ def _final_params(workdir, cfg):
 def test_resume_equals_uninterrupted(tmp_path):
     """Killed mid-epoch (step 5) and exactly at an epoch boundary (step 16), then resumed:
     the final params and every logged metric equal one uninterrupted run's."""
-    o = ["model.layers=2", "model.dropout=0.3", "train.epochs=2", "train.log_every=3"]  # dropout: the RNG resumes
+    o = [
+        "model.layers=2",
+        "model.dropout=0.3",
+        "train.epochs=2",
+        "train.log_every=3",
+    ]  # dropout: the RNG resumes
     straight = loop.train(tiny(*o), tmp_path / "straight", echo=lambda s: None)
     rows = lambda d: [json.loads(ln) for ln in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     strip = lambda rs: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rs]  # noqa: E731
@@ -73,8 +79,15 @@ def test_run_directory_contents(tmp_path):
 
 
 def test_nonfinite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
-    cfg = tiny("optim.name=sgd", "optim.lr=1e30", "optim.clip_norm=0.0", "train.epochs=3",
-               "train.checkpoint_every=1", "train.log_every=1", "model.cell=rnn_relu")
+    cfg = tiny(
+        "optim.name=sgd",
+        "optim.lr=1e30",
+        "optim.clip_norm=0.0",
+        "train.epochs=3",
+        "train.checkpoint_every=1",
+        "train.log_every=1",
+        "model.cell=rnn_relu",
+    )
     with pytest.raises(TrainingError, match=r"non-finite loss at step \d+") as e:
         loop.train(cfg, tmp_path, echo=lambda s: None)
     bad = int(str(e.value).split("step ")[1].split(";")[0])
@@ -114,7 +127,9 @@ def test_one_device_equals_four_devices(tmp_path):
     for n in (1, 4):
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
         wd = tmp_path / f"d{n}"
-        out = subprocess.run([sys.executable, "-c", script, str(wd)], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(wd)], env=env, capture_output=True, text=True, check=True
+        )
         assert out.stdout.strip().splitlines()[-1] == str(n)
         rows = [json.loads(ln) for ln in (wd / "metrics.jsonl").read_text().splitlines()]
         losses[n] = [r["loss"] for r in rows if r["split"] in ("train", "valid")]
@@ -165,11 +180,30 @@ def test_signal_checkpoints_between_steps_and_resumes(tmp_path, sig):
     import time
 
     workdir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "seqjax", "train", "sequences:tiny", "--workdir", str(workdir),
-           "--set", "train.progress=off", "--set", "train.steps=100000", "--set", "train.log_every=1",
-           "--set", "train.checkpoint_every=100000"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqjax",
+        "train",
+        "sequences:tiny",
+        "--workdir",
+        str(workdir),
+        "--set",
+        "train.progress=off",
+        "--set",
+        "train.steps=100000",
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "train.checkpoint_every=100000",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
     metrics = workdir / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.is_file() or len(metrics.read_text().splitlines()) < 5):
@@ -181,8 +215,13 @@ def test_signal_checkpoints_between_steps_and_resumes(tmp_path, sig):
     steps = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
     assert steps and max(steps) >= 5  # the step reached, not the last periodic checkpoint (none)
     last = max(steps)
-    res = subprocess.run(cmd[:-6] + ["--set", "train.progress=off", "--set", f"train.steps={last + 3}"],
-                         capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
+    res = subprocess.run(
+        cmd[:-6] + ["--set", "train.progress=off", "--set", f"train.steps={last + 3}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert f"step {last}" in res.stdout + res.stderr
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if '"train"' in line]
@@ -202,15 +241,22 @@ def test_average_checkpoint_is_the_mean_of_best_and_kept(tmp_path):
     assert len(kept) == 2
     trees = [best]
     import orbax.checkpoint as ocp  # the kept states, read independently of restore_params
+
     ck = Checkpoints(tmp_path)
     for step in kept:
-        trees.append(ck.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]["params"])
+        trees.append(
+            ck.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"][
+                "params"
+            ]
+        )
     ck.close()
     avg, meta = restore_params(tmp_path, like, which="average")
     assert meta["averaged_steps"] == sorted({best_meta["step"], *kept})
     n = len(meta["averaged_steps"])
-    expect = jax.tree.map(lambda *xs: sum(np.asarray(x) for x in xs) / n,
-                          *(trees if best_meta["step"] not in kept else trees[1:]))
+    expect = jax.tree.map(
+        lambda *xs: sum(np.asarray(x) for x in xs) / n,
+        *(trees if best_meta["step"] not in kept else trees[1:]),
+    )
     jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), b, rtol=1e-6, atol=1e-7), avg, expect)
     # an average of different params is none of them
     assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(avg), jax.tree.leaves(best)))

@@ -1,4 +1,5 @@
 """Run-directory logging: ``metrics.jsonl``, TensorBoard events, a progress bar."""
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,9 @@ class MetricLogger:
         """On resume, drop rows logged after the checkpoint we restart from."""
         if not (self.enabled and self.path.exists()):
             return
-        rows = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        rows = [
+            ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step
+        ]
         self.path.write_text("".join(r + "\n" for r in rows))
 
     def close(self) -> None:

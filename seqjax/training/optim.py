@@ -5,6 +5,7 @@ reductions depend on validation results: the loop keeps a multiplier ``lr_scale`
 train state and the step scales the updates by it (for every optimizer here an update
 is linear in the learning rate, so this *is* a learning-rate change).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,11 +33,14 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, total_st
         return optax.constant_schedule(lr)
     if s.name == "step":
         boundaries = {
-            (s.decay_after + k) * steps_per_epoch: s.factor for k in range(max(total_steps // max(steps_per_epoch, 1), 1) + 1)
+            (s.decay_after + k) * steps_per_epoch: s.factor
+            for k in range(max(total_steps // max(steps_per_epoch, 1), 1) + 1)
         }
         return optax.piecewise_constant_schedule(lr, boundaries)
     if s.name == "exponential":
-        return optax.exponential_decay(lr, transition_steps=s.decay_steps or steps_per_epoch, decay_rate=s.decay_rate)
+        return optax.exponential_decay(
+            lr, transition_steps=s.decay_steps or steps_per_epoch, decay_rate=s.decay_rate
+        )
     if s.name == "cosine":
         return optax.warmup_cosine_decay_schedule(
             init_value=0.0 if s.warmup_steps else lr,
@@ -48,7 +52,9 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, total_st
     raise UsageError(f"schedule.name={s.name!r}: choose constant, step, exponential, cosine or plateau")
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(
+    cfg: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int
+) -> optax.GradientTransformation:
     """``cfg.optim`` + ``cfg.schedule`` -> clip (optional) then the optimizer."""
     o = cfg.optim
     lr = make_schedule(cfg, steps_per_epoch, total_steps)
@@ -73,7 +79,9 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, total_s
     return optax.chain(*parts, tx)
 
 
-def lr_at(cfg: ml_collections.ConfigDict, step: int, steps_per_epoch: int, total_steps: int, lr_scale: float = 1.0) -> float:
+def lr_at(
+    cfg: ml_collections.ConfigDict, step: int, steps_per_epoch: int, total_steps: int, lr_scale: float = 1.0
+) -> float:
     """The learning rate used at ``step`` (for logs)."""
     return float(make_schedule(cfg, steps_per_epoch, total_steps)(step)) * lr_scale
 

@@ -32,7 +32,7 @@ import numpy as np
 from seqjax import decoding
 from seqjax.data import tatoeba
 from seqjax.models.seq2seq import Seq2Seq
-from seqjax.tasks.translate import load_translator
+from seqjax.training.inference import load_for_inference
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--data-dir")
     args = ap.parse_args()
 
-    task, params = load_translator(args.workdir)
+    task, params = load_for_inference(args.workdir, "translate")
     cfg = task.cfg
     data = tatoeba.load_translation(cfg.data, args.data_dir, cfg.seed)
     assert data.src_vocab == task.src_vocab, "the dataset's vocabulary differs from the run's"

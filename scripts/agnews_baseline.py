@@ -1,10 +1,10 @@
 """Linear baseline for AG News: TF-IDF (unigrams + bigrams) -> logistic regression.
 
-Same split as ``seqjax train agnews:*`` (``load_agnews`` with the same seed and
-``valid_size``: 18,000 train / 2,000 valid / 7,600 test on the 20k offline subset) and the
-same tokenizer. C is chosen on the validation split; the test split is scored once.
+Same split as ``seqjax train agnews:best`` (the experiment's data config and ``seed``:
+18,000 train / 2,000 valid / 7,600 test on the 20k offline subset) and the same
+tokenizer. C is chosen on the validation split; the test split is scored once.
 
-    python scripts/agnews_baseline.py [--data-dir DIR] [--seed 0] [--valid-size 2000]
+    python scripts/agnews_baseline.py [--data-dir DIR] [--seed 0] [--set key=value]...
 
 Prints one JSON object. A script, not a seqjax dependency (needs scikit-learn).
 """
@@ -16,20 +16,23 @@ import json
 import time
 
 import numpy as np
-from seqjax.data.agnews import load_agnews, tokenize
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+
+from seqjax import config as config_lib
+from seqjax.data.textclass import load_text_classes, tokenize
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--valid-size", type=int, default=2000)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="agnews config overrides")
     ap.add_argument("--grid", default="1,3,10,30", help="values of C tried on the validation split")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    d = load_agnews(args.data_dir, valid_size=args.valid_size, seed=args.seed)
+    cfg = config_lib.resolve("agnews:best", [f"seed={args.seed}", *args.overrides])
+    d = load_text_classes(cfg.data, args.data_dir, cfg.seed)
     vec = TfidfVectorizer(
         tokenizer=tokenize,
         lowercase=False,

@@ -251,7 +251,13 @@ def tune_process() -> dict[str, bool]:
 
 def run(argv: list[str] | None = None) -> None:
     """Entry point of the ``seqjax`` executable and ``python -m seqjax``: :func:`tune_process`,
-    then :func:`main`; exits with its code."""
+    then :func:`main`; exits with its code. A multi-process command runs under
+    seqjax/_supervisor.py, which turns JAX's abort when a peer dies into one line."""
+    from seqjax import _supervisor
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _supervisor.wanted(argv):
+        sys.exit(_supervisor.run(argv))
     tune_process()
     sys.exit(main(argv))
 

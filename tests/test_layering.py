@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "seqjax"
 
 #: group -> (rank, module prefixes); a module may import lower ranks and its own group
 LAYERS = {
-    "base": (0, ("seqjax.errors", "seqjax._malloc", "seqjax._xla_flags")),
+    "base": (0, ("seqjax.errors", "seqjax._malloc", "seqjax._xla_flags", "seqjax._supervisor")),
     "data": (1, ("seqjax.data",)),
     "losses": (1, ("seqjax.losses",)),
     "attention": (1, ("seqjax.attention",)),

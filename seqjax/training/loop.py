@@ -11,6 +11,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -83,15 +84,19 @@ class Engine:
         state = mesh_lib.replicate(state.replace(carry=None), self.mesh)
         return state.replace(carry=None if carry is None else mesh_lib.shard_batch(carry, self.mesh))
 
-    def zero_sums(self) -> dict:
+    @functools.cached_property
+    def _metric_shapes(self) -> dict:
         batch = self.task.init_batch()
-        shapes = jax.eval_shape(
+        return jax.eval_shape(
             lambda p, b, c: self.task.loss(p, b, c, jax.random.PRNGKey(0), False)[1][0],
             jax.eval_shape(self.task.init_params, jax.random.PRNGKey(0)),
             batch,
             self.task.initial_carry(len(next(iter(batch.values())))),
         )
-        return jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), shapes)
+
+    def zero_sums(self) -> dict:
+        """float32 zeros shaped like the task's metric sums."""
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), self._metric_shapes)
 
     def reset_carry(self, state: TrainState) -> TrainState:
         if state.carry is None:
@@ -102,16 +107,20 @@ class Engine:
     def evaluate(self, params, split: str) -> dict[str, float]:
         """Task metrics of ``params`` on every example of ``split``, on any device count:
         a batch whose rows do not divide it is padded with rows of weight 0 (the carry of a
-        stateful task has the padded rows too), so the metrics equal one device's."""
-        sums, carry, tokens, t0 = None, None, 0, time.perf_counter()
+        stateful task has the padded rows too), so the metrics equal one device's. The sums
+        are accumulated inside the one jitted step: a multi-process run then launches the
+        same single program on every process, batch after batch (eager adds between the
+        steps could interleave differently on two processes' devices and deadlock gloo)."""
+        sums = mesh_lib.replicate(self.zero_sums(), self.mesh)
+        carry, tokens, t0 = None, 0, time.perf_counter()
         for batch in self.task.eval_batches(split):
             tokens += self.task.tokens(batch)
             batch = mesh_lib.pad_rows(batch, self.mesh.devices.size, self.task.weight_key)
             if carry is None and self.task.stateful:
                 rows = len(batch[self.task.weight_key])
                 carry = mesh_lib.shard_batch(self.task.initial_carry(rows), self.mesh)
-            metrics, carry = self.eval_step(params, mesh_lib.shard_batch(batch, self.mesh), carry)
-            sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+            batch = mesh_lib.shard_batch(batch, self.mesh)
+            sums, carry = mesh_lib.in_lockstep(self.eval_step(params, batch, carry, sums))
         host = {k: float(v) for k, v in jax.device_get(sums).items()}
         out = self.task.summarize(host)
         out["tokens_per_s"] = tokens / max(time.perf_counter() - t0, 1e-9)
@@ -151,9 +160,10 @@ def build(cfg: ml_collections.ConfigDict, data_dir: str | None = None, task: Tas
             bad_step=bad,
         )
 
-    def eval_step(params, batch, carry):
+    def eval_step(params, batch, carry, sums=None):
+        """``(metrics, carry)`` of one batch; with ``sums``, ``(sums + metrics, carry)``."""
         _, (metrics, carry) = task.loss(params, batch, carry, jax.random.PRNGKey(0), False)
-        return metrics, carry
+        return (metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)), carry
 
     return Engine(
         cfg=cfg,
@@ -338,7 +348,8 @@ class _Session:
                 raise _Interrupted
 
     def train_step(self, batch) -> None:
-        self.state = self.engine.train_step(self.state, mesh_lib.shard_batch(batch, self.engine.mesh))
+        batch_on_mesh = mesh_lib.shard_batch(batch, self.engine.mesh)
+        self.state = mesh_lib.in_lockstep(self.engine.train_step(self.state, batch_on_mesh))
         self.step += 1
         self.prog.position += 1
         n = self.task.tokens(batch)

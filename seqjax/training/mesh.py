@@ -148,6 +148,18 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, replicated(mesh))
 
 
+def in_lockstep(tree: Any) -> Any:
+    """``tree``, waited for when several processes share gloo CPU collectives.
+
+    Back-to-back launches of a program with cross-process collectives on CPU (two local
+    devices per process, gloo) were seen to deadlock about once in ten runs; waiting for
+    each step before the next removes the overlap. Accelerators (NCCL, ICI) and one
+    process never wait here: their steps stay asynchronous."""
+    if jax.process_count() > 1 and jax.default_backend() == "cpu":
+        jax.block_until_ready(tree)
+    return tree
+
+
 def pad_rows(batch: Mapping[str, np.ndarray], multiple: int, weight_key: str) -> dict:
     """``batch`` with its rows padded up to a multiple of ``multiple``: the padding repeats
     the last row (valid ids and lengths) with ``batch[weight_key]`` 0, so the task's metric

@@ -80,11 +80,9 @@ def _drop_capabilities(cls, **relies_on: tuple[str, ...]) -> None:
             setattr(cls, capability, False)
 
 
-class _FusedCell(nn.RNNCellBase):
-    """Shared machinery of the cells: fused ``ih``/``hh`` projections.
-
-    Subclasses set ``num_gates`` and implement ``gates`` (and ``recurrent_input`` when
-    the carry is more than h).
+class SeqjaxCell(nn.RNNCellBase):
+    """The fields every seqjax cell shares (the fused cells here, the min cells in
+    seqjax/mincells.py) and their check.
 
     Attributes:
       features: hidden size H.
@@ -104,6 +102,25 @@ class _FusedCell(nn.RNNCellBase):
     param_dtype: Any = jnp.float32
 
     num_gates: ClassVar[int]
+
+    def __post_init__(self):
+        if self.weight_init not in INITS:
+            raise ValueError(f"weight_init must be one of {INITS}, got {self.weight_init!r}")
+        super().__post_init__()
+
+    @nn.nowrap
+    def init_range(self) -> float:
+        """Half-width of every weight's and bias's uniform init."""
+        return 1.0 / math.sqrt(self.features) if self.weight_init == "torch" else self.init_scale
+
+
+class _FusedCell(SeqjaxCell):
+    """Shared machinery of the fused cells: ``ih``/``hh`` projections of all gates at once.
+
+    Subclasses set ``num_gates`` and implement ``gates`` (and ``recurrent_input`` when
+    the carry is more than h).
+    """
+
     fused: ClassVar[bool] = True
     cudnn: ClassVar[bool] = False
 
@@ -112,16 +129,8 @@ class _FusedCell(nn.RNNCellBase):
         _drop_capabilities(cls, fused=("step", "__call__", "input_projection"),
                            cudnn=("step", "__call__", "input_projection", "gates", "recurrent_input"))
 
-    def __post_init__(self):
-        if self.weight_init not in INITS:
-            raise ValueError(f"weight_init must be one of {INITS}, got {self.weight_init!r}")
-        super().__post_init__()
-
     def setup(self):
-        if self.weight_init == "torch":
-            scale = 1.0 / math.sqrt(self.features)
-        else:
-            scale = self.init_scale
+        scale = self.init_range()
 
         def dense(bias_init):
             return nn.Dense(

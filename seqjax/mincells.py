@@ -20,14 +20,13 @@ Parameters: one ``ih`` Dense, ``kernel [in, G*H]`` and ``bias [G*H]``, gates in 
 """
 from __future__ import annotations
 
-import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from seqjax.cells import INITS, _uniform, register_cell
+from seqjax.cells import SeqjaxCell, _uniform, register_cell
 
 Array = jax.Array
 
@@ -37,36 +36,17 @@ def log_g(v: Array) -> Array:
     return jnp.where(v >= 0, jnp.log(jax.nn.relu(v) + 0.5), -jax.nn.softplus(-v))
 
 
-class _MinCell(nn.RNNCellBase):
-    """Shared parts of the min cells (see the module docstring).
+class _MinCell(SeqjaxCell):
+    """Shared parts of the min cells (see the module docstring); the fields are
+    :class:`seqjax.cells.SeqjaxCell`'s (``dtype`` is that of the input projection: the
+    recurrence itself runs in float32)."""
 
-    Attributes:
-      features: hidden size H.
-      weight_init: "torch" (U(+-1/sqrt(H))) or "uniform" (U(+-init_scale)).
-      init_scale: half-width of the "uniform" init.
-      dtype: computation dtype of the input projection (None: from inputs and params);
-        the recurrence itself runs in float32.
-      param_dtype: parameter dtype.
-    """
-
-    features: int
-    weight_init: str = "torch"
-    init_scale: float = 0.1
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-
-    num_gates: ClassVar[int]
     linear: ClassVar[bool] = True
-
-    def __post_init__(self):
-        if self.weight_init not in INITS:
-            raise ValueError(f"weight_init must be one of {INITS}, got {self.weight_init!r}")
-        super().__post_init__()
 
     @nn.compact
     def coefficients(self, x: Array) -> tuple[Array, Array]:
         """x [..., in] -> (log a, log b) [..., H] each, float32, with h' = a * h + b."""
-        scale = 1.0 / math.sqrt(self.features) if self.weight_init == "torch" else self.init_scale
+        scale = self.init_range()
         dense = nn.Dense(self.num_gates * self.features, kernel_init=_uniform(scale),
                          bias_init=_uniform(scale),
                          dtype=self.dtype, param_dtype=self.param_dtype, name="ih")

@@ -1,8 +1,10 @@
-"""Shared test setup: data from $SEQJAX_DATA (CI: ../shared/data), helpers to run the CLI."""
+"""Shared test setup: data from $SEQJAX_DATA (CI: ../shared/data), one JAX compilation
+cache for the whole run, helpers to run the CLI."""
 from __future__ import annotations
 
 import os
 import pathlib
+import tempfile
 
 import pytest
 
@@ -10,6 +12,16 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
 if "SEQJAX_DATA" not in os.environ and SHARED.is_dir():
     os.environ["SEQJAX_DATA"] = str(SHARED)
+
+# Most of the suite's time is XLA compiling the same few tiny programs again: in every test
+# that builds an engine, in both xdist workers and in every `python -m seqjax` subprocess.
+# JAX's persistent cache (keyed by the program, its compile options and the backend) is
+# shared by all of them through the environment, which the workers and subprocesses inherit;
+# it starts empty in each run, so no result depends on an earlier run.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="seqjax-tests-jax-cache-")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 
 def data_dir_or_skip(name: str) -> pathlib.Path:

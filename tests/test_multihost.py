@@ -211,7 +211,7 @@ def test_test_batch_of_one_on_several_devices(tmp_path):
     last = lambda res: json.loads(res.stdout.strip().splitlines()[-1])  # noqa: E731 — the JSON result line
     run = last(one_process(_cmd("ptb_lm:tiny", tmp_path / "three", *sets), 3))
     for devices, split in ((1, "valid"), (1, "test"), (2, "test")):
-        res = subprocess.run([sys.executable, "-m", "seqjax", "eval", str(tmp_path / "three"), "--split", split],
-                             env=_env(devices), capture_output=True, text=True, timeout=TIMEOUT_S)
+        cmd = [sys.executable, "-m", "seqjax", "eval", str(tmp_path / "three"), "--split", split]
+        res = subprocess.run(cmd, env=_env(devices), capture_output=True, text=True, timeout=TIMEOUT_S)
         assert res.returncode == 0, res.stderr
         assert last(res)["ppl"] == pytest.approx(run[split]["ppl"], rel=1e-5), (devices, split)

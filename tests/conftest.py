@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import tempfile
 
 import pytest
@@ -18,8 +19,10 @@ if "SEQJAX_DATA" not in os.environ and SHARED.is_dir():
 # JAX's persistent cache (keyed by the program, its compile options and the backend) is
 # shared by all of them through the environment, which the workers and subprocesses inherit;
 # it starts empty in each run, so no result depends on an earlier run.
+_OWN_CACHE = None  # the cache directory this process made (the xdist controller), removed at the end
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="seqjax-tests-jax-cache-")
+    _OWN_CACHE = tempfile.mkdtemp(prefix="seqjax-tests-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
@@ -55,3 +58,8 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="needs a GPU (JAX's default backend is not gpu)")
         for item in gpu_items:
             item.add_marker(skip)
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)

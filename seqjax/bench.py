@@ -47,6 +47,7 @@ import numpy as np
 
 from seqjax import config as config_lib
 from seqjax.errors import UsageError
+from seqjax.layers import hidden_sizes
 from seqjax.tasks import task_class
 
 DEFAULT_CONFIG = "ptb_lm:zaremba-small"
@@ -163,8 +164,8 @@ def run_bench(cfg, steps: int = 20) -> dict[str, Any]:
         "step_memory_mb": None if (s := _step_memory_mb(train_step)) is None else round(s, 1),
         "steps": steps,
         "cell": m.cell,
-        "hidden": list(config_lib.hidden_sizes(cfg)),
-        "layers": len(config_lib.hidden_sizes(cfg)),
+        "hidden": list(hidden_sizes(cfg.model.hidden, cfg.model.layers)),
+        "layers": len(hidden_sizes(cfg.model.hidden, cfg.model.layers)),
         "bidirectional": bool(m.get("bidirectional", False)),
         "unroll": m.get("unroll", 1),
         "dtype": m.get("dtype", "float32"),

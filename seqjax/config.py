@@ -45,7 +45,7 @@ OPTIONS = {
     "space | off = a sequential scan | auto = parallel on GPU/TPU, sequential on CPU (measured faster there, "
     "experiments/results/cells.md)",
     "model.hidden": "hidden units: an int (every layer) or a per-layer list, e.g. [256,128]",
-    "model.layers": "number of stacked layers (when model.hidden is an int)",
+    "model.layers": "number of stacked layers (with a list model.hidden: 1 or its length)",
     "model.dropout": "dropout between layers (and on embeddings/outputs where the model has them)",
     "model.variational": "reuse one dropout mask per sequence at every time step",
     "model.bidirectional": "run a backward layer too and concatenate",
@@ -361,6 +361,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         isinstance(h, int) or (isinstance(h, (list, tuple)) and h and all(isinstance(x, int) for x in h))
     ):
         raise UsageError(f"model.hidden={h!r}: expected an int or a list of ints, e.g. [256,128]")
+    if isinstance(h, (list, tuple)) and cfg.model.layers not in (1, len(h)):
+        raise UsageError(f"model.hidden={list(h)} gives {len(h)} layers but model.layers={cfg.model.layers}: "
+                         f"set model.layers={len(h)} (or 1), or make model.hidden an int")
     _validate_cell(cfg.model)
     checks = {
         "model.parallel_scan": (cfg.model.get("parallel_scan", "auto"), ("auto", "on", "off")),
@@ -400,12 +403,6 @@ def _validate_cell(model: ml_collections.ConfigDict) -> None:
     options = model.get("cell_options") or {}
     if not hasattr(options, "items"):
         raise UsageError(f"model.cell_options={options!r}: expected a dict, e.g. {{'activation': 'relu'}}")
-
-
-def hidden_sizes(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
-    """``model.hidden`` and ``model.layers`` -> one size per layer."""
-    h = cfg.model.hidden
-    return tuple(h) if isinstance(h, (list, tuple)) else (h,) * cfg.model.layers
 
 
 def to_json(cfg: ml_collections.ConfigDict) -> str:

@@ -12,6 +12,7 @@ import pytest
 
 from seqjax import bench, config
 from seqjax.cli import main
+from seqjax.layers import hidden_sizes
 
 NUMBERS = ("train_tokens_per_s", "eval_tokens_per_s", "compile_s", "step_ms", "peak_memory_mb")
 
@@ -86,7 +87,7 @@ def test_default_shapes_are_the_peers():
 
     batch = make_batch(np.random.default_rng(0), "train")
     assert batch["inputs"].shape == (20, 35) and len(task.corpus.vocab) == 10000
-    assert config.hidden_sizes(cfg) == (200, 200) and cfg.model.cell == "lstm"
+    assert hidden_sizes(cfg.model.hidden, cfg.model.layers) == (200, 200) and cfg.model.cell == "lstm"
     assert make_batch(np.random.default_rng(0), "valid")["inputs"].shape == (64, 35)
 
 

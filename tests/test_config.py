@@ -6,6 +6,7 @@ import pytest
 
 from seqjax import config as config_lib
 from seqjax.errors import UsageError
+from seqjax.layers import hidden_sizes
 
 
 def test_short_and_path_forms_resolve_the_same():
@@ -22,7 +23,7 @@ def test_default_preset_is_the_first():
 def test_overrides_are_typed():
     cfg = config_lib.resolve("sequences:tiny", ["model.hidden=[24,12]", "optim.lr=0.01", "model.cell=gru",
                                                 "data.mask=false", "train.epochs=3"])
-    assert cfg.model.hidden == [24, 12] and config_lib.hidden_sizes(cfg) == (24, 12)
+    assert cfg.model.hidden == [24, 12] and hidden_sizes(cfg.model.hidden, cfg.model.layers) == (24, 12)
     assert (cfg.optim.lr == 0.01 and cfg.model.cell == "gru" and cfg.data.mask is False
             and cfg.train.epochs == 3)
     # an int into a float key is fine
@@ -37,12 +38,13 @@ def test_overrides_are_typed():
         ("train.epochs=2.5", "expected int"),
         ("model.cell=lstmm", "choose one of"),
         ("model.hidden=[1.5]", "model.hidden"),
+        ("model.hidden=[8,4,2] model.layers=2", "gives 3 layers but model.layers=2"),
         ("nokey", "expected key=value"),
     ],
 )
 def test_bad_overrides_name_the_key(override, fragment):
     with pytest.raises(UsageError) as e:
-        config_lib.resolve("sequences:tiny", [override])
+        config_lib.resolve("sequences:tiny", override.split(" "))
     assert fragment in str(e.value)
     assert "\n" not in str(e.value)
 
@@ -66,7 +68,7 @@ def test_json_round_trip():
     cfg = config_lib.resolve("ptb_lm:tf-256-128")
     back = config_lib.from_json(config_lib.to_json(cfg))
     assert json.loads(back.to_json()) == json.loads(cfg.to_json())
-    assert config_lib.hidden_sizes(back) == (256, 128)
+    assert hidden_sizes(back.model.hidden, back.model.layers) == (256, 128)
 
 
 def test_cli_bad_key_exits_2_with_one_line(run_cli):

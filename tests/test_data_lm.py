@@ -22,7 +22,7 @@ def _weighted_targets(windows):
     rows = [[] for _ in range(windows.batch_size)]
     for w in windows:
         for b in range(windows.batch_size):
-            rows[b] += w["targets"][b][w["weights"][b] > 0].tolist()
+            rows[b] += w["targets"][b][w["weight"][b] > 0].tolist()
     return rows
 
 
@@ -41,7 +41,7 @@ def test_batchify_truncate_and_pad():
 def test_cover_all_counts_every_target_once(n, batch, bptt):
     ids = np.random.default_rng(n).integers(0, 50, n).astype(np.int32)
     windows = bptt_windows(ids, batch, bptt, cover_all=True)
-    shapes = {(w["inputs"].shape, w["targets"].shape, w["weights"].shape) for w in windows}
+    shapes = {(w["inputs"].shape, w["targets"].shape, w["weight"].shape) for w in windows}
     assert shapes == {((batch, bptt),) * 3}
     flat = sum(_weighted_targets(windows), [])
     assert flat == ids[1:].tolist()  # in order, each exactly once
@@ -50,7 +50,7 @@ def test_cover_all_counts_every_target_once(n, batch, bptt):
     ids_pos = np.arange(n)
     pos_windows = bptt_windows(ids_pos, batch, bptt, cover_all=True)
     for w in pos_windows:
-        ok = w["weights"] > 0
+        ok = w["weight"] > 0
         np.testing.assert_array_equal(w["targets"][ok], w["inputs"][ok] + 1)
 
 
@@ -62,7 +62,7 @@ def test_rows_continue_across_windows():
             a, b = windows[k], windows[k + 1]
             # the last target of window k is the first input of window k+1, row by row
             np.testing.assert_array_equal(a["targets"][:, -1], b["inputs"][:, 0])
-            real = b["weights"][:, 0] > 0
+            real = b["weight"][:, 0] > 0
             np.testing.assert_array_equal(b["inputs"][real, 0], a["inputs"][real, -1] + 1)
 
 
@@ -83,7 +83,7 @@ def test_training_truncation_matches_pytorch():
     for w, t in zip(windows, ref_targets):
         got = w["targets"].T  # [bptt, B]
         np.testing.assert_array_equal(got[: len(t)], t)
-        assert w["weights"].T[: len(t)].all() and not w["weights"].T[len(t):].any()
+        assert w["weight"].T[: len(t)].all() and not w["weight"].T[len(t):].any()
     assert windows[-1]["inputs"].shape == (batch, bptt)
     np.testing.assert_array_equal(windows[-1]["targets"], windows[len(windows) - 1]["targets"])
     with pytest.raises(IndexError):

@@ -9,12 +9,12 @@ from seqjax.training import mesh as mesh_lib
 
 
 def test_pad_rows_repeats_the_last_row_with_weight_zero():
-    batch = {"x": np.arange(6).reshape(3, 2), "weights": np.ones((3, 2), np.float32)}
-    out = mesh_lib.pad_rows(batch, 4, "weights")
+    batch = {"x": np.arange(6).reshape(3, 2), "weight": np.ones((3, 2), np.float32)}
+    out = mesh_lib.pad_rows(batch, 4, "weight")
     np.testing.assert_array_equal(out["x"], [[0, 1], [2, 3], [4, 5], [4, 5]])
-    np.testing.assert_array_equal(out["weights"], [[1, 1], [1, 1], [1, 1], [0, 0]])
-    assert batch["weights"].sum() == 6  # the input is not modified
-    assert mesh_lib.pad_rows(batch, 3, "weights")["x"].shape == (3, 2)
+    np.testing.assert_array_equal(out["weight"], [[1, 1], [1, 1], [1, 1], [0, 0]])
+    assert batch["weight"].sum() == 6  # the input is not modified
+    assert mesh_lib.pad_rows(batch, 3, "weight")["x"].shape == (3, 2)
     assert mesh_lib.pad_rows({"w": np.ones(1)}, 3, "w")["w"].tolist() == [1, 0, 0]
 
 

@@ -228,7 +228,7 @@ class LMWindows:
 
     Window ``k`` is a dict of numpy arrays, all windows of the same shape:
       ``inputs``: ``int32 [B, bptt]``, ``targets``: ``int32 [B, bptt]`` (the next token of
-      each input in the stream), ``weights``: ``float32 [B, bptt]`` (1 = a real prediction,
+      each input in the stream), ``weight``: ``float32 [B, bptt]`` (1 = a real prediction,
       0 = padding in the last window or the tail of the last rows).
 
     Attributes:
@@ -253,7 +253,7 @@ class LMWindows:
         return {
             "inputs": np.ascontiguousarray(self.rows[:, t0:t1]),
             "targets": np.ascontiguousarray(self.rows[:, t0 + 1 : t1 + 1]),
-            "weights": np.ascontiguousarray(self.mask[:, t0:t1]),
+            "weight": np.ascontiguousarray(self.mask[:, t0:t1]),
         }
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:

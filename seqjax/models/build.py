@@ -17,7 +17,7 @@ import ml_collections
 
 from seqjax import cells as cells_lib
 from seqjax.errors import UsageError
-from seqjax.layers import Stacked, zero_carry
+from seqjax.layers import Stacked, hidden_sizes, zero_carry
 
 #: shared ``model.*`` keys that are constructor fields of the cell: key -> (field, default)
 CELL_OPTIONS = {"init": ("weight_init", "torch"), "init_scale": ("init_scale", 0.1),
@@ -92,12 +92,6 @@ class RecurrentSpec:
         return zero_carry(self.cell, self.hidden, batch, self.bidirectional, cell_kwargs=self.cell_kwargs)
 
 
-def hidden_sizes(model: Mapping[str, Any]) -> tuple[int, ...]:
-    """``model.hidden`` and ``model.layers`` -> one size per layer."""
-    h = model["hidden"]
-    return tuple(h) if isinstance(h, (list, tuple)) else (h,) * model["layers"]
-
-
 def cell_options(model: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     """The cell's constructor options from ``model.cell_options`` and the shared cell keys
     (:data:`CELL_OPTIONS`). A shared key reaches a cell that has the field; a non-default
@@ -136,7 +130,7 @@ def recurrent_spec(cfg: ml_collections.ConfigDict) -> RecurrentSpec:
     if not 0.0 <= m.get("recurrent_dropout", 0.0) < 1.0:
         raise UsageError(f"model.recurrent_dropout={m.recurrent_dropout}: must be in [0, 1)")
     return RecurrentSpec(
-        cell=m.cell, hidden=hidden_sizes(m), cell_options=cell_options(m), dropout=m.dropout,
+        cell=m.cell, hidden=hidden_sizes(m.hidden, m.layers), cell_options=cell_options(m), dropout=m.dropout,
         variational=bool(m.variational), bidirectional=bool(m.bidirectional),
         recurrent_dropout=float(m.get("recurrent_dropout", 0.0)), unroll=int(m.unroll),
         eval_unroll=int(m.get("eval_unroll", 0)), dtype=dtype, backend=m.backend, remat=bool(m.remat),

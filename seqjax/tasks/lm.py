@@ -61,7 +61,6 @@ CHAR_CORPORA = ("ptb_char", "shakespeare")
 
 class LanguageModelTask(Task):
     stateful = True
-    weight_key = "weights"
 
     def __init__(self, cfg, data_dir=None, corpus: LMCorpus | None = None):
         super().__init__(cfg, data_dir)
@@ -83,11 +82,11 @@ class LanguageModelTask(Task):
         return cls(cfg, corpus=LMCorpus(stream(), stream(), stream(), synthetic_vocab(v), level, d.source))
 
     def synthetic_batch(self, rng, batch_size):
-        """``inputs``, ``targets`` int32 ``[batch_size, data.bptt]``, ``weights`` all ones."""
+        """``inputs``, ``targets`` int32 ``[batch_size, data.bptt]``, ``weight`` all ones."""
         shape, v = (batch_size, self.cfg.data.bptt), len(self.corpus.vocab)
         return {"inputs": rng.integers(0, v, shape).astype(np.int32),
                 "targets": rng.integers(0, v, shape).astype(np.int32),
-                "weights": np.ones(shape, np.float32)}
+                "weight": np.ones(shape, np.float32)}
 
     # -- model -------------------------------------------------------------------------
     @functools.cache
@@ -124,11 +123,11 @@ class LanguageModelTask(Task):
         return iter(self.windows(split))
 
     def tokens(self, batch):
-        return int(batch["weights"].sum())
+        return int(batch["weight"].sum())
 
     # -- loss --------------------------------------------------------------------------
     def loss(self, params, batch, carry, rng, train):
-        w = batch["weights"]
+        w = batch["weight"]
         # the model computes the weighted NLL sum itself (fused read-out: no [B, T, V] logits)
         nll, carry = self.step_model(train).apply(
             {"params": params}, batch["inputs"], carry, deterministic=not train, rngs={"dropout": rng},

@@ -113,6 +113,17 @@ class SeqjaxCell(nn.RNNCellBase):
         """Half-width of every weight's and bias's uniform init."""
         return 1.0 / math.sqrt(self.features) if self.weight_init == "torch" else self.init_scale
 
+    @nn.nowrap
+    def initialize_carry(self, rng, input_shape: tuple[int, ...]) -> Carry:
+        """Zeros [batch, H] for input_shape (batch, in); `rng` is unused. (A cell whose
+        carry is more than h, like the LSTM's (c, h), overrides this.)"""
+        del rng
+        return jnp.zeros(tuple(input_shape[:-1]) + (self.features,), self.param_dtype)
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
+
 
 class _FusedCell(SeqjaxCell):
     """Shared machinery of the fused cells: ``ih``/``hh`` projections of all gates at once.
@@ -177,16 +188,6 @@ class _FusedCell(SeqjaxCell):
     def __call__(self, carry: Carry, x: Array) -> tuple[Carry, Array]:
         """One time step: x [batch, in] -> (new_carry, y [batch, H])."""
         return self.step(carry, self.input_projection(x))
-
-    @nn.nowrap
-    def initialize_carry(self, rng, input_shape: tuple[int, ...]) -> Carry:
-        """Zeros [batch, H] for input_shape (batch, in); `rng` is unused."""
-        del rng
-        return jnp.zeros(tuple(input_shape[:-1]) + (self.features,), self.param_dtype)
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
 
 
 class ElmanCell(_FusedCell):

@@ -62,16 +62,6 @@ class _MinCell(SeqjaxCell):
         h = (jnp.exp(log_a) * carry + jnp.exp(log_b)).astype(carry.dtype)
         return h, h
 
-    @nn.nowrap
-    def initialize_carry(self, rng, input_shape: tuple[int, ...]) -> Array:
-        """Zeros [batch, H] for input_shape (batch, in); `rng` is unused."""
-        del rng
-        return jnp.zeros(tuple(input_shape[:-1]) + (self.features,), self.param_dtype)
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
-
 
 @register_cell("mingru")
 class MinGRUCell(_MinCell):

@@ -49,7 +49,8 @@ PRESETS = {
     ),
     "tiny": Preset(
         "seconds on CPU, for tests and smoke checks",
-        {"data.max_examples": 256, "data.valid_fraction": 64, "data.vocab_size": 2000, "data.max_len": 32,
+        {"model.eval_unroll": 1,  # eval steps compile several times faster; compiling is most of a run
+         "data.max_examples": 256, "data.valid_fraction": 64, "data.vocab_size": 2000, "data.max_len": 32,
          "data.buckets": [16], "data.batch_size": 16, "data.eval_batch_size": 64, "model.cell": "lstm",
          "model.hidden": 16, "model.embed": 16, "optim.lr": 1e-2, "train.epochs": 2, "train.log_every": 4},
     ),

@@ -30,6 +30,7 @@ PRESETS = {
     "tiny": Preset(
         "seconds on CPU, for tests and smoke checks",
         {
+            "model.eval_unroll": 1,  # eval steps compile several times faster; compiling is most of a run
             "data.digits": 4,
             "data.n_train": 512,
             "data.n_eval": 64,

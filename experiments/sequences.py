@@ -29,7 +29,8 @@ PRESETS = {
     ),
     "tiny": Preset(
         "seconds on CPU, for tests and smoke checks",
-        {"data.n_train": 512, "data.n_eval": 128, "data.max_len": 8, "data.test_max_len": 10,
+        {"model.eval_unroll": 1,  # eval steps compile several times faster; compiling is most of a run
+         "data.n_train": 512, "data.n_eval": 128, "data.max_len": 8, "data.test_max_len": 10,
          "data.batch_size": 32, "model.hidden": 16, "train.epochs": 2, "train.log_every": 4},
     ),
 }

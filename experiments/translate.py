@@ -75,7 +75,8 @@ PRESETS = {
     ),
     "tiny": Preset(
         "seconds on CPU, for tests and smoke checks",
-        {"data.max_pairs": 600, "data.max_len": 12, "data.buckets": [], "data.valid_fraction": 50,
+        {"model.eval_unroll": 1,  # eval steps compile several times faster; compiling is most of a run
+         "data.max_pairs": 600, "data.max_len": 12, "data.buckets": [], "data.valid_fraction": 50,
          "data.test_fraction": 50, "data.batch_size": 32, "data.eval_batch_size": 64, "model.cell": "gru",
          "model.hidden": 16, "model.embed": 8, "model.attention": "bahdanau", "optim.name": "adam",
          "optim.lr": 1e-2, "train.epochs": 2, "train.log_every": 5, "train.early_stop_patience": 0,

@@ -4,9 +4,11 @@ write one run directory, resume after both are killed, and end in bounded time w
 peer dies or the coordinator cannot be reached. Evaluation runs on any device count."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -97,26 +99,36 @@ def summary_metrics(workdir: pathlib.Path) -> dict:
     return flat
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sequences_runs(tmp_path_factory):
-    """``sequences:tiny`` (2 epochs, 32 steps) on 1 process x 4 devices and on 2 x 2 (and
-    on 1 x 1 in ``root/single``)."""
-    root = tmp_path_factory.mktemp("sequences")
-    one_process(_cmd("sequences:tiny", root / "one"))
-    two_processes(_cmd("sequences:tiny", root / "two"))
+    """``sequences:tiny`` (2 epochs, 32 steps) on 1 process x 4 devices and on 2 x 2.
+
+    Built once per test run, not once per xdist worker: the runs live in the directory all
+    workers share, and the first worker to need them builds them under a file lock while the
+    other waits (building them twice at once would cost more than the wait).
+    """
+    base = tmp_path_factory.getbasetemp()  # under xdist: popen-gwN/ in this run's directory
+    root = (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / "sequences_runs"
+    root.mkdir(exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            shutil.rmtree(root / "one", ignore_errors=True)
+            shutil.rmtree(root / "two", ignore_errors=True)
+            one_process(_cmd("sequences:tiny", root / "one"))
+            two_processes(_cmd("sequences:tiny", root / "two"))
+            (root / "done").touch()
     return root / "one", root / "two"
 
 
-@pytest.mark.xdist_group("sequences_runs")  # one worker builds the fixture
-def test_one_device_equals_four_devices(sequences_runs):
+def test_one_device_equals_four_devices(sequences_runs, tmp_path):
     four = sequences_runs[0]
-    single = four.parent / "single"
+    single = tmp_path / "single"
     one_process(_cmd("sequences:tiny", single), devices=1)
     assert len(rows(single, "train", "valid")) > 10
     assert_same_rows(rows(single, "train", "valid"), rows(four, "train", "valid"))
 
 
-@pytest.mark.xdist_group("sequences_runs")  # one worker builds the fixture
 def test_two_processes_equal_one_process_row_by_row(sequences_runs, run_cli, capsys):
     one, two = sequences_runs
     assert len(rows(two, "train")) == 32  # written once: one row a step, not one a process
@@ -131,7 +143,6 @@ def test_two_processes_equal_one_process_row_by_row(sequences_runs, run_cli, cap
     assert json.loads(out)["loss"] == pytest.approx(best_test["loss"], rel=1e-5)
 
 
-@pytest.mark.xdist_group("sequences_runs")  # one worker builds the fixture
 def test_killed_processes_resume_to_the_uninterrupted_result(sequences_runs, tmp_path):
     """A peer killed mid-run: the survivor ends within the heartbeat timeout (5 s here)
     with one line instead of hanging or JAX's abort; both relaunched with the same commands
@@ -169,16 +180,41 @@ def test_killed_processes_resume_to_the_uninterrupted_result(sequences_runs, tmp
     assert_same_rows(rows(straight), rows(workdir))
 
 
+def _last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])  # the command's JSON result line
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("preset, sets", [
-    ("agnews:tiny", ["train.steps=8", "train.eval_every=8"]),  # length buckets
-    ("ptb_lm:tiny", ["train.steps=8", "train.eval_every=8", "data.max_tokens=4000"]),  # BPTT streams + carry
-])
-def test_bucketed_and_lm_two_processes_equal_one_process(preset, sets, tmp_path):
-    one_process(_cmd(preset, tmp_path / "one", *sets))
-    two_processes(_cmd(preset, tmp_path / "two", *sets))
+def test_bucketed_batches_two_processes_equal_one_process(tmp_path):
+    """``agnews:tiny``: length-bucketed batches split across processes."""
+    sets = ["train.steps=8", "train.eval_every=8"]
+    one_process(_cmd("agnews:tiny", tmp_path / "one", *sets))
+    two_processes(_cmd("agnews:tiny", tmp_path / "two", *sets))
     assert len(rows(tmp_path / "two", "train")) == 8
     assert_same_rows(rows(tmp_path / "one"), rows(tmp_path / "two"))
+
+
+@pytest.mark.slow
+def test_lm_two_processes_equal_one_process_and_evaluate_on_any_device_count(tmp_path, run_cli):
+    """``ptb_lm:tiny`` (BPTT streams, the carry threaded across windows) on 2 processes x 2
+    devices equals 1 x 4 row by row. Its 5 valid streams and its single test stream do not
+    divide the 4 devices: they are padded with rows of weight 0, and ``seqjax eval`` of the
+    two-process run's params on 1 device (this process) and on 2 scores the same numbers."""
+    sets = ["train.steps=8", "train.eval_every=8", "data.max_tokens=4000", "data.eval_batch_size=5",
+            "data.test_batch_size=1"]
+    run = _last_json(one_process(_cmd("ptb_lm:tiny", tmp_path / "one", *sets)).stdout)
+    two = tmp_path / "two"
+    two_processes(_cmd("ptb_lm:tiny", two, *sets))
+    assert len(rows(two, "train")) == 8
+    assert_same_rows(rows(tmp_path / "one"), rows(two))
+    for split in ("valid", "test"):
+        code, out, err = run_cli("eval", str(two), "--split", split)
+        assert code == 0, err
+        assert _last_json(out)["ppl"] == pytest.approx(run[split]["ppl"], rel=1e-5), split
+    cmd = [sys.executable, "-m", "seqjax", "eval", str(two), "--split", "test"]
+    res = subprocess.run(cmd, env=_env(2), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert res.returncode == 0, res.stderr
+    assert _last_json(res.stdout)["ppl"] == pytest.approx(run["test"]["ppl"], rel=1e-5)
 
 
 def test_unreachable_coordinator_ends_with_one_line():
@@ -200,18 +236,3 @@ def test_distributed_without_a_cluster_is_a_usage_error():
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("seqjax: error: --distributed: ")
     assert "JAX_COORDINATOR_ADDRESS" in res.stderr
-
-
-def test_test_batch_of_one_on_several_devices(tmp_path):
-    """``ptb_lm:tiny --set data.test_batch_size=1`` on 3 devices: the one test stream is
-    padded to the device count, the run ends with its test perplexity, and ``seqjax eval``
-    of the same params on 1 and on 2 devices scores the same numbers."""
-    sets = ["data.batch_size=6", "data.eval_batch_size=5", "data.test_batch_size=1",
-            "data.max_tokens=4000", "train.steps=6"]
-    last = lambda res: json.loads(res.stdout.strip().splitlines()[-1])  # noqa: E731 — the JSON result line
-    run = last(one_process(_cmd("ptb_lm:tiny", tmp_path / "three", *sets), 3))
-    for devices, split in ((1, "valid"), (1, "test"), (2, "test")):
-        cmd = [sys.executable, "-m", "seqjax", "eval", str(tmp_path / "three"), "--split", split]
-        res = subprocess.run(cmd, env=_env(devices), capture_output=True, text=True, timeout=TIMEOUT_S)
-        assert res.returncode == 0, res.stderr
-        assert last(res)["ppl"] == pytest.approx(run[split]["ppl"], rel=1e-5), (devices, split)

@@ -149,13 +149,15 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 
 def in_lockstep(tree: Any) -> Any:
-    """``tree``, waited for when several processes share gloo CPU collectives.
+    """``tree``, waited for when a step's collectives run between several CPU devices.
 
-    Back-to-back launches of a program with cross-process collectives on CPU (two local
-    devices per process, gloo) were seen to deadlock about once in ten runs; waiting for
-    each step before the next removes the overlap. Accelerators (NCCL, ICI) and one
-    process never wait here: their steps stay asynchronous."""
-    if jax.process_count() > 1 and jax.default_backend() == "cpu":
+    XLA:CPU runs each device's share of a program on a shared thread pool and an all-reduce
+    waits until every device has reached it; with the next step already dispatched behind
+    it, that rendezvous was seen to starve and abort the process (one process with 4
+    virtual devices on 2 cores, and two processes over gloo). Waiting for each step before
+    dispatching the next removes the overlap. Accelerators (NCCL, ICI) and a single CPU
+    device never wait here: their steps stay asynchronous."""
+    if jax.device_count() > 1 and jax.default_backend() == "cpu":
         jax.block_until_ready(tree)
     return tree
 

@@ -27,6 +27,7 @@ def _check(out: dict) -> None:
     )
 
 
+@pytest.mark.slow
 def test_cli_prints_one_json_object_without_datasets_or_torch():
     """The CLI path in a fresh interpreter where `import datasets` / `import torch` fail."""
     code = (
@@ -91,6 +92,7 @@ def test_default_shapes_are_the_peers():
     assert make_batch(np.random.default_rng(0), "valid")["inputs"].shape == (64, 35)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["agnews:tiny", "translate:tiny"])
 def test_other_tasks_without_data(spec, monkeypatch, capsys, tmp_path):
     module = {"agnews:tiny": "seqjax.tasks.classify", "translate:tiny": "seqjax.tasks.translate"}[spec]
@@ -111,6 +113,7 @@ def test_bad_steps_is_a_usage_error(capsys):
     assert "--steps" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cudnn_path_matches_the_scan(monkeypatch):
     """The cuDNN LSTM path (GPU only) packs the cells' params in cuDNN's layout; checked on
     CPU by standing in jax.experimental.rnn's own reference LSTM for the cuDNN kernel."""

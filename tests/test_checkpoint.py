@@ -53,6 +53,7 @@ def test_storage_error_names_the_bytes_of_the_state():
     assert issubclass(StorageError, Exception)
 
 
+@pytest.mark.slow
 def test_tmpfs_too_small_for_the_second_checkpoint(tmp_path):
     """A 1.5 MB tmpfs holds the first checkpoint (800 kB: 128-unit LSTM + Adam) and the best
     params but not the second checkpoint; after a remount to 6 MB the same command resumes."""

@@ -96,6 +96,7 @@ def _random_model(seed=0, attention="bahdanau", cell="gru"):
     return m, params, src, lengths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_beam_1_equals_greedy(cell):
     m, params, src, lengths = _random_model(1, cell=cell)

@@ -58,6 +58,7 @@ def test_threading_carry_across_windows_equals_one_long_unroll(cell):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_sampling_is_reproducible_and_handles_unknown_prompts():
     task = toy_task()
     params = task.init_params(jax.random.PRNGKey(0))
@@ -91,6 +92,7 @@ def test_zaremba_objective_is_summed_over_time():
     assert float(obj_sum) == pytest.approx(float(obj_mean) * batch["inputs"].shape[1], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_toy_model_completes_its_sentences(tmp_path, run_cli):
     code, out, err = run_cli("train", "char_lm:toy", "--workdir", str(tmp_path), "--set", "train.steps=400")
     assert code == 0, err

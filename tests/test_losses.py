@@ -24,6 +24,7 @@ def _reference(x, w, b, y, wt):
     return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(x @ w + b, y) * wt)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk", [1, 5, 8, 37, 100])
 def test_value_and_gradients_match_plain_cross_entropy(chunk):
     x, w, b, y, wt = _problem()
@@ -80,6 +81,7 @@ def test_even_chunk_pads_less_than_a_row_per_chunk(n, chunk, want):
     assert got == want and got <= chunk and k * got - n < k
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tie", [False, True])
 def test_language_model_fused_loss_equals_logits_loss(tie):
     """``LanguageModel(targets=...)``: fused (any chunk) == materialised logits, value and grads."""

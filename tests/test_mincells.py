@@ -72,6 +72,7 @@ def test_parallel_equals_sequential_with_gradients(reverse, lengths):
         assert np.all(np.asarray(hs_seq)[LENGTHS[None, :] <= np.arange(T)[:, None]] == 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])
 def test_stacked_bidirectional_parallel_equals_sequential_and_padding_invariance(cell):
     """A 2-layer bidirectional stack: parallel == sequential (outputs, carries, param

@@ -121,6 +121,7 @@ def sequences_runs(tmp_path_factory):
     return root / "one", root / "two"
 
 
+@pytest.mark.slow
 def test_one_device_equals_four_devices(sequences_runs, tmp_path):
     four = sequences_runs[0]
     single = tmp_path / "single"
@@ -129,6 +130,7 @@ def test_one_device_equals_four_devices(sequences_runs, tmp_path):
     assert_same_rows(rows(single, "train", "valid"), rows(four, "train", "valid"))
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_row_by_row(sequences_runs, run_cli, capsys):
     one, two = sequences_runs
     assert len(rows(two, "train")) == 32  # written once: one row a step, not one a process
@@ -143,6 +145,7 @@ def test_two_processes_equal_one_process_row_by_row(sequences_runs, run_cli, cap
     assert json.loads(out)["loss"] == pytest.approx(best_test["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_killed_processes_resume_to_the_uninterrupted_result(sequences_runs, tmp_path):
     """A peer killed mid-run: the survivor ends within the heartbeat timeout (5 s here)
     with one line instead of hanging or JAX's abort; both relaunched with the same commands

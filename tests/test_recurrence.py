@@ -89,6 +89,7 @@ def test_bfloat16_matmul_keeps_float32_weight_gradients():
     np.testing.assert_allclose(g16, g32, rtol=0.1, atol=0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_stacked_scan_equals_flax_scan(cell):
     """The default backend and nn.scan + autodiff: same outputs, carries and gradients
@@ -110,6 +111,7 @@ def test_stacked_scan_equals_flax_scan(cell):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cells_gates_are_the_step():
     """``step(carry, xp) == gates(carry, xp, h @ W_hh + b_hh)`` for every cell."""
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 3))
@@ -159,6 +161,7 @@ def _stack_loss(model, params, x, carry, *, seq_lengths, rng):
     return jnp.sum(jnp.sin(y) * w) + sum(jnp.sum(c**2) for c in jax.tree.leaves(carries))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell, dropout", [("rnn", 0.0), ("lstm", 0.4), ("gru", 0.4)])
 def test_wavefront_equals_layer_by_layer(cell, dropout):
     """``wavefront=True``: a stack of 3 (LSTM) or 2 layers of unequal sizes in one loop gives the outputs,

@@ -38,6 +38,7 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kw", CONFIGS, ids=lambda kw: "-".join(str(v) for v in kw.values()))
 def test_teacher_forced_loss_equals_per_step_loop(kw):
     model = Seq2Seq(SRC_V, TGT_V, hidden=12, attention_units=10, **kw)
@@ -88,6 +89,7 @@ def test_attention_zero_on_source_padding(cell):
     assert float(np.asarray(attn)[0].std()) > 1e-3  # not uniform: it depends on the query
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kw", CONFIGS[1:3], ids=["gru-att-2l", "bilstm-att"])
 def test_padding_invariance(kw):
     """A row's logits are the same alone (unpadded) as in a padded batch."""

@@ -121,6 +121,7 @@ def test_malformed_csv_row_is_one_line_exit_3(tmp_path):
     assert "Traceback" not in err and out == ""
 
 
+@pytest.mark.slow
 def test_train_then_classify(data_dir, tmp_path, monkeypatch):
     work = tmp_path / "run"
     rc, out, err = _main(["train", "agnews:tiny", "--data-dir", str(data_dir), "--workdir", str(work),

@@ -47,6 +47,7 @@ def test_batches_cover_every_pair_once(data_dir):
     assert task.steps_per_epoch() == len(list(task.train_batches(epoch=1)))
 
 
+@pytest.mark.slow
 def test_train_report_and_translate_cli(data_dir, tmp_path, capsys, monkeypatch):
     from seqjax.training.loop import train
 

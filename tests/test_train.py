@@ -42,6 +42,7 @@ def _final_params(workdir, cfg):
     return jax.device_get(params)
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path):
     """Killed mid-epoch (step 5) and exactly at an epoch boundary (step 16), then resumed:
     the final params and every logged metric equal one uninterrupted run's."""
@@ -149,6 +150,7 @@ def test_signal_inside_a_step_loses_nothing(tmp_path, monkeypatch):
     assert summary["steps"] == 5 and any("step 3" in m for m in resumed), resumed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGTERM"])
 def test_signal_checkpoints_between_steps_and_resumes(tmp_path, sig):
     """A scheduler's SIGTERM (or Ctrl-C) mid-training: the step in flight finishes, a

@@ -48,10 +48,7 @@ def run_cli(capsys):
 
 
 def pytest_collection_modifyitems(config, items):
-    """``@pytest.mark.slow`` tests run first (longest first keeps both xdist workers busy to
-    the end instead of one finishing a long test alone); ``@pytest.mark.gpu`` tests run
-    only where JAX's default backend is a GPU."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
+    """``@pytest.mark.gpu`` tests run only where JAX's default backend is a GPU."""
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_items:
         return

@@ -259,7 +259,24 @@ def run(argv: list[str] | None = None) -> None:
     if _supervisor.wanted(argv):
         sys.exit(_supervisor.run(argv))
     tune_process()
+    _drop_closed_loop_reports()
     sys.exit(main(argv))
+
+
+def _drop_closed_loop_reports() -> None:
+    """After a checkpoint write fails (a full disk), TensorStore's write threads still call
+    back into orbax's event loop, which is closed by then; each callback reports
+    ``RuntimeError('Event loop is closed')`` as an unraisable exception, a traceback per
+    pending write, around the run's one error line that already says what happened. This
+    hook drops exactly that report and passes every other one on."""
+    previous = sys.unraisablehook
+
+    def hook(report):
+        if report.exc_type is RuntimeError and str(report.exc_value) == "Event loop is closed":
+            return
+        previous(report)
+
+    sys.unraisablehook = hook
 
 
 if __name__ == "__main__":

@@ -167,14 +167,21 @@ class Checkpoints:
         self._pending = None
 
     def close(self) -> None:
-        """:meth:`wait`, then release the managers (their own errors are the ones wait raised)."""
+        """:meth:`wait`, then release both managers (their own errors are the ones wait raised).
+
+        After a failed write the other write threads of that save may still be running and
+        log their own copy of the failure; the filter then stays on for the rest of the
+        process, which ends with the one line :meth:`wait` raised."""
+        failed = True
         try:
             self.wait()
+            failed = False
         finally:
-            with contextlib.suppress(Exception):
-                self.latest.close()
-                self.best.close()
-            logging.getLogger("absl").removeFilter(_QUIET)
+            for manager in (self.latest, self.best):
+                with contextlib.suppress(Exception):
+                    manager.close()
+            if not failed:
+                logging.getLogger("absl").removeFilter(_QUIET)
 
     # -- restoring -------------------------------------------------------------------
     def restore_latest(self, like_state: Any) -> tuple[Any, dict] | None:

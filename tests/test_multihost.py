@@ -31,7 +31,8 @@ def _env(devices: int, **extra) -> dict:
     keep = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_")  # the suite's shared cache
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_") or k.startswith(keep)}
     return {**env, "JAX_PLATFORMS": "cpu", "SEQJAX_TUNING": "0",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", **extra}
+            "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "  # the suite's compile level
+                         f"--xla_force_host_platform_device_count={devices}".strip(), **extra}
 
 
 def _cmd(preset: str, workdir: pathlib.Path, *sets: str) -> list[str]:

@@ -279,7 +279,8 @@ def test_fetch_records_checksum_of_unpinned_files(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- presets: same numbers
 
 #: reference numbers: best valid/test of `seqjax train agnews:tiny` and `ptb_lm:tiny` (SEQJAX_DATA=
-#: ../shared/data, CPU) with the dedicated AG News and PTB loaders of commit 027dbe8
+#: ../shared/data, CPU, XLA's default code generation) with the dedicated AG News and PTB loaders
+#: of commit 027dbe8
 REFERENCE = {
     "agnews:tiny": {"valid": {"acc": 0.234375}, "test": {"acc": 0.265625}},
     "ptb_lm:tiny": {"valid": {"ppl": 876.8895173939995}, "test": {"ppl": 858.1334409523909}},
@@ -288,13 +289,19 @@ REFERENCE = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", list(REFERENCE))
-def test_builtin_corpora_reproduce_the_numbers(spec, tmp_path, capsys):
+def test_builtin_corpora_reproduce_the_numbers(spec, tmp_path):
+    """Run in a fresh process at XLA's default LLVM level and schedule, where the reference
+    was taken: code from the suite's lower level (tests/conftest.py) differs in the last
+    bits, which the training steps amplify beyond ``rel=1e-6`` (ptb_lm:tiny valid ppl 878.5)."""
     import os
 
     if not os.environ.get("SEQJAX_DATA"):
         pytest.skip("needs SEQJAX_DATA with ag_news and ptb")
-    rc, err = _train([spec, "--workdir", str(tmp_path / "run")], capsys)
-    assert rc == 0, err
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"SEQJAX_TUNING": "0"}
+    cmd = [sys.executable, "-m", "seqjax", "train", spec, "--workdir", str(tmp_path / "run"),
+           "--set", "train.progress=off"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
     best = json.loads((tmp_path / "run" / "summary.json").read_text())["best"]
     for split, metrics in REFERENCE[spec].items():
         for key, value in metrics.items():

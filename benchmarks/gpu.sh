@@ -5,11 +5,14 @@
 #   2. the GPU tests (`pytest -m gpu`) at full float32 matmul precision, benchmarks/gpu_check.py;
 #   3. the LM steps against PyTorch with cuDNN, interleaved (benchmarks/bench_peers.py --gpu):
 #      PTB-small 2x200, 2x650 and 2x1500 LSTM, GRU 2x650;
-#   4. ptb_lm:zaremba-medium trained to its test perplexity (within TRAIN_S seconds).
+#   4. ptb_lm:zaremba-medium trained to its test perplexity (within TRAIN_S seconds);
+#   5. the Keras notebook's character-level translator at full size (LSTM 512, 100k pairs,
+#      batch 32; EN->ES offline), with and without attention: step times from `seqjax bench`,
+#      then each trained for CHAR_S seconds (resumable: the same command continues it).
 #
 #   bash benchmarks/gpu.sh                    # results under $OUT (default /tmp/seqjax-gpu)
 #   SEQJAX_WHEELS=DIR bash benchmarks/gpu.sh  # offline: install from wheels in DIR
-#   STEPS=50 ROUNDS=3 TRAIN_S=420 SKIP_TRAIN=0 bash benchmarks/gpu.sh
+#   STEPS=50 ROUNDS=3 TRAIN_S=420 CHAR_S=600 SKIP_TRAIN=0 bash benchmarks/gpu.sh
 #
 # PTB is read from $SEQJAX_DATA (default ./data). Every step has its own time limit; a step
 # that fails is reported and the script goes on; the exit code is the first failure's.
@@ -17,7 +20,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/seqjax-gpu}
 PY=${PYTHON:-python3}
-STEPS=${STEPS:-50} ROUNDS=${ROUNDS:-3} TRAIN_S=${TRAIN_S:-420} SKIP_TRAIN=${SKIP_TRAIN:-0}
+STEPS=${STEPS:-50} ROUNDS=${ROUNDS:-3} TRAIN_S=${TRAIN_S:-420} CHAR_S=${CHAR_S:-600} SKIP_TRAIN=${SKIP_TRAIN:-0}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 export SEQJAX_DATA=${SEQJAX_DATA:-$PWD/data}
@@ -66,4 +69,13 @@ if [[ $SKIP_TRAIN != 1 ]]; then
     --set train.progress=off
   cp "$OUT/zaremba-medium/summary.json" "$OUT/zaremba-medium.summary.json" 2>/dev/null
 fi
+
+# 5. the character-level translator at the notebook's size
+for preset in char-lstm char-lstm-attention; do
+  step "bench-$preset" 300 "$PY" -m seqjax bench "translate:$preset" --set data.pair=spa-eng --steps "$STEPS"
+  if [[ $SKIP_TRAIN != 1 ]]; then
+    step "train-$preset" "$CHAR_S" "$PY" -m seqjax train "translate:$preset" --set data.pair=spa-eng \
+      --workdir "$OUT/$preset" --set train.progress=off
+  fi
+done
 exit $rc

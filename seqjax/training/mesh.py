@@ -10,13 +10,21 @@ only this process's rows of it (:func:`process_rows`) to this process's devices,
 processes compute exactly what one process with all the devices computes. Evaluation
 batches whose rows do not divide the device count are padded with zero-weight rows
 (:func:`pad_rows`).
+
+The processes agree on the rest through the coordination service's key-value store (host
+to host, no device program): :func:`exchange` compares what each was started with,
+:func:`decided_by_process_0` shares process 0's verdict on the run directory, and
+:class:`AgreedStop` stops every process after the same step when any one of them is asked
+to stop.
 """
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -24,7 +32,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from seqjax.errors import TrainingError, UsageError
+from seqjax.errors import DataError, SeqjaxError, TrainingError, UsageError
 
 #: environment variables read by :func:`initialize_distributed` -> jax.distributed.initialize keyword
 DISTRIBUTED_ENV = {
@@ -175,3 +183,148 @@ def pad_rows(batch: Mapping[str, np.ndarray], multiple: int, weight_key: str) ->
     out[weight_key] = out[weight_key].copy()
     out[weight_key][rows:] = 0
     return out
+
+
+# ----------------------------------------------------------------------------- agreement
+
+#: how long a process waits for a peer's answer in the key-value store (a dead peer ends the
+#: run sooner, through the heartbeat timeout)
+WAIT_S = 3600
+
+
+def kv_client():
+    """The coordination service's client of a multi-process run; None in one process."""
+    if jax.process_count() == 1:
+        return None
+    from jax._src import distributed  # the client jax.distributed.initialize made
+
+    return distributed.global_state.client
+
+
+def _get(client, key: str, timeout_s: float = WAIT_S) -> str:
+    try:
+        return client.blocking_key_value_get(key, int(timeout_s * 1000))
+    except Exception as e:  # noqa: BLE001 — XlaRuntimeError DEADLINE_EXCEEDED
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise TrainingError(f"process {jax.process_index()}: no answer from the other processes of the run "
+                            f"within {timeout_s:.0f} s ({first}); relaunch every process with the same "
+                            "command") from None
+
+
+def exchange(name: str, value: str, timeout_s: float | None = None) -> dict[int, str]:
+    """Post ``value`` under ``name`` and read the values the others posted: process 0 reads
+    every process's, the others read process 0's (``{process: value}``; empty in one
+    process). Bounded by ``SEQJAX_INIT_TIMEOUT_S`` (the processes start together)."""
+    client = kv_client()
+    if client is None:
+        return {}
+    me, n = jax.process_index(), jax.process_count()
+    timeout_s = timeout_s or _int_env(os.environ, "SEQJAX_INIT_TIMEOUT_S", 120)
+    client.key_value_set(f"seqjax/{name}/{me}", value)
+    return {j: _get(client, f"seqjax/{name}/{j}", timeout_s) for j in (range(1, n) if me == 0 else [0])}
+
+
+_ERRORS = {2: UsageError, 3: DataError}
+
+
+def decided_by_process_0(name: str, fn: Callable[[], object]) -> object:
+    """``fn()`` on process 0, its outcome shared: every other process waits for it, and a
+    :class:`SeqjaxError` raised there is raised on each of them too (the same line and exit
+    code), so no process is left waiting for a peer that gave up. One process: ``fn()``."""
+    client = kv_client()
+    if client is None:
+        return fn()
+    key = f"seqjax/decided/{name}"
+    if jax.process_index() == 0:
+        try:
+            out = fn()
+        except SeqjaxError as e:
+            client.key_value_set(key, json.dumps({"error": str(e), "code": e.exit_code}))
+            raise
+        except BaseException as e:
+            first = (str(e).strip().splitlines() or [""])[0][:160]
+            error = f"process 0 failed: {type(e).__name__}: {first}"
+            client.key_value_set(key, json.dumps({"error": error, "code": 1}))
+            raise
+        client.key_value_set(key, "{}")
+        return out
+    got = json.loads(_get(client, key))
+    if "error" in got:
+        raise _ERRORS.get(got["code"], TrainingError)(got["error"])
+    return None
+
+
+class AgreedStop:
+    """Stop requests (SIGTERM, Ctrl-C) of a multi-process run, acted on by every process
+    after the same step, so that each saves the same checkpoint and none waits in a
+    collective for a peer that left.
+
+    Wraps the process's own stop requests (``local.signal``: the signal number or None) and
+    answers the loop's ``stop.signal`` after each step. At agreed check steps each process
+    posts its own request to the key-value store, process 0 reads them all and posts the
+    verdict together with the next check step, chosen so that checks come about every
+    ``interval_s`` seconds of training: a stop takes effect within that time plus a step,
+    and between checks a step costs nothing extra (a check: two round trips to the
+    coordinator, ~0.5 ms on one host). Every other attribute is ``local``'s.
+    """
+
+    def __init__(self, local, step: Callable[[], int], echo: Callable[[str], None], interval_s: float = 1.0):
+        self.local, self._step, self._echo, self.interval_s = local, step, echo, interval_s
+        self.client, self.me, self.n = kv_client(), jax.process_index(), jax.process_count()
+        self.agreed: int | None = None  # the signal every process stops for
+        self.checks = 0  # checks done (the key of the next one)
+        self._next: int | None = None  # step of the next check (None: the first poll)
+        self._last: tuple[int, float] | None = None  # (step, time) of the last check (process 0)
+
+    def __getattr__(self, name: str):
+        return getattr(self.local, name)
+
+    @property
+    def alone(self) -> bool:
+        """True when this process stops without the others (a second signal): a checkpoint
+        needs them all, so the last saved one stands."""
+        return self.agreed is None
+
+    @property
+    def signal(self) -> int | None:
+        if self.agreed is not None:
+            return self.agreed
+        step = self._step()
+        if self._next is not None and step < self._next:
+            return None
+        self._next = step + 1  # polled again at this step: answered below, not checked again
+        mine = self.local.signal or 0
+        key = f"seqjax/stop/{self.checks}"
+        if self.me == 0:
+            asked = [(mine, 0)] + [(int(_get(self.client, f"{key}/{j}")), j) for j in range(1, self.n)]
+            sig, who = next(((s, j) for s, j in asked if s), (0, -1))
+            self._next = step + self._every(step)
+            self.client.key_value_set(f"{key}/verdict", f"{sig},{who},{self._next}")
+            if self.checks:
+                for j in range(1, self.n):
+                    self.client.key_value_delete(f"seqjax/stop/{self.checks - 1}/{j}")
+                self.client.key_value_delete(f"seqjax/stop/{self.checks - 1}/verdict")
+        else:
+            self.client.key_value_set(f"{key}/{self.me}", str(mine))
+            sig, who, self._next = map(int, _get(self.client, f"{key}/verdict").split(","))
+        self.checks += 1
+        if sig:
+            self.agreed = sig
+            if who != self.me:
+                self._echo(f"process {who} received {signal.Signals(sig).name}: every process stops after "
+                           f"step {step} with a checkpoint")
+        return self.agreed
+
+    def _every(self, step: int) -> int:
+        """Steps to the next check: about ``interval_s`` at the recent step time."""
+        now, last = time.monotonic(), self._last
+        self._last = (step, now)
+        if last is None or step <= last[0]:
+            return 1
+        per_step = (now - last[1]) / (step - last[0])
+        return int(min(1000, max(1, self.interval_s / max(per_step, 1e-6))))
+
+
+def agreed_stop(local, step: Callable[[], int], echo: Callable[[str], None]):
+    """``local`` in one process; an :class:`AgreedStop` around it in a multi-process run."""
+    return local if jax.process_count() == 1 else AgreedStop(local, step, echo)

@@ -89,6 +89,7 @@ def train(
     task: type | None = None,
     data_dir: str | None = None,
     echo: Callable[[str], None] = print,
+    hooks: Iterable = (),
 ) -> dict:
     """Train (or resume, on the same ``workdir``) like ``seqjax train``; returns the run's
     summary (as in ``summary.json``, with ``"workdir"``).
@@ -101,12 +102,15 @@ def train(
       task: a user-defined Task subclass to run instead of ``cfg.task``.
       data_dir: root of the built-in corpora (default ``$SEQJAX_DATA``, else ``./data``).
       echo: where progress lines go.
+      hooks: callbacks the loop runs besides ``train.hooks``: callables ``fn(info)`` (after
+        every step) or :class:`seqjax.training.hooks.Hook` objects (``Hook(fn, every=N)``,
+        ``on="eval" | "checkpoint" | "end"``); docs/hooks.md.
     """
     from seqjax.training import loop
 
     cfg = config(spec_or_cfg, overrides, task=task)
     workdir = pathlib.Path(workdir) if workdir else loop.default_workdir(cfg)
-    summary = loop.train(cfg, workdir, data_dir, echo=echo)
+    summary = loop.train(cfg, workdir, data_dir, echo=echo, hooks=hooks)
     return {"workdir": str(workdir), **summary}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import importlib
 import importlib.util
 import json
 import pathlib
@@ -119,6 +120,8 @@ OPTIONS = {
     "train.log_every": "write train metrics every N steps",
     "train.early_stop_patience": "stop after N evaluations without improvement (0: never)",
     "train.progress": "show a progress bar (auto: only on a terminal) | on | off",
+    "train.hooks": "callbacks the loop runs (docs/hooks.md): import paths package.module:name of "
+    "seqjax.training.hooks.Hook objects or of functions fn(info) run after every step",
 }
 
 
@@ -165,7 +168,7 @@ def base_config() -> ml_collections.ConfigDict:
     )
     c.train = dict(
         epochs=1, steps=0, eval_every=0, checkpoint_every=0, keep_checkpoints=2,
-        log_every=50, early_stop_patience=0, progress="auto", final_params="best",
+        log_every=50, early_stop_patience=0, progress="auto", final_params="best", hooks=[],
     )
     return c
 
@@ -385,6 +388,28 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     for key in ("dropout", "recurrent_dropout"):
         if not 0.0 <= cfg.model.get(key, 0.0) < 1.0:
             raise UsageError(f"model.{key}={cfg.model[key]}: must be in [0, 1)")
+    hooks = cfg.train.get("hooks", [])
+    if not isinstance(hooks, (list, tuple)) or not all(isinstance(h, str) for h in hooks):
+        raise UsageError(f"train.hooks={hooks!r}: expected a list of package.module:name")
+    if error := _import_error(hooks):
+        raise UsageError(f"train.hooks={list(hooks)!r}: {error}")
+
+
+def _import_error(paths) -> str | None:
+    """Why one of ``paths`` (``package.module:name``) does not import (None when all do)."""
+    for path in paths:
+        module, sep, attr = path.partition(":")
+        if not (sep and module and attr):
+            return f"{path!r} is not an import path; write package.module:name"
+        try:
+            obj = importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 — ImportError, or any error the module raises
+            return f"cannot import {module!r} ({type(e).__name__}: {e}); is it on the Python path?"
+        for part in attr.split("."):
+            if not hasattr(obj, part):
+                return f"module {module!r} has no {attr!r}"
+            obj = getattr(obj, part)
+    return None
 
 
 def _validate_cell(model: ml_collections.ConfigDict) -> None:

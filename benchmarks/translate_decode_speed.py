@@ -32,7 +32,7 @@ import numpy as np
 from seqjax import decoding
 from seqjax.data import tatoeba
 from seqjax.models.seq2seq import Seq2Seq
-from seqjax.training.inference import load_for_inference
+from seqjax.training.inference import load_run
 
 
 def main() -> None:
@@ -44,7 +44,8 @@ def main() -> None:
     ap.add_argument("--data-dir")
     args = ap.parse_args()
 
-    task, params = load_for_inference(args.workdir, "translate")
+    run = load_run(args.workdir, task="translate")
+    task, params = run.task, run.params
     cfg = task.cfg
     data = tatoeba.load_translation(cfg.data, args.data_dir, cfg.seed)
     assert data.src_vocab == task.src_vocab, "the dataset's vocabulary differs from the run's"

@@ -13,11 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import jax
-import jax.numpy as jnp
-import orbax.checkpoint as ocp
-
-from seqjax.training.checkpoint import Checkpoints, average_params
+from seqjax.training.checkpoint import CheckpointReader, average_params
 from seqjax.training.inference import load_run
 
 
@@ -29,16 +25,10 @@ def main() -> None:
     ap.add_argument("--only", default="", help="candidate names to score, separated by ';' (default: all)")
     ap.add_argument("--data-dir")
     args = ap.parse_args()
-    run = load_run(args.workdir, args.data_dir)
+    run = load_run(args.workdir, data_dir=args.data_dir)
     task = run.engine.task
-    ck = Checkpoints(run.workdir)
-    kept = {}
-    for step in sorted(ck.latest.all_steps()):
-        out = ck.latest.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
-        )
-        kept[step] = jax.tree.map(lambda _, x: jnp.asarray(x), run.params, out["state"]["params"])
-    ck.close()
+    readable = CheckpointReader(run.workdir).all_readable("latest", run.params)
+    kept = dict(sorted((step, params) for step, params, _ in readable))
 
     cands = {f"best@{run.step}": run.params, **{f"step{s}": p for s, p in kept.items()}}
     if len(kept) > 1:

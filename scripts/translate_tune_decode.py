@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--alphas", default="0,0.6,1.0")
     ap.add_argument("--data-dir")
     args = ap.parse_args()
-    run = load_run(args.workdir, args.data_dir)
+    run = load_run(args.workdir, data_dir=args.data_dir)
     task, params = run.engine.task, run.params
 
     def scores(split, beam, alpha):

@@ -1,8 +1,8 @@
 """The inference commands of the CLI: ``seqjax sample``, ``classify`` and ``translate``.
 
-Each loads a run directory (config, assets, checkpoint; the dataset is read only by
-``sample``, whose vocabulary is the corpus's), calls the task's own inference method and
-prints one line per input. ``args`` is the :mod:`argparse` namespace of :mod:`seqjax.cli`.
+Each loads a run directory read-only (config, assets, checkpoint; no dataset, nothing
+written: :func:`seqjax.training.inference.load_run`), calls the task's own inference method
+and prints one line per input. ``args`` is the :mod:`argparse` namespace of :mod:`seqjax.cli`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from seqjax.errors import UsageError
 from seqjax.tasks.lm import sample
-from seqjax.training.inference import load_for_inference, load_run, read_config
+from seqjax.training.inference import load_run
 
 
 def _texts(args) -> list[str]:
@@ -26,8 +26,7 @@ def _texts(args) -> list[str]:
 def sample_command(args) -> int:
     """``seqjax sample WORKDIR --prompt TEXT [--length N] [--temperature T] [--seed S]``: the
     prompt and its continuation."""
-    read_config(args.workdir, "lm")  # not a language model run: one line before anything loads
-    run = load_run(args.workdir, args.data_dir)
+    run = load_run(args.workdir, task="lm")
     text = sample(run.task, jax.device_get(run.params), args.prompt, args.length, args.temperature, args.seed)
     sep = "" if run.task.corpus.level == "char" or not args.prompt else " "
     sys.stdout.write(args.prompt + sep + text + "\n")
@@ -37,7 +36,8 @@ def sample_command(args) -> int:
 def classify_command(args) -> int:
     """``seqjax classify WORKDIR [TEXT]...``: one ``label<TAB>probability`` line per text."""
     texts = _texts(args)
-    task, params = load_for_inference(args.workdir, "classify")
+    run = load_run(args.workdir, task="classify")
+    task, params = run.task, run.params
     labels, probs = task.predict(params, texts)
     for label, p in zip(labels.tolist(), probs):
         print(f"{task.class_names[label]}\t{p[label]:.4f}")
@@ -50,13 +50,14 @@ def translate_command(args) -> int:
     if args.beam < 1:
         raise UsageError(f"--beam {args.beam}: must be >= 1")
     texts = _texts(args)
-    task, params = load_for_inference(args.workdir, "translate", args.checkpoint)
+    run = load_run(args.workdir, args.checkpoint, task="translate")
+    task, params = run.task, run.params
     warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
     hyps, out = task.translate(params, texts, args.beam, warn=warn)
     for h in hyps:
         print(h)
     if args.plot_attention and texts:
-        if task.cfg.model.attention == "none":
+        if task.model().attention == "none":
             warn(f"{args.workdir} has no attention (model.attention=none); no heatmap written")
         else:
             src = task.src_vocab.decode(task.encode_sources(texts[:1])[0])

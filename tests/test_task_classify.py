@@ -12,7 +12,7 @@ from seqjax import cli
 from seqjax import config as config_lib
 from seqjax.errors import UsageError
 from seqjax.tasks.classify import ClassifyTask, boundaries
-from seqjax.training.inference import load_for_inference
+from seqjax.training.inference import load_run
 
 CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
 WORDS = [["war", "peace", "leaders", "talks", "election"], ["cup", "goal", "team", "match", "coach"],
@@ -146,7 +146,8 @@ def test_train_then_classify(data_dir, tmp_path, monkeypatch):
     assert rc == 0 and out_stdin == out
 
     # the probabilities are the ones evaluation scored: same test loss and accuracy
-    task, params = load_for_inference(work, "classify")
+    run = load_run(work, task="classify")
+    task, params = run.task, run.params
     test = ClassifyTask(task.cfg, str(data_dir)).splits["test"]
     labels, probs = task.predict(params, test.texts)
     nll = -np.log(probs[np.arange(len(labels)), test.labels]).mean()

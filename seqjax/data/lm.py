@@ -117,6 +117,17 @@ def _tokens(texts: list[str], unit: str) -> list[str]:
     return [t for text in texts for t in _line_tokens(text)]
 
 
+def corpus_unit(data: Mapping[str, Any]) -> dict:
+    """``{"level", "unit", "space"}`` of ``data.source`` without reading it: a built-in
+    corpus's own (:data:`seqjax.data.sources.CORPORA`), else ``data.level``'s."""
+    ex = sources.CORPORA.get(sources.corpus_name(data), sources.Corpus("", "", {})).extras
+    level = ex.get("level") or data.get("level") or "word"
+    if level not in ("word", "char"):
+        raise UsageError(f"data.level={level!r}: choose word or char")
+    unit = ex.get("unit") or ("words" if level == "word" else "chars")
+    return {"level": level, "unit": unit, "space": ex.get("space", "")}
+
+
 def load_lm_corpus(
     data: Mapping[str, Any], data_dir: str | os.PathLike | None = None, seed: int = 0
 ) -> LMCorpus:
@@ -145,10 +156,8 @@ def load_lm_corpus(
     """
     splits = sources.load_splits(data, data_dir, seed)
     ex = splits.extras
-    level = ex.get("level") or data.get("level") or "word"
-    if level not in ("word", "char"):
-        raise UsageError(f"data.level={level!r}: choose word or char")
-    unit = ex.get("unit") or ("words" if level == "word" else "chars")
+    unit_of = corpus_unit(data)
+    level, unit = unit_of["level"], unit_of["unit"]
 
     def texts(split):
         col = splits.column(split, "text_column")

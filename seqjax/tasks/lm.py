@@ -11,6 +11,7 @@ Metrics: ``loss`` (nats per token), ``ppl`` for words, ``bpc`` (bits per charact
 from __future__ import annotations
 
 import functools
+import json
 import math
 import pathlib
 
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax import config as config_lib
-from seqjax.data.lm import LMCorpus, bptt_windows, load_lm_corpus
+from seqjax.data.lm import LMCorpus, bptt_windows, corpus_unit, load_lm_corpus
 from seqjax.data.vocab import Vocab
 from seqjax.errors import UsageError
 from seqjax.models import build
@@ -57,18 +58,44 @@ def lm_config():
 #: vocabulary sizes of the built-in corpora (what a synthetic stream of their shapes uses)
 CORPUS_VOCAB = {"ptb": 10000, "ptb_char": 50, "shakespeare": 65, "toy": 64}
 CHAR_CORPORA = ("ptb_char", "shakespeare")
+#: the corpus's token unit and the ids its training text lacks, for :meth:`LanguageModelTask.from_run`
+LM_FILE = "lm.json"
 
 
 class LanguageModelTask(Task):
     stateful = True
 
-    def __init__(self, cfg, data_dir=None, corpus: LMCorpus | None = None):
+    def __init__(self, cfg, data_dir=None, corpus: LMCorpus | None = None, unseen: list[int] | None = None):
+        """Loads the corpus, or takes ``corpus`` (:meth:`synthetic`, :meth:`from_run`);
+        ``unseen``: ids the training text lacks (default: counted in ``corpus.train``)."""
         super().__init__(cfg, data_dir)
         d = cfg.data
         self.corpus = corpus or load_lm_corpus(d, data_dir, cfg.seed)
         self.word = self.corpus.level == "word"
         self.main_metric = "ppl" if self.word else "bpc"
         self._windows = {}
+        if unseen is None:
+            unseen = np.flatnonzero(np.bincount(self.corpus.train, minlength=len(self.corpus.vocab)) == 0)
+        #: bool [V]: tokens that sampling may generate (those of the training text)
+        self.allowed = np.ones(len(self.corpus.vocab), bool)
+        self.allowed[np.asarray(unseen, np.int64)] = False
+
+    @classmethod
+    def from_run(cls, workdir, cfg) -> LanguageModelTask:
+        """The task of a run directory for sampling: ``vocab.json`` and ``lm.json`` (the
+        corpus's token unit and the ids its training text lacks), no corpus read. A run
+        without ``lm.json`` takes the unit from its config and never samples ``<unk>``."""
+        workdir = pathlib.Path(workdir)
+        vocab = Vocab.load(workdir / "vocab.json")
+        try:
+            info = json.loads((workdir / LM_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            info = corpus_unit(cfg.data)
+            info["unseen"] = [vocab.unk_id] if vocab.unk_id is not None else []
+        empty = np.zeros(0, np.int32)
+        corpus = LMCorpus(empty, empty, empty, vocab, info["level"], str(cfg.data.source), info["unit"],
+                          info["space"])
+        return cls(cfg, corpus=corpus, unseen=info["unseen"])
 
     @classmethod
     def synthetic(cls, cfg):
@@ -97,6 +124,10 @@ class LanguageModelTask(Task):
         return build.recurrent_spec(self.cfg).zero_carry(batch_size)
 
     def init_batch(self):
+        if len(self.corpus.train) == 0:  # loaded for sampling (:meth:`from_run`): the shapes only
+            shape = (self.cfg.data.batch_size, self.cfg.data.bptt)
+            return {"inputs": np.zeros(shape, np.int32), "targets": np.zeros(shape, np.int32),
+                    "weight": np.zeros(shape, np.float32)}
         return self.windows("train")[0]
 
     def model_inputs(self, batch, carry):
@@ -151,7 +182,13 @@ class LanguageModelTask(Task):
 
     # -- run directory -----------------------------------------------------------------
     def save_assets(self, workdir):
-        self.corpus.vocab.save(pathlib.Path(workdir) / "vocab.json")
+        """``vocab.json`` and ``lm.json`` (:meth:`from_run` samples from them alone)."""
+        workdir = pathlib.Path(workdir)
+        self.corpus.vocab.save(workdir / "vocab.json")
+        c = self.corpus
+        info = {"level": c.level, "unit": c.unit, "space": c.space,
+                "unseen": np.flatnonzero(~self.allowed).tolist()}
+        (workdir / LM_FILE).write_text(json.dumps(info) + "\n", encoding="utf-8")
 
     def final_report(self, params):
         if self.word or not self.cfg.sample.prompt_on_finish:
@@ -203,7 +240,7 @@ def sample(task: LanguageModelTask, params, prompt: str, length: int, temperatur
         raise UsageError("--length and --temperature must be >= 0")
     ids = _start_ids(task, prompt)
     # never generate a token the training text does not contain (e.g. <unk> of a char model)
-    allowed = np.bincount(task.corpus.train, minlength=len(task.corpus.vocab)) > 0
+    allowed = task.allowed
     toks = _generate(
         task.model(),
         params,

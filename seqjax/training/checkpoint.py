@@ -22,6 +22,7 @@ import logging
 import os
 import pathlib
 import shutil
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -31,7 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec
 
-from seqjax.errors import TrainingError
+from seqjax.errors import DataError, TrainingError, UsageError
 
 
 class StorageError(TrainingError):
@@ -212,20 +213,89 @@ class Checkpoints:
         return jax.tree.map(lambda _, x: x, like_params, out["params"]), dict(out["meta"])
 
 
-def _kept_params(ck: Checkpoints, like_params: Any):
-    """``(step, params, meta)`` of every readable kept checkpoint, newest first."""
-    for step in sorted(ck.latest.all_steps(), reverse=True):
+# -- reading for inference ---------------------------------------------------------------
+#: directory and item name of each kind of checkpoint (see the module docstring)
+KINDS = {"best": ("best", "params"), "latest": ("checkpoints", "state")}
+
+
+class Unreadable(Exception):
+    """One checkpoint directory cannot be restored (partial, corrupt, or not this model)."""
+
+
+class CheckpointReader:
+    """Read-only access to a run's checkpoints, for inference while a training may be writing.
+
+    Unlike an orbax ``CheckpointManager`` it creates, cleans and deletes nothing: it lists
+    the step directories orbax has finalized (``checkpoints/<step>``, ``best/<step>``; the
+    ``<step>.orbax-checkpoint-tmp-*`` directories of a write in flight are not steps) and
+    restores one with a plain ``Checkpointer``. ``warn`` gets one line per checkpoint that
+    cannot be read (the caller then falls back to another one).
+    """
+
+    def __init__(self, workdir: str | pathlib.Path, warn=None):
+        self.root = pathlib.Path(workdir).resolve()
+        self.warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+
+    def steps(self, kind: str) -> list[int]:
+        """Finalized steps of ``kind`` (``best`` or ``latest``), newest first."""
+        d = self.root / KINDS[kind][0]
         try:
-            target = _saved_replicated(ck.latest, step, "state")
-            out = ck.latest.restore(
-                step,
-                args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()),
-            )
-        except Exception as e:  # noqa: BLE001 — unreadable: fall back
-            warnings.warn(f"checkpoint at step {step} is unreadable ({type(e).__name__}); "
-                          "trying the previous one", stacklevel=2)
-            continue
-        yield step, jax.tree.map(lambda _, x: x, like_params, out["state"]["params"]), dict(out["meta"])
+            return sorted(ocp.step.checkpoint_steps(d), reverse=True) if d.is_dir() else []
+        except OSError:  # a step deleted by the training while listing: list again
+            return sorted(ocp.step.checkpoint_steps(d), reverse=True) if d.is_dir() else []
+
+    def read(self, kind: str, step: int, like_params: Any) -> tuple[Any, dict]:
+        """``(params, meta)`` of ``kind`` at ``step``, shaped like ``like_params`` (arrays
+        replicated over this process's devices); :class:`Unreadable` if it cannot be."""
+        sub, item = KINDS[kind]
+        path = self.root / sub / str(step)
+        handler = ocp.CompositeCheckpointHandler(**{item: ocp.StandardCheckpointHandler(),
+                                                    "meta": ocp.JsonCheckpointHandler()})
+        try:
+            with ocp.Checkpointer(handler) as ck:
+                rep = NamedSharding(jax.make_mesh((jax.device_count(),), ("data",)), PartitionSpec())
+                saved = ck.metadata(path).item_metadata[item]
+                target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=rep), saved)
+                out = ck.restore(path, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target),
+                                                                  "meta": ocp.args.JsonRestore()}))
+            tree = out[item]["params"] if item == "state" else out[item]
+            params = _like(like_params, tree)
+        except Exception as e:  # noqa: BLE001 — orbax/tensorstore raise many kinds: one line
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise Unreadable(f"{path} is unreadable ({type(e).__name__}: {first[:160]})") from None
+        return params, dict(out["meta"] or {})
+
+    def first_readable(self, kind: str, like_params: Any, then: str = "") -> tuple[int, Any, dict] | None:
+        """``(step, params, meta)`` of the newest readable checkpoint of ``kind``; one line
+        for each one skipped (``then`` names the fall-back after the last)."""
+        steps = self.steps(kind)
+        for i, step in enumerate(steps):
+            try:
+                return (step, *self.read(kind, step, like_params))
+            except Unreadable as e:
+                nxt = f"the {kind} checkpoint of step {steps[i + 1]}" if i + 1 < len(steps) else then
+                self.warn(f"{e}; {'using ' + nxt if nxt else 'no other to use'}")
+        return None
+
+    def all_readable(self, kind: str, like_params: Any):
+        """``(step, params, meta)`` of every readable checkpoint of ``kind``, newest first."""
+        for step in self.steps(kind):
+            try:
+                yield (step, *self.read(kind, step, like_params))
+            except Unreadable as e:
+                self.warn(f"{e}; left out")
+
+
+def _like(like: Any, tree: Any) -> Any:
+    """``tree`` in the structure of ``like``; :class:`ValueError` naming the first leaf whose
+    shape differs (a checkpoint of another model than the run's config.json describes)."""
+    flat_like, _ = jax.tree_util.tree_flatten_with_path(like)
+    out = jax.tree.map(lambda _, x: x, like, tree)
+    for (path, a), b in zip(flat_like, jax.tree.leaves(out)):
+        if tuple(a.shape) != tuple(b.shape):
+            name = "/".join(str(getattr(k, "key", k)) for k in path)
+            raise ValueError(f"{name} is {tuple(b.shape)}, the run's config makes it {tuple(a.shape)}")
+    return out
 
 
 def average_params(trees: list[Any]) -> Any:
@@ -237,33 +307,47 @@ def average_params(trees: list[Any]) -> Any:
     return jax.tree.map(mean, *trees)
 
 
-def restore_average(ck: Checkpoints, like_params: Any) -> tuple[Any, dict] | None:
+def restore_average(ck: Checkpoints | CheckpointReader, like_params: Any) -> tuple[Any, dict] | None:
     """The mean of the best params and every readable kept checkpoint's params, with
-    ``{"step": newest, "averaged_steps": [...]}``; None when there is no checkpoint."""
-    by_step = {step: params for step, params, _ in _kept_params(ck, like_params)}
-    if (best := ck.restore_best(like_params)) is not None:
-        by_step[ck.best.latest_step()] = best[0]
+    ``{"step": newest, "averaged_steps": [...]}``; None when there is no checkpoint. Given
+    the training's :class:`Checkpoints`, it first waits for the write in flight."""
+    if isinstance(ck, Checkpoints):
+        ck.wait()
+        ck = CheckpointReader(ck.root)
+    by_step = {step: params for step, params, _ in ck.all_readable("latest", like_params)}
+    if (best := ck.first_readable("best", like_params)) is not None:
+        by_step[best[0]] = best[1]
     if not by_step:
         return None
     steps = sorted(by_step)
     return average_params([by_step[s] for s in steps]), {"step": steps[-1], "averaged_steps": steps}
 
 
-def restore_params(workdir: pathlib.Path, like_params: Any, which: str = "best") -> tuple[Any, dict]:
-    """Params of a run for inference: ``best`` (falling back to the latest), ``latest``, or
-    ``average`` (:func:`restore_average`)."""
+#: for each ``--checkpoint`` choice, the kinds tried in order
+_ORDER = {"best": ("best", "latest"), "latest": ("latest", "best")}
+
+
+def restore_params(workdir: str | pathlib.Path, like_params: Any, which: str = "best",
+                   warn=None) -> tuple[Any, dict]:
+    """Params of a run for inference, read-only (:class:`CheckpointReader`): ``best``
+    (falling back to the latest readable checkpoint), ``latest`` (falling back to older
+    ones, then to the best params), or ``average`` (:func:`restore_average`). ``meta`` gets
+    ``"kind"`` (``best``, ``latest`` or ``average``) and ``"step"``.
+
+    Raises :class:`UsageError` when the run has no checkpoint yet (exit 2) and
+    :class:`DataError` when none of its checkpoints is readable (exit 3)."""
     if which not in ("best", "latest", "average"):
-        raise ValueError(f"checkpoint must be best, latest or average, not {which!r}")
-    ck = Checkpoints(workdir)
-    try:
-        if which == "average" and (got := restore_average(ck, like_params)) is not None:
-            return got
-        if which == "best" and (got := ck.restore_best(like_params)) is not None:
-            return got
-        for _, params, meta in _kept_params(ck, like_params):
-            return params, meta
-    finally:
-        ck.close()
-    raise FileNotFoundError(
-        f"{workdir}: no readable checkpoint; train first with `seqjax train ... --workdir {workdir}`"
-    )
+        raise UsageError(f"checkpoint must be best, latest or average, not {which!r}")
+    reader = CheckpointReader(workdir, warn)
+    if which == "average" and (got := restore_average(reader, like_params)) is not None:
+        return got[0], {**got[1], "kind": "average"}
+    order = _ORDER.get(which, _ORDER["best"])
+    for i, kind in enumerate(order):
+        then = f"the {order[i + 1]} checkpoint" if i + 1 < len(order) and reader.steps(order[i + 1]) else ""
+        if (got := reader.first_readable(kind, like_params, then)) is not None:
+            step, params, meta = got
+            return params, {**meta, "step": step, "kind": kind}
+    if any(reader.steps(k) for k in order):
+        raise DataError(f"{reader.root}: no checkpoint is readable (see the lines above); "
+                        "retrain, or restore the run directory from a copy")
+    raise UsageError(f"{workdir}: no checkpoint yet; train first with `seqjax train ... --workdir {workdir}`")

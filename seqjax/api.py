@@ -19,15 +19,14 @@ runs with the library defaults and its CPU step times differ from README's.
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import ml_collections
 
 from seqjax import config as config_lib
 from seqjax.errors import UsageError
+from seqjax.training.inference import Run
 
 __all__ = ["Run", "evaluate", "load_run", "train", "tune"]
 
@@ -114,72 +113,28 @@ def train(
     return {"workdir": str(workdir), **summary}
 
 
-@dataclasses.dataclass
-class Run:
-    """A finished (or running) run directory, loaded for inference.
-
-    Attributes:
-      workdir, cfg: the run directory and its resolved config.
-      task: the task (classifiers and translators: from the run's assets alone; language and
-        sequence models: with their data, read again).
-      params: the restored parameters (``which``: best, latest or average).
-      vocabularies: every ``*vocab*.json`` of the run, by file stem (``vocab``,
-        ``src_vocab``, ``tgt_vocab``).
-      step: the checkpoint's step.
-    """
-
-    workdir: pathlib.Path
-    cfg: ml_collections.ConfigDict
-    task: Any
-    params: Any
-    vocabularies: dict
-    step: int
-    which: str = "best"
-    data_dir: str | None = None
-
-    @property
-    def model(self):
-        """The flax module; ``run.model.apply({"params": run.params}, ...)``."""
-        return self.task.model()
-
-
 def load_run(
     workdir: str | pathlib.Path, which: str = "best", *, task: type | None = None, data_dir: str | None = None
 ) -> Run:
-    """Load ``workdir`` for inference: config, task, params and vocabularies.
+    """Load ``workdir`` for inference, read-only (it may be training meanwhile): config,
+    task, params and vocabularies; see :func:`seqjax.training.inference.load_run`.
 
     Then e.g. ``run.task.predict(run.params, texts)`` (classifier),
     ``run.task.translate(run.params, texts)`` (translator) or
     ``seqjax.tasks.lm.sample(run.task, run.params, prompt, length, temperature, seed)``.
     """
-    from seqjax.data.vocab import Vocab
-    from seqjax.tasks import task_class
     from seqjax.training import inference
 
-    workdir = pathlib.Path(workdir)
     _task_name(task)
-    cfg = inference.read_config(workdir)
-    cls = task_class(cfg.task)
-    vocabs = {p.stem: Vocab.load(p) for p in sorted(workdir.glob("*vocab*.json"))}
-    if hasattr(cls, "from_run"):
-        task_obj = cls.from_run(workdir, cfg)
-        params, meta = inference.restore(workdir, task_obj, which)
-        return Run(workdir, cfg, task_obj, params, vocabs, int(meta.get("step", -1)), which, data_dir)
-    full = inference.load_run(workdir, data_dir, which=which)
-    return Run(workdir, cfg, full.task, full.params, vocabs, full.step, which, data_dir)
+    return inference.load_run(workdir, which, task=task, data_dir=data_dir)
 
 
 def evaluate(
     run: Run | str | pathlib.Path, split: str = "valid", which: str | None = None, data_dir: str | None = None
 ) -> dict:
     """The metrics ``seqjax eval`` prints for ``split`` (it reads the run's data again)."""
-    from seqjax.training import inference
-
-    if isinstance(run, Run):
-        workdir, which, data_dir = run.workdir, which or run.which, data_dir or run.data_dir
-    else:
-        workdir = pathlib.Path(run)
-    full = inference.load_run(workdir, data_dir, which=which or "best")
-    metrics = full.engine.evaluate(full.params, split)
-    metrics.update(full.task.eval_report(full.params, split))
-    return {"split": split, "checkpoint_step": full.step, **metrics}
+    if not isinstance(run, Run) or (which and which != run.which) or (data_dir and data_dir != run.data_dir):
+        workdir = run.workdir if isinstance(run, Run) else run
+        run = load_run(workdir, which or getattr(run, "which", "best"),
+                       data_dir=data_dir or getattr(run, "data_dir", None))
+    return {"split": split, "checkpoint": run.kind, "checkpoint_step": run.step, **run.evaluate(split)}

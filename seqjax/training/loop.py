@@ -115,17 +115,32 @@ class Engine:
         steps could interleave differently on two processes' devices and deadlock gloo)."""
         sums = mesh_lib.replicate(self.zero_sums(), self.mesh)
         carry, tokens, t0 = None, 0, time.perf_counter()
+        # tokens_per_s leaves out compilation: a batch of a shape not seen before is waited
+        # for and neither its time nor its tokens count (one extra timed run of the last
+        # batch when every batch compiled)
+        seen, compiling, last = self.__dict__.setdefault("_eval_shapes", set()), 0.0, None
         for batch in self.task.eval_batches(split):
-            tokens += self.task.tokens(batch)
+            n = self.task.tokens(batch)
             batch = mesh_lib.pad_rows(batch, self.mesh.devices.size, self.task.weight_key)
             if carry is None and self.task.stateful:
                 rows = len(batch[self.task.weight_key])
                 carry = mesh_lib.shard_batch(self.task.initial_carry(rows), self.mesh)
             batch = mesh_lib.shard_batch(batch, self.mesh)
+            shapes, last = tuple(x.shape for x in jax.tree.leaves(batch)), (batch, carry, n)
+            t = time.perf_counter()
             sums, carry = mesh_lib.in_lockstep(self.eval_step(params, batch, carry, sums))
+            if shapes in seen:
+                tokens += n
+            else:
+                seen.add(shapes)
+                jax.block_until_ready(sums)
+                compiling += time.perf_counter() - t
+        if not tokens and last is not None:
+            t0, compiling, tokens = time.perf_counter(), 0.0, last[2]
+            jax.block_until_ready(self.eval_step(params, last[0], last[1], sums))
         host = {k: float(v) for k, v in jax.device_get(sums).items()}
         out = self.task.summarize(host)
-        out["tokens_per_s"] = tokens / max(time.perf_counter() - t0, 1e-9)
+        out["tokens_per_s"] = tokens / max(time.perf_counter() - t0 - compiling, 1e-9)
         return out
 
 

@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)"
     )
+    p.add_argument(
+        "--move-aside", action="store_true",
+        help="start afresh: a run already in the workdir (another config, say) is moved into "
+        "WORKDIR/previous-<time>/; nothing is deleted",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a run; prints one JSON object")
@@ -143,7 +148,8 @@ def cmd_train(args) -> int:
     cfg = config_lib.resolve(args.config, args.overrides)
     workdir = args.workdir or str(loop.default_workdir(cfg))
     print(f"training {cfg.experiment}:{cfg.preset} in {workdir}", file=sys.stderr)
-    summary = loop.train(cfg, workdir, args.data_dir, echo=lambda s: print(s, file=sys.stderr))
+    summary = loop.train(cfg, workdir, args.data_dir, echo=lambda s: print(s, file=sys.stderr),
+                         move_aside=args.move_aside)
     best = summary["best"]
     out = {
         "workdir": workdir,
@@ -161,10 +167,10 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from seqjax.training.inference import load_run
 
-    run = load_run(args.workdir, args.checkpoint, data_dir=args.data_dir)
-    print(f"evaluating the {run.kind} checkpoint of step {run.step} on {args.split}", file=sys.stderr)
-    metrics = run.evaluate(args.split)
-    which = {"checkpoint": run.kind, "checkpoint_step": run.step}
+    run = load_run(args.workdir, args.data_dir, which=args.checkpoint)
+    metrics = run.engine.evaluate(run.params, args.split)
+    metrics.update(run.task.eval_report(run.params, args.split))
+    which = {"checkpoint": args.checkpoint, "checkpoint_step": run.step}
     if "averaged_steps" in run.meta:
         which["averaged_steps"] = run.meta["averaged_steps"]
     print(json.dumps({"workdir": args.workdir, "split": args.split, **which, **metrics}))

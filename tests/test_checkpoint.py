@@ -119,9 +119,11 @@ def test_unwritable_workdir_is_one_line(tmp_path, run_cli):
 
 def test_config_json_that_no_longer_parses_is_one_line(tmp_path, run_cli):
     (tmp_path / "config.json").write_text('{"seed": 0,')
+    (tmp_path / "checkpoints" / "8").mkdir(parents=True)  # a run to protect (else: a fresh start)
     code, _, err = run_cli(*RUN, "--workdir", str(tmp_path))
     assert code == 2
     line = err.strip().splitlines()[-1]
-    assert line.startswith(f"seqjax: error: {tmp_path / 'config.json'} does not parse (JSONDecodeError: ")
+    assert line.startswith(f"seqjax: error: --workdir {tmp_path} holds checkpoints (steps 8) but "
+                           f"{tmp_path / 'config.json'} does not parse (JSONDecodeError: ")
     code, _, err = run_cli("eval", str(tmp_path))
     assert code == 2 and "config.json does not parse" in err

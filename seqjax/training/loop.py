@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import math
+import os
 import pathlib
 import signal
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -29,14 +28,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from seqjax import config as config_lib
-from seqjax.errors import TrainingError, UsageError
+from seqjax.errors import SeqjaxError, TrainingError, UsageError
 from seqjax.tasks import make_task
 from seqjax.tasks.base import Task
 from seqjax.training import mesh as mesh_lib
 from seqjax.training import optim
+from seqjax.training import rundir as rundir_lib
 from seqjax.training.checkpoint import Checkpoints, restore_average
-from seqjax.training.hooks import CHECKPOINT, EPOCH_ROW, EVALUATE, LOG, Hook, HookInfo, Hooks
 from seqjax.training.logger import MetricLogger, progress_bar
 
 
@@ -115,32 +113,17 @@ class Engine:
         steps could interleave differently on two processes' devices and deadlock gloo)."""
         sums = mesh_lib.replicate(self.zero_sums(), self.mesh)
         carry, tokens, t0 = None, 0, time.perf_counter()
-        # tokens_per_s leaves out compilation: a batch of a shape not seen before is waited
-        # for and neither its time nor its tokens count (one extra timed run of the last
-        # batch when every batch compiled)
-        seen, compiling, last = self.__dict__.setdefault("_eval_shapes", set()), 0.0, None
         for batch in self.task.eval_batches(split):
-            n = self.task.tokens(batch)
+            tokens += self.task.tokens(batch)
             batch = mesh_lib.pad_rows(batch, self.mesh.devices.size, self.task.weight_key)
             if carry is None and self.task.stateful:
                 rows = len(batch[self.task.weight_key])
                 carry = mesh_lib.shard_batch(self.task.initial_carry(rows), self.mesh)
             batch = mesh_lib.shard_batch(batch, self.mesh)
-            shapes, last = tuple(x.shape for x in jax.tree.leaves(batch)), (batch, carry, n)
-            t = time.perf_counter()
             sums, carry = mesh_lib.in_lockstep(self.eval_step(params, batch, carry, sums))
-            if shapes in seen:
-                tokens += n
-            else:
-                seen.add(shapes)
-                jax.block_until_ready(sums)
-                compiling += time.perf_counter() - t
-        if not tokens and last is not None:
-            t0, compiling, tokens = time.perf_counter(), 0.0, last[2]
-            jax.block_until_ready(self.eval_step(params, last[0], last[1], sums))
         host = {k: float(v) for k, v in jax.device_get(sums).items()}
         out = self.task.summarize(host)
-        out["tokens_per_s"] = tokens / max(time.perf_counter() - t0 - compiling, 1e-9)
+        out["tokens_per_s"] = tokens / max(time.perf_counter() - t0, 1e-9)
         return out
 
 
@@ -211,14 +194,6 @@ class Progress:
     best_metrics: dict = dataclasses.field(default_factory=dict)
     bad_evals: int = 0  # evaluations since the last improvement (plateau / early stopping)
     last_eval: dict = dataclasses.field(default_factory=dict)
-    # the step whose step hooks (log, evaluation, best params, checkpoint) a stop cut short:
-    # saved with the state as it was before them, and run again on resume (-1: none)
-    unfinished_step: int = -1
-
-    def copy(self) -> Progress:
-        """A copy whose dicts the hooks may update without touching this one."""
-        return dataclasses.replace(self, epoch_sums=dict(self.epoch_sums),
-                                   best_metrics=dict(self.best_metrics), last_eval=dict(self.last_eval))
 
 
 def default_workdir(cfg: ml_collections.ConfigDict) -> pathlib.Path:
@@ -243,13 +218,11 @@ class _StopRequests:
     """SIGTERM / SIGINT (Ctrl-C) during training only *request* a stop: the loop checks
     :attr:`signal` between steps, where the train state is whole (an exception raised in
     the middle of a step could leave the donated state deleted and nothing to save), then
-    checkpoints and exits. A second signal stops at once, except inside :meth:`deferred`
-    (a step's bookkeeping), which it lets finish first. Installed only in the main thread
+    checkpoints and exits. A second signal stops at once. Installed only in the main thread
     (Python delivers signals there); elsewhere the previous handlers stay."""
 
     def __init__(self, echo):
         self.signal, self._echo, self._previous = None, echo, {}
-        self._defer, self._kill = False, False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -262,47 +235,24 @@ class _StopRequests:
             signal.signal(sig, handler)
         self._previous = {}
 
-    @contextlib.contextmanager
-    def deferred(self):
-        """A block that a second signal does not cut: it stops right after the block."""
-        self._defer = True
-        try:
-            yield
-        finally:
-            self._defer = False
-        if self._kill:
-            raise KeyboardInterrupt
-
     def _handle(self, signum, frame):
         if self.signal is not None:
-            if self._defer:
-                self._kill = True
-                return
             raise KeyboardInterrupt
         self.signal = signum
         name = signal.Signals(signum).name
         self._echo(f"{name}: stopping after this step with a checkpoint (again: stop now)")
 
 
-def prepare_workdir(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path | None) -> pathlib.Path:
-    """The run directory, created if needed and checked before anything trains: writable,
-    and a ``config.json`` already there (a run to resume) must parse. Faults are one line."""
-    workdir = pathlib.Path(workdir) if workdir else default_workdir(cfg)
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=workdir):
-            pass
-    except OSError as e:
-        raise UsageError(f"--workdir {workdir}: cannot write there ({e.strerror or e}); "
-                         "pick a directory you can write to") from None
-    saved = workdir / "config.json"
-    if saved.is_file():
-        try:
-            config_lib.from_json(saved.read_text())
-        except Exception as e:  # noqa: BLE001 — JSONDecodeError, unknown keys, bad types
-            raise UsageError(f"{saved} does not parse ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                             "fix or delete it, or pick another --workdir") from None
-    return workdir
+def prepare_workdir(
+    cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path | None, *, move_aside: bool = False,
+    echo: Callable[[str], None] = print,
+) -> rundir_lib.RunDir:
+    """The run directory claimed before anything is built (seqjax/training/rundir.py):
+    created if needed, writable, locked, and a run recorded there compared with ``cfg``
+    (``move_aside``: a different one is moved into ``previous-<time>/``). Refusals are one
+    line, exit 2; :meth:`~seqjax.training.rundir.RunDir.commit` once the task is built."""
+    path = pathlib.Path(workdir) if workdir else default_workdir(cfg)
+    return rundir_lib.RunDir(path, cfg, move_aside=move_aside, echo=echo).prepare()
 
 
 def train(
@@ -312,35 +262,47 @@ def train(
     *,
     stop_after: int | None = None,
     echo: Callable[[str], None] = print,
-    hooks: Iterable[Hook | Callable] = (),
+    move_aside: bool = False,
 ) -> dict:
     """Train (or resume) ``cfg`` in ``workdir``; returns the summary written to summary.json.
 
     ``stop_after``: leave the loop after that many steps of *this* call, checkpointing
     as a kill would find it — used by tests of resume equivalence.
-    ``hooks``: :class:`~seqjax.training.hooks.Hook` objects or callables ``fn(info)`` (run
-    after every step), added after the built-in hooks and those of ``train.hooks``.
+    ``move_aside``: a run of another config recorded in ``workdir`` is moved into
+    ``workdir/previous-<time>/`` instead of refused (``seqjax train --move-aside``).
     """
-    workdir = prepare_workdir(cfg, workdir)
-    engine = build(cfg, data_dir)
-    session, done = _Session(engine, workdir, echo), False
-    for h in hooks:
-        session.hooks.add(h)
+    rundir = prepare_workdir(cfg, workdir, move_aside=move_aside, echo=echo)
+    with rundir_lib.starting(rundir):  # a start that fails here leaves nothing behind
+        engine = build(cfg, data_dir)
+        rundir.commit()
+    workdir, session, done, outcome = rundir.path, None, False, "failed"
     try:
+        session = _Session(engine, workdir, echo)
+        session.rundir = rundir
+        rundir.note(start_step=session.step)
         with _StopRequests(echo) as stop:  # SIGTERM / Ctrl-C: checkpoint between steps, then exit
+            stop = mesh_lib.agreed_stop(stop, lambda: session.step, echo)  # every process stops together
             try:
                 session.run(stop, math.inf if stop_after is None else stop_after)
             except (KeyboardInterrupt, _Interrupted) as e:
-                saved = session.save_interrupted()
+                outcome = f"interrupted at step {session.step}"
+                if getattr(stop, "alone", False):  # a second signal to one process: the others cannot save
+                    saved = f"the last checkpoint in {workdir} stands"
+                else:
+                    saved = session.save_interrupted()
                 if isinstance(e, KeyboardInterrupt):
                     echo(f"interrupted at step {session.step}; {saved}; run the same command to resume")
                     raise KeyboardInterrupt from None
                 done = True
                 return {"interrupted_at": session.step, "workdir": str(workdir)}
-        summary, done = session.finish(), True
+        summary, done, outcome = session.finish(), True, "finished"
         return summary
     finally:
-        session.close(quiet=not done)
+        try:
+            if session is not None:
+                session.close(quiet=not done)
+        finally:
+            rundir.close(steps=None if session is None else session.step, outcome=outcome)
 
 
 class _Session:
@@ -351,18 +313,19 @@ class _Session:
         cfg = self.cfg = engine.cfg
         self.engine, self.task, self.workdir, self.echo = engine, engine.task, workdir, echo
         self.is_main = jax.process_index() == 0
-        if self.is_main:
-            (workdir / "config.json").write_text(config_lib.to_json(cfg) + "\n")
+        self.rundir: rundir_lib.RunDir | None = None  # train() sets it: summary.json and provenance
+        if self.is_main:  # config.json: written by RunDir.commit
             self.task.save_assets(workdir)
         self.ckpt = Checkpoints(workdir, keep=cfg.train.keep_checkpoints)
-        self.logger = MetricLogger(workdir, enabled=self.is_main)
+        self.logger = MetricLogger(workdir, enabled=self.is_main, warn=lambda m: echo(f"warning: {m}"))
         self.state, self.prog = engine.init_state(), Progress()
         restored = self.ckpt.restore_latest(self.state)
-        if restored is not None:
+        if restored is None:
+            self.logger.truncate_after(0)  # rows of a start that saved no checkpoint
+        else:
             self.state, meta = restored
             self.prog = Progress(**meta)
-            # an unfinished step's rows are written again when its hooks run again
-            self.logger.truncate_after(int(self.state.step) - (self.prog.unfinished_step >= 0))
+            self.logger.truncate_after(int(self.state.step))
             echo(f"resuming {workdir} from step {int(self.state.step)} "
                  f"(epoch {self.prog.epoch + 1}, batch {self.prog.position})")
         self.step = int(self.state.step)
@@ -372,16 +335,12 @@ class _Session:
         self.bar = progress_bar(engine.total_steps, self.step, cfg.train.progress)
         self.t_session, self.wall0 = time.perf_counter(), self.prog.wall_s
         self.t_last, self.tokens_since = time.perf_counter(), 0
-        self.hooks, self.stop_reason, self._before_hooks = self.builtin_hooks(), None, None
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, stop: _StopRequests, calls_left: float) -> None:
         """Train to ``total_steps`` or early stopping; raises :class:`_Interrupted` after
         ``calls_left`` steps and KeyboardInterrupt after a stop request."""
         spe, total, prog = self.engine.steps_per_epoch, self.engine.total_steps, self.prog
-        self.stop = stop
-        if prog.unfinished_step == self.step >= 0 and self.after_step():  # hooks a stop cut short
-            return
         while self.step < total:
             if prog.position >= spe:
                 prog.epoch, prog.position, prog.epoch_sums = prog.epoch + 1, 0, {}
@@ -400,56 +359,32 @@ class _Session:
 
     def train_step(self, batch) -> None:
         batch_on_mesh = mesh_lib.shard_batch(batch, self.engine.mesh)
+        self.state = mesh_lib.in_lockstep(self.engine.train_step(self.state, batch_on_mesh))
+        self.step += 1
+        self.prog.position += 1
         n = self.task.tokens(batch)
-        with self.stop.deferred():  # the state and the counters move together
-            self.state = mesh_lib.in_lockstep(self.engine.train_step(self.state, batch_on_mesh))
-            self.step += 1
-            self.prog.position += 1
-            self.prog.tokens += n
-            self.tokens_since += n
+        self.prog.tokens += n
+        self.tokens_since += n
         self.bar.update(1)
 
-    def builtin_hooks(self) -> Hooks:
-        """The loop's own step hooks (log, epoch row, evaluate, checkpoint) and eval hooks
-        (keep the best params, plateau schedule, early stopping), then ``train.hooks``."""
-        cfg, total = self.cfg, self.engine.total_steps
-        hooks = Hooks()
-        hooks.add(lambda i: self.flush_train_logs(), name="log", order=LOG,
-                  when=lambda i: self.step % self.log_every == 0 or i.epoch_done or self.step >= total)
-        hooks.add(lambda i: self.log_epoch(), name="epoch_row", order=EPOCH_ROW,
-                  when=lambda i: i.epoch_done and self.prog.epoch_sums.get("count", 1) > 0)
-        hooks.add(lambda i: self.run_eval(), name="evaluate", order=EVALUATE,
-                  when=lambda i: self.step % self.eval_every == 0 or self.step >= total)
-        hooks.add(lambda i: self.checkpoint(), name="checkpoint", order=CHECKPOINT,
-                  when=lambda i: self.step % self.ckpt_every == 0 or self.step >= total or self.stop_reason)
-        hooks.add(self.keep_best, on="eval", name="keep_best", order=100)
-        if cfg.schedule.name == "plateau":
-            hooks.add(self.plateau, on="eval", name="plateau", order=200)
-        if cfg.train.early_stop_patience:
-            hooks.add(self.early_stop, on="eval", name="early_stop", order=300)
-        for path in cfg.train.get("hooks", None) or ():
-            hooks.add(path)
-        return hooks
-
     def after_step(self) -> bool:
-        """Run the step hooks that are due; True when one stopped the run (early stopping).
-
-        A stop (a second signal) inside them saves the state as it was before them, marked
-        unfinished, so a resumed run runs them again: no evaluation or best update is lost."""
-        self.prog.unfinished_step = -1
-        self._before_hooks = (self.state, self.prog.copy())
-        self.hooks.run("step", HookInfo(self, "step"))
-        self._before_hooks = None
-        if self.stop_reason:
-            self.bar.write(self.stop_reason)
-        return self.stop_reason is not None
-
-    def request_stop(self, reason: str) -> None:
-        self.stop_reason = reason
-
-    def log_epoch(self) -> None:
-        prog = self.prog
-        self.logger.write(self.step, prog.epoch + 1, "train_epoch", self.task.summarize(prog.epoch_sums))
+        """Log, evaluate and checkpoint where due; True when early stopping ends the run."""
+        step, total, prog = self.step, self.engine.total_steps, self.prog
+        patience = self.cfg.train.early_stop_patience
+        epoch_done = prog.position >= self.engine.steps_per_epoch
+        if step % self.log_every == 0 or epoch_done or step >= total:
+            self.flush_train_logs()
+        if epoch_done and prog.epoch_sums.get("count", 1) > 0:
+            self.logger.write(step, prog.epoch + 1, "train_epoch", self.task.summarize(prog.epoch_sums))
+        stopped = False
+        if step % self.eval_every == 0 or step >= total:
+            self.run_eval()
+            if patience and prog.bad_evals >= patience:
+                self.bar.write(f"early stopping at step {step}: no improvement in {patience} evaluations")
+                stopped = True
+        if step % self.ckpt_every == 0 or step >= total or stopped:
+            self.checkpoint()
+        return stopped
 
     def flush_train_logs(self) -> None:
         state, prog = self.state, self.prog
@@ -473,65 +408,34 @@ class _Session:
         self.t_last, self.tokens_since = time.perf_counter(), 0
 
     def run_eval(self) -> None:
-        """The ``evaluate`` hook: valid metrics of the params, their row, then the eval hooks."""
-        prog = self.prog
+        task, prog, cfg = self.task, self.prog, self.cfg
         m = self.engine.evaluate(self.state.params, "valid")
         prog.last_eval = m
         self.logger.write(self.step, prog.epoch + 1, "valid", m)
-        self.bar.write(f"step {self.step} epoch {prog.epoch + 1}: valid " + _fmt(m))
-        self.hooks.run("eval", HookInfo(self, "eval", m))
-        self.t_last = time.perf_counter()
-
-    def keep_best(self, info: HookInfo) -> None:
-        """Eval hook: a better evaluation becomes the best (its params saved in ``best/``)."""
-        task, prog, m = self.task, self.prog, info.metrics
         if _is_better(task, m, prog.best_metrics):
             prog.best, prog.best_step, prog.best_metrics = m[task.main_metric], self.step, m
             prog.bad_evals = 0
             self.ckpt.save_best(self.step, self.state.params, {"step": self.step, **m})
         else:
             prog.bad_evals += 1
-
-    def plateau(self, info: HookInfo) -> None:
-        """Eval hook of ``schedule.name=plateau``: every ``schedule.patience`` evaluations
-        without improvement multiply the learning rate by ``schedule.factor``."""
-        s, bad = self.cfg.schedule, self.prog.bad_evals
-        if bad and bad % max(s.patience, 1) == 0:
-            self.state = self.state.replace(lr_scale=self.state.lr_scale * s.factor)
-
-    def early_stop(self, info: HookInfo) -> None:
-        """Eval hook of ``train.early_stop_patience``: stop after that many evaluations
-        without improvement."""
-        patience = self.cfg.train.early_stop_patience
-        if self.prog.bad_evals >= patience:
-            self.request_stop(f"early stopping at step {self.step}: no improvement in {patience} evaluations")
+            if cfg.schedule.name == "plateau" and prog.bad_evals % max(cfg.schedule.patience, 1) == 0:
+                self.state = self.state.replace(lr_scale=self.state.lr_scale * cfg.schedule.factor)
+        self.bar.write(f"step {self.step} epoch {prog.epoch + 1}: valid " + _fmt(m))
+        self.t_last = time.perf_counter()
 
     def checkpoint(self) -> None:
-        """The ``checkpoint`` hook: save the state, then fire the checkpoint hooks."""
-        if self.save(self.state, self.prog):
-            self.hooks.run("checkpoint", HookInfo(self, "checkpoint"))
-
-    def save(self, state: TrainState, prog: Progress) -> bool:
-        """Hand ``state`` and ``prog`` to the checkpoint writer; False for a diverged state."""
-        prog.wall_s = self.wall0 + time.perf_counter() - self.t_session
-        if int(state.bad_step) >= 0:
-            return False  # never overwrite the last good checkpoint with a diverged state
-        self.ckpt.save(self.step, state, dataclasses.asdict(prog))
-        return True
+        self.prog.wall_s = self.wall0 + time.perf_counter() - self.t_session
+        if int(self.state.bad_step) >= 0:
+            return  # never overwrite the last good checkpoint with a diverged state
+        self.ckpt.save(self.step, self.state, dataclasses.asdict(self.prog))
 
     # -- the ways out --------------------------------------------------------------------
     def save_interrupted(self) -> str:
         """Checkpoint the state a stop request or ``stop_after`` left (the unlogged metric
-        sums stay in it: resuming logs exactly the rows an uninterrupted run would have).
-        Stopped inside the step hooks, it saves the state from before them, marked
-        unfinished (see :meth:`after_step`)."""
-        state, prog = self.state, self.prog
-        if self._before_hooks is not None:
-            state, prog = self._before_hooks
-            prog.unfinished_step = self.step
-        leaves = [x for x in jax.tree.leaves(state) if isinstance(x, jax.Array)]
+        sums stay in it: resuming logs exactly the rows an uninterrupted run would have)."""
+        leaves = [x for x in jax.tree.leaves(self.state) if isinstance(x, jax.Array)]
         if leaves and not any(x.is_deleted() for x in leaves):
-            self.save(state, prog)
+            self.checkpoint()
             self.ckpt.wait()
             return f"checkpoint saved in {self.workdir}"
         return f"the last checkpoint in {self.workdir} stands"  # a second signal inside a step
@@ -541,13 +445,39 @@ class _Session:
         self.bar.close()
         self.prog.wall_s = self.wall0 + time.perf_counter() - self.t_session
         self.ckpt.wait()
-        summary = finish(self.engine, self.state, self.prog, self.ckpt, self.workdir)
+        summary: dict = {}
+        try:
+            finish(self.engine, self.state, self.prog, self.ckpt, self.workdir, into=summary)
+        except Exception as e:  # noqa: BLE001 — what was measured lands, then one line
+            raise self.failed_finish(summary, e) from (e if os.environ.get("SEQJAX_DEBUG") else None)
         test = (summary.get("average") or summary["best"]).get("test", {})
         self.logger.write(self.step, self.prog.epoch + 1, "test", test)
-        if self.is_main:
-            (self.workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        self.hooks.run("end", HookInfo(self, "end", summary))
+        self.write_summary(summary, outcome="finished")
         return summary
+
+    def write_summary(self, summary: dict, **fields) -> None:
+        """summary.json (atomic, with the run's provenance; process 0)."""
+        if self.rundir is not None:
+            self.rundir.write_summary(summary, steps=self.step, **fields)
+        elif self.is_main:
+            rundir_lib.atomic_write_json(self.workdir / rundir_lib.SUMMARY, summary)
+
+    def failed_finish(self, summary: dict, error: Exception) -> Exception:
+        """A final evaluation that failed: summary.json still gets what was measured and the
+        error; the trained model stays in the checkpoints. Returns the one-line error to
+        raise (a SeqjaxError keeps its exit code, anything else exits 1)."""
+        line = (str(error).strip().splitlines() or [""])[0][:200]
+        summary["error"] = f"the final evaluation failed: {type(error).__name__}: {line}"
+        kept = (f"the trained model is kept in {self.workdir}/checkpoints and what was measured in "
+                f"{self.workdir}/summary.json")
+        try:
+            self.write_summary(summary, outcome="failed in the final evaluation")
+        except SeqjaxError as e:
+            kept = f"the trained model is kept in {self.workdir}/checkpoints ({e})"
+        if isinstance(error, SeqjaxError):
+            with contextlib.suppress(TypeError):
+                return type(error)(f"{error}; {kept}")
+        return TrainingError(f"the final evaluation failed ({type(error).__name__}: {line}); {kept}")
 
     def close(self, quiet: bool = False) -> None:
         """Wait for checkpoint writes and close every writer (the one exit path); ``quiet``
@@ -562,28 +492,16 @@ class _Session:
 
 
 def finish(
-    engine: Engine, state: TrainState, prog: Progress, ckpt: Checkpoints, workdir: pathlib.Path
+    engine: Engine, state: TrainState, prog: Progress, ckpt: Checkpoints, workdir: pathlib.Path,
+    into: dict | None = None,
 ) -> dict:
     """Final evaluation: valid + test of the final params and of the best params (and, with
     ``train.final_params=average``, of the mean of the best and the kept checkpoints, which
-    then also feed the task's final report, e.g. translation BLEU)."""
+    then also feed the task's final report, e.g. translation BLEU). The summary is filled
+    into ``into`` as the measurements come, so what was measured stays there if one fails."""
     task = engine.task
-    final_valid = prog.last_eval or engine.evaluate(state.params, "valid")
-    final_test = engine.evaluate(state.params, "test")
-    best_params = state.params
-    if prog.best_step not in (-1, int(state.step)):
-        got = ckpt.restore_best(state.params)
-        if got is not None:
-            best_params = mesh_lib.replicate(got[0], engine.mesh)
-    best_test = final_test if best_params is state.params else engine.evaluate(best_params, "test")
-    report_params, average = best_params, None
-    if engine.cfg.train.get("final_params", "best") == "average":
-        got = restore_average(ckpt, state.params)
-        if got is not None:
-            report_params = mesh_lib.replicate(got[0], engine.mesh)
-            average = {"steps": got[1]["averaged_steps"], "valid": engine.evaluate(report_params, "valid"),
-                       "test": engine.evaluate(report_params, "test")}
-    summary = {
+    summary = into if into is not None else {}
+    summary.update({
         "experiment": f"{engine.cfg.experiment}:{engine.cfg.preset}",
         "workdir": str(workdir),
         "steps": int(state.step),
@@ -591,12 +509,27 @@ def finish(
         "wall_s": round(prog.wall_s, 1),
         "train_tokens_per_s": round(prog.tokens / max(prog.wall_s, 1e-9), 1),
         "main_metric": task.main_metric,
-        "final": {"valid": final_valid, "test": final_test},
-        "best": {"step": prog.best_step, "valid": prog.best_metrics or final_valid, "test": best_test},
         "device": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
-    }
-    if average is not None:
-        summary["average"] = average
+    })
+    final_valid = prog.last_eval or engine.evaluate(state.params, "valid")
+    summary["final"] = {"valid": final_valid}
+    summary["best"] = {"step": prog.best_step, "valid": prog.best_metrics or final_valid}
+    final_test = summary["final"]["test"] = engine.evaluate(state.params, "test")
+    best_params = state.params
+    if prog.best_step not in (-1, int(state.step)):
+        got = ckpt.restore_best(state.params)
+        if got is not None:
+            best_params = mesh_lib.replicate(got[0], engine.mesh)
+    best_test = final_test if best_params is state.params else engine.evaluate(best_params, "test")
+    summary["best"]["test"] = best_test
+    report_params = best_params
+    if engine.cfg.train.get("final_params", "best") == "average":
+        got = restore_average(ckpt, state.params)
+        if got is not None:
+            report_params = mesh_lib.replicate(got[0], engine.mesh)
+            summary["average"] = {"steps": got[1]["averaged_steps"]}
+            summary["average"]["valid"] = engine.evaluate(report_params, "valid")
+            summary["average"]["test"] = engine.evaluate(report_params, "test")
     report = dict(task.final_report(report_params))
     (summary.get("average") or summary["best"])["test"].update(report.pop("test", {}))
     summary.update(report)

@@ -455,6 +455,11 @@ class RunDir:
         return {"sessions": []}
 
     # -- the end -------------------------------------------------------------------------
+    def note(self, **fields: Any) -> None:
+        """Add ``fields`` (e.g. the step the session starts from) to this session's entry."""
+        if self.provenance["sessions"]:
+            self.provenance["sessions"][-1].update(fields)
+
     def end_session(self, **fields: Any) -> dict:
         """The provenance with this session's end (time and ``fields``: steps, outcome)."""
         if self.provenance["sessions"]:

@@ -167,10 +167,10 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from seqjax.training.inference import load_run
 
-    run = load_run(args.workdir, args.data_dir, which=args.checkpoint)
-    metrics = run.engine.evaluate(run.params, args.split)
-    metrics.update(run.task.eval_report(run.params, args.split))
-    which = {"checkpoint": args.checkpoint, "checkpoint_step": run.step}
+    run = load_run(args.workdir, args.checkpoint, data_dir=args.data_dir)
+    print(f"evaluating the {run.kind} checkpoint of step {run.step} on {args.split}", file=sys.stderr)
+    metrics = run.evaluate(args.split)
+    which = {"checkpoint": run.kind, "checkpoint_step": run.step}
     if "averaged_steps" in run.meta:
         which["averaged_steps"] = run.meta["averaged_steps"]
     print(json.dumps({"workdir": args.workdir, "split": args.split, **which, **metrics}))

@@ -19,7 +19,7 @@ import pathlib
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import flax
@@ -35,6 +35,7 @@ from seqjax.training import mesh as mesh_lib
 from seqjax.training import optim
 from seqjax.training import rundir as rundir_lib
 from seqjax.training.checkpoint import Checkpoints, restore_average
+from seqjax.training.hooks import CHECKPOINT, EPOCH_ROW, EVALUATE, LOG, Hook, HookInfo, Hooks
 from seqjax.training.logger import MetricLogger, progress_bar
 
 
@@ -113,17 +114,32 @@ class Engine:
         steps could interleave differently on two processes' devices and deadlock gloo)."""
         sums = mesh_lib.replicate(self.zero_sums(), self.mesh)
         carry, tokens, t0 = None, 0, time.perf_counter()
+        # tokens_per_s leaves out compilation: a batch of a shape not seen before is waited
+        # for and neither its time nor its tokens count (one extra timed run of the last
+        # batch when every batch compiled)
+        seen, compiling, last = self.__dict__.setdefault("_eval_shapes", set()), 0.0, None
         for batch in self.task.eval_batches(split):
-            tokens += self.task.tokens(batch)
+            n = self.task.tokens(batch)
             batch = mesh_lib.pad_rows(batch, self.mesh.devices.size, self.task.weight_key)
             if carry is None and self.task.stateful:
                 rows = len(batch[self.task.weight_key])
                 carry = mesh_lib.shard_batch(self.task.initial_carry(rows), self.mesh)
             batch = mesh_lib.shard_batch(batch, self.mesh)
+            shapes, last = tuple(x.shape for x in jax.tree.leaves(batch)), (batch, carry, n)
+            t = time.perf_counter()
             sums, carry = mesh_lib.in_lockstep(self.eval_step(params, batch, carry, sums))
+            if shapes in seen:
+                tokens += n
+            else:
+                seen.add(shapes)
+                jax.block_until_ready(sums)
+                compiling += time.perf_counter() - t
+        if not tokens and last is not None:
+            t0, compiling, tokens = time.perf_counter(), 0.0, last[2]
+            jax.block_until_ready(self.eval_step(params, last[0], last[1], sums))
         host = {k: float(v) for k, v in jax.device_get(sums).items()}
         out = self.task.summarize(host)
-        out["tokens_per_s"] = tokens / max(time.perf_counter() - t0, 1e-9)
+        out["tokens_per_s"] = tokens / max(time.perf_counter() - t0 - compiling, 1e-9)
         return out
 
 
@@ -194,6 +210,14 @@ class Progress:
     best_metrics: dict = dataclasses.field(default_factory=dict)
     bad_evals: int = 0  # evaluations since the last improvement (plateau / early stopping)
     last_eval: dict = dataclasses.field(default_factory=dict)
+    # the step whose step hooks (log, evaluation, best params, checkpoint) a stop cut short:
+    # saved with the state as it was before them, and run again on resume (-1: none)
+    unfinished_step: int = -1
+
+    def copy(self) -> Progress:
+        """A copy whose dicts the hooks may update without touching this one."""
+        return dataclasses.replace(self, epoch_sums=dict(self.epoch_sums),
+                                   best_metrics=dict(self.best_metrics), last_eval=dict(self.last_eval))
 
 
 def default_workdir(cfg: ml_collections.ConfigDict) -> pathlib.Path:
@@ -218,11 +242,13 @@ class _StopRequests:
     """SIGTERM / SIGINT (Ctrl-C) during training only *request* a stop: the loop checks
     :attr:`signal` between steps, where the train state is whole (an exception raised in
     the middle of a step could leave the donated state deleted and nothing to save), then
-    checkpoints and exits. A second signal stops at once. Installed only in the main thread
+    checkpoints and exits. A second signal stops at once, except inside :meth:`deferred`
+    (a step's bookkeeping), which it lets finish first. Installed only in the main thread
     (Python delivers signals there); elsewhere the previous handlers stay."""
 
     def __init__(self, echo):
         self.signal, self._echo, self._previous = None, echo, {}
+        self._defer, self._kill = False, False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -235,8 +261,22 @@ class _StopRequests:
             signal.signal(sig, handler)
         self._previous = {}
 
+    @contextlib.contextmanager
+    def deferred(self):
+        """A block that a second signal does not cut: it stops right after the block."""
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
+        if self._kill:
+            raise KeyboardInterrupt
+
     def _handle(self, signum, frame):
         if self.signal is not None:
+            if self._defer:
+                self._kill = True
+                return
             raise KeyboardInterrupt
         self.signal = signum
         name = signal.Signals(signum).name
@@ -262,12 +302,15 @@ def train(
     *,
     stop_after: int | None = None,
     echo: Callable[[str], None] = print,
+    hooks: Iterable[Hook | Callable] = (),
     move_aside: bool = False,
 ) -> dict:
     """Train (or resume) ``cfg`` in ``workdir``; returns the summary written to summary.json.
 
     ``stop_after``: leave the loop after that many steps of *this* call, checkpointing
     as a kill would find it — used by tests of resume equivalence.
+    ``hooks``: :class:`~seqjax.training.hooks.Hook` objects or callables ``fn(info)`` (run
+    after every step), added after the built-in hooks and those of ``train.hooks``.
     ``move_aside``: a run of another config recorded in ``workdir`` is moved into
     ``workdir/previous-<time>/`` instead of refused (``seqjax train --move-aside``).
     """
@@ -280,6 +323,8 @@ def train(
         session = _Session(engine, workdir, echo)
         session.rundir = rundir
         rundir.note(start_step=session.step)
+        for h in hooks:
+            session.hooks.add(h)
         with _StopRequests(echo) as stop:  # SIGTERM / Ctrl-C: checkpoint between steps, then exit
             stop = mesh_lib.agreed_stop(stop, lambda: session.step, echo)  # every process stops together
             try:
@@ -325,7 +370,8 @@ class _Session:
         else:
             self.state, meta = restored
             self.prog = Progress(**meta)
-            self.logger.truncate_after(int(self.state.step))
+            # an unfinished step's rows are written again when its hooks run again
+            self.logger.truncate_after(int(self.state.step) - (self.prog.unfinished_step >= 0))
             echo(f"resuming {workdir} from step {int(self.state.step)} "
                  f"(epoch {self.prog.epoch + 1}, batch {self.prog.position})")
         self.step = int(self.state.step)
@@ -335,12 +381,16 @@ class _Session:
         self.bar = progress_bar(engine.total_steps, self.step, cfg.train.progress)
         self.t_session, self.wall0 = time.perf_counter(), self.prog.wall_s
         self.t_last, self.tokens_since = time.perf_counter(), 0
+        self.hooks, self.stop_reason, self._before_hooks = self.builtin_hooks(), None, None
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, stop: _StopRequests, calls_left: float) -> None:
         """Train to ``total_steps`` or early stopping; raises :class:`_Interrupted` after
         ``calls_left`` steps and KeyboardInterrupt after a stop request."""
         spe, total, prog = self.engine.steps_per_epoch, self.engine.total_steps, self.prog
+        self.stop = stop
+        if prog.unfinished_step == self.step >= 0 and self.after_step():  # hooks a stop cut short
+            return
         while self.step < total:
             if prog.position >= spe:
                 prog.epoch, prog.position, prog.epoch_sums = prog.epoch + 1, 0, {}
@@ -359,32 +409,56 @@ class _Session:
 
     def train_step(self, batch) -> None:
         batch_on_mesh = mesh_lib.shard_batch(batch, self.engine.mesh)
-        self.state = mesh_lib.in_lockstep(self.engine.train_step(self.state, batch_on_mesh))
-        self.step += 1
-        self.prog.position += 1
         n = self.task.tokens(batch)
-        self.prog.tokens += n
-        self.tokens_since += n
+        with self.stop.deferred():  # the state and the counters move together
+            self.state = mesh_lib.in_lockstep(self.engine.train_step(self.state, batch_on_mesh))
+            self.step += 1
+            self.prog.position += 1
+            self.prog.tokens += n
+            self.tokens_since += n
         self.bar.update(1)
 
+    def builtin_hooks(self) -> Hooks:
+        """The loop's own step hooks (log, epoch row, evaluate, checkpoint) and eval hooks
+        (keep the best params, plateau schedule, early stopping), then ``train.hooks``."""
+        cfg, total = self.cfg, self.engine.total_steps
+        hooks = Hooks()
+        hooks.add(lambda i: self.flush_train_logs(), name="log", order=LOG,
+                  when=lambda i: self.step % self.log_every == 0 or i.epoch_done or self.step >= total)
+        hooks.add(lambda i: self.log_epoch(), name="epoch_row", order=EPOCH_ROW,
+                  when=lambda i: i.epoch_done and self.prog.epoch_sums.get("count", 1) > 0)
+        hooks.add(lambda i: self.run_eval(), name="evaluate", order=EVALUATE,
+                  when=lambda i: self.step % self.eval_every == 0 or self.step >= total)
+        hooks.add(lambda i: self.checkpoint(), name="checkpoint", order=CHECKPOINT,
+                  when=lambda i: self.step % self.ckpt_every == 0 or self.step >= total or self.stop_reason)
+        hooks.add(self.keep_best, on="eval", name="keep_best", order=100)
+        if cfg.schedule.name == "plateau":
+            hooks.add(self.plateau, on="eval", name="plateau", order=200)
+        if cfg.train.early_stop_patience:
+            hooks.add(self.early_stop, on="eval", name="early_stop", order=300)
+        for path in cfg.train.get("hooks", None) or ():
+            hooks.add(path)
+        return hooks
+
     def after_step(self) -> bool:
-        """Log, evaluate and checkpoint where due; True when early stopping ends the run."""
-        step, total, prog = self.step, self.engine.total_steps, self.prog
-        patience = self.cfg.train.early_stop_patience
-        epoch_done = prog.position >= self.engine.steps_per_epoch
-        if step % self.log_every == 0 or epoch_done or step >= total:
-            self.flush_train_logs()
-        if epoch_done and prog.epoch_sums.get("count", 1) > 0:
-            self.logger.write(step, prog.epoch + 1, "train_epoch", self.task.summarize(prog.epoch_sums))
-        stopped = False
-        if step % self.eval_every == 0 or step >= total:
-            self.run_eval()
-            if patience and prog.bad_evals >= patience:
-                self.bar.write(f"early stopping at step {step}: no improvement in {patience} evaluations")
-                stopped = True
-        if step % self.ckpt_every == 0 or step >= total or stopped:
-            self.checkpoint()
-        return stopped
+        """Run the step hooks that are due; True when one stopped the run (early stopping).
+
+        A stop (a second signal) inside them saves the state as it was before them, marked
+        unfinished, so a resumed run runs them again: no evaluation or best update is lost."""
+        self.prog.unfinished_step = -1
+        self._before_hooks = (self.state, self.prog.copy())
+        self.hooks.run("step", HookInfo(self, "step"))
+        self._before_hooks = None
+        if self.stop_reason:
+            self.bar.write(self.stop_reason)
+        return self.stop_reason is not None
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = reason
+
+    def log_epoch(self) -> None:
+        prog = self.prog
+        self.logger.write(self.step, prog.epoch + 1, "train_epoch", self.task.summarize(prog.epoch_sums))
 
     def flush_train_logs(self) -> None:
         state, prog = self.state, self.prog
@@ -408,34 +482,65 @@ class _Session:
         self.t_last, self.tokens_since = time.perf_counter(), 0
 
     def run_eval(self) -> None:
-        task, prog, cfg = self.task, self.prog, self.cfg
+        """The ``evaluate`` hook: valid metrics of the params, their row, then the eval hooks."""
+        prog = self.prog
         m = self.engine.evaluate(self.state.params, "valid")
         prog.last_eval = m
         self.logger.write(self.step, prog.epoch + 1, "valid", m)
+        self.bar.write(f"step {self.step} epoch {prog.epoch + 1}: valid " + _fmt(m))
+        self.hooks.run("eval", HookInfo(self, "eval", m))
+        self.t_last = time.perf_counter()
+
+    def keep_best(self, info: HookInfo) -> None:
+        """Eval hook: a better evaluation becomes the best (its params saved in ``best/``)."""
+        task, prog, m = self.task, self.prog, info.metrics
         if _is_better(task, m, prog.best_metrics):
             prog.best, prog.best_step, prog.best_metrics = m[task.main_metric], self.step, m
             prog.bad_evals = 0
             self.ckpt.save_best(self.step, self.state.params, {"step": self.step, **m})
         else:
             prog.bad_evals += 1
-            if cfg.schedule.name == "plateau" and prog.bad_evals % max(cfg.schedule.patience, 1) == 0:
-                self.state = self.state.replace(lr_scale=self.state.lr_scale * cfg.schedule.factor)
-        self.bar.write(f"step {self.step} epoch {prog.epoch + 1}: valid " + _fmt(m))
-        self.t_last = time.perf_counter()
+
+    def plateau(self, info: HookInfo) -> None:
+        """Eval hook of ``schedule.name=plateau``: every ``schedule.patience`` evaluations
+        without improvement multiply the learning rate by ``schedule.factor``."""
+        s, bad = self.cfg.schedule, self.prog.bad_evals
+        if bad and bad % max(s.patience, 1) == 0:
+            self.state = self.state.replace(lr_scale=self.state.lr_scale * s.factor)
+
+    def early_stop(self, info: HookInfo) -> None:
+        """Eval hook of ``train.early_stop_patience``: stop after that many evaluations
+        without improvement."""
+        patience = self.cfg.train.early_stop_patience
+        if self.prog.bad_evals >= patience:
+            self.request_stop(f"early stopping at step {self.step}: no improvement in {patience} evaluations")
 
     def checkpoint(self) -> None:
-        self.prog.wall_s = self.wall0 + time.perf_counter() - self.t_session
-        if int(self.state.bad_step) >= 0:
-            return  # never overwrite the last good checkpoint with a diverged state
-        self.ckpt.save(self.step, self.state, dataclasses.asdict(self.prog))
+        """The ``checkpoint`` hook: save the state, then fire the checkpoint hooks."""
+        if self.save(self.state, self.prog):
+            self.hooks.run("checkpoint", HookInfo(self, "checkpoint"))
+
+    def save(self, state: TrainState, prog: Progress) -> bool:
+        """Hand ``state`` and ``prog`` to the checkpoint writer; False for a diverged state."""
+        prog.wall_s = self.wall0 + time.perf_counter() - self.t_session
+        if int(state.bad_step) >= 0:
+            return False  # never overwrite the last good checkpoint with a diverged state
+        self.ckpt.save(self.step, state, dataclasses.asdict(prog))
+        return True
 
     # -- the ways out --------------------------------------------------------------------
     def save_interrupted(self) -> str:
         """Checkpoint the state a stop request or ``stop_after`` left (the unlogged metric
-        sums stay in it: resuming logs exactly the rows an uninterrupted run would have)."""
-        leaves = [x for x in jax.tree.leaves(self.state) if isinstance(x, jax.Array)]
+        sums stay in it: resuming logs exactly the rows an uninterrupted run would have).
+        Stopped inside the step hooks, it saves the state from before them, marked
+        unfinished (see :meth:`after_step`)."""
+        state, prog = self.state, self.prog
+        if self._before_hooks is not None:
+            state, prog = self._before_hooks
+            prog.unfinished_step = self.step
+        leaves = [x for x in jax.tree.leaves(state) if isinstance(x, jax.Array)]
         if leaves and not any(x.is_deleted() for x in leaves):
-            self.checkpoint()
+            self.save(state, prog)
             self.ckpt.wait()
             return f"checkpoint saved in {self.workdir}"
         return f"the last checkpoint in {self.workdir} stands"  # a second signal inside a step
@@ -447,12 +552,13 @@ class _Session:
         self.ckpt.wait()
         summary: dict = {}
         try:
-            finish(self.engine, self.state, self.prog, self.ckpt, self.workdir, into=summary)
+            finish(self.engine, self.scored_state(), self.prog, self.ckpt, self.workdir, into=summary)
         except Exception as e:  # noqa: BLE001 — what was measured lands, then one line
             raise self.failed_finish(summary, e) from (e if os.environ.get("SEQJAX_DEBUG") else None)
         test = (summary.get("average") or summary["best"]).get("test", {})
         self.logger.write(self.step, self.prog.epoch + 1, "test", test)
         self.write_summary(summary, outcome="finished")
+        self.hooks.run("end", HookInfo(self, "end", summary))
         return summary
 
     def write_summary(self, summary: dict, **fields) -> None:

@@ -17,7 +17,7 @@ Prints one JSON object:
 
 - ``train_tokens_per_s`` / ``eval_tokens_per_s``: tokens (time steps of real rows) per
   second over ``--steps`` consecutive steps after warm-up, one host sync at the end (the
-  statistic the peers in ``../shared/peers`` report);
+  statistic the peer implementations of ``benchmarks/bench_peers.py`` report);
 - ``step_ms``: wall milliseconds per train step (the same run); ``eval_step_ms`` likewise;
 - ``compile_s``: trace + lower + XLA compile of the train step (ahead-of-time, no run);
   ``eval_compile_s`` likewise;
@@ -29,8 +29,8 @@ Prints one JSON object:
 
 Default shapes (no CONFIG): ``ptb_lm:zaremba-small`` with ``data.bptt=35`` and
 ``data.eval_batch_size=64`` — vocabulary 10,000, embedding and hidden 200, 2 LSTM layers,
-batch 20, BPTT 35 — the shapes of ``../shared/peers/torch_lm.py`` and ``flax_lm.py`` at
-their defaults, so ``benchmarks/bench_peers.py`` can put them side by side.
+batch 20, BPTT 35 — the default shapes of the PyTorch and Flax peer LMs, so
+``benchmarks/bench_peers.py`` can put them side by side.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import numpy as np
 
 from seqjax import config as config_lib
 from seqjax.errors import UsageError
-from seqjax.layers import hidden_sizes
+from seqjax.models.build import recurrent_spec
 from seqjax.tasks import task_class
 
 DEFAULT_CONFIG = "ptb_lm:zaremba-small"
@@ -148,7 +148,7 @@ def run_bench(cfg, steps: int = 20) -> dict[str, Any]:
     eval_s = time.perf_counter() - t0
 
     peak, peak_source = _peak_memory_mb()
-    m = cfg.model
+    spec = recurrent_spec(cfg)
     return {
         "config": f"{cfg.experiment}:{cfg.preset}",
         "task": cfg.task,
@@ -163,12 +163,12 @@ def run_bench(cfg, steps: int = 20) -> dict[str, Any]:
         "peak_memory_source": peak_source,
         "step_memory_mb": None if (s := _step_memory_mb(train_step)) is None else round(s, 1),
         "steps": steps,
-        "cell": m.cell,
-        "hidden": list(hidden_sizes(cfg.model.hidden, cfg.model.layers)),
-        "layers": len(hidden_sizes(cfg.model.hidden, cfg.model.layers)),
-        "bidirectional": bool(m.get("bidirectional", False)),
-        "unroll": m.get("unroll", 1),
-        "dtype": m.get("dtype", "float32"),
+        "cell": spec.cell,
+        "hidden": list(spec.hidden),
+        "layers": len(spec.hidden),
+        "bidirectional": spec.bidirectional,
+        "unroll": spec.unroll,
+        "dtype": str(spec.dtype or "float32"),
         "vocab": _vocab_size(task),
         "batch": int(shaped.shape[0]),
         "eval_batch": eval_b,

@@ -207,9 +207,9 @@ def cmd_experiments(args) -> int:
         for preset, desc in presets.items():
             print(f"  {name}:{preset:22s} {desc}")
     if args.keys:
-        print("\nshared config keys (--set KEY=VALUE):")
-        for key, desc in config_lib.OPTIONS.items():
-            print(f"  {key:28s} {desc}")
+        print("\nshared config keys (--set KEY=VALUE; default, allowed values):")
+        for opt in config_lib.SCHEMA:
+            print(config_lib.describe(opt))
     return 0
 
 

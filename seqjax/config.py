@@ -1,15 +1,23 @@
-"""Experiment configs: `ml_collections.ConfigDict` presets, dotted overrides, resolution.
+"""Experiment configs: the option schema, `ml_collections.ConfigDict` presets, overrides.
+
+Every shared config key is declared once, in :data:`SCHEMA`, as an :class:`Option`: its
+default, type, allowed values or range, and a one-line doc. From that one declaration come
+:func:`base_config` (the defaults), :func:`validate` and ``--set`` (type, range and choices,
+one-line errors naming the key and what it allows), ``seqjax experiments --keys``, the option
+table of docs/options.md (``python scripts/options_table.py --write``) and the defaults of the
+library's recurrent spec (:class:`seqjax.models.spec.RecurrentSpec`). A new shared key is one
+``Option(...)`` line in :data:`SCHEMA`; docs/design.md says why the schema sits over
+``ml_collections`` rather than typed dataclasses.
 
 An experiment is a Python file in ``experiments/`` defining::
 
     PRESETS = {"name": Preset("one-line description", {"dotted.key": value, ...}), ...}
     def get_config(preset: str) -> ml_collections.ConfigDict   # base config + the preset
 
-The first preset is the default. Configs start from :func:`base_config`, which holds the
-keys that mean the same in every experiment (DESIGN.md), so one ``--set model.cell=gru``
-works across all of them. Every shared option is documented once, here, in
-:data:`OPTIONS`; an experiment's own keys are documented in its file. The experiment files
-ship inside the wheel as ``seqjax.experiments`` (pyproject.toml maps it to ``experiments/``).
+The first preset is the default. Configs start from :func:`base_config`, so one ``--set
+model.cell=gru`` works across all of them; an experiment's (or a task's) own keys are
+documented in its file. The experiment files ship inside the wheel as
+``seqjax.experiments`` (pyproject.toml maps it to ``experiments/``).
 """
 from __future__ import annotations
 
@@ -19,157 +27,292 @@ import difflib
 import importlib
 import importlib.util
 import json
+import math
+import numbers
 import pathlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
 
+from seqjax import cells
 from seqjax.errors import UsageError
+from seqjax.layers import BACKENDS, PARALLEL_SCANS
 
-#: Every shared key with its meaning; experiment-specific keys are documented in their file.
-OPTIONS = {
-    "task": "which task adapter runs the experiment (sequences | lm | classify | translate)",
-    "seed": "PRNG seed for init, data order and dropout",
-    "model.cell": "recurrent cell: a registered name, rnn (Elman tanh) | rnn_relu | lstm | gru (PyTorch "
-    "math) | mingru | minlstm (Feng et al. 2024) | flax_simple | flax_lstm | flax_optimized_lstm | flax_gru "
-    "| flax_mgu (flax.linen's cells), or package.module:ClassName for any flax.linen.RNNCellBase on the "
-    "Python path (README: Add a cell)",
-    "model.cell_options": "constructor fields of the cell as a dict, e.g. {'activation': 'relu'}; "
-    "model.init, init_scale, forget_bias and dtype reach the cell when it has those fields (weight_init, "
-    "init_scale, forget_bias, dtype), and forget_bias / dtype are rejected for a cell without them",
-    "model.recurrent_dropout": "dropout on the recurrent state (Gal & Ghahramani 2016): one mask per "
-    "sequence on what each step reads of the carry (h; every carry part of a cell that does not expose h), "
-    "training only; the wavefront and cuDNN then fall back to the layer-by-layer scan",
-    "model.parallel_scan": "linear cells (mingru, minlstm): on = the recurrence parallel in time in log "
-    "space | off = a sequential scan | auto = parallel on GPU/TPU, sequential on CPU (measured faster there, "
-    "experiments/results/cells.md)",
-    "model.hidden": "hidden units: an int (every layer) or a per-layer list, e.g. [256,128]",
-    "model.layers": "number of stacked layers (with a list model.hidden: 1 or its length)",
-    "model.dropout": "dropout between layers (and on embeddings/outputs where the model has them)",
-    "model.variational": "reuse one dropout mask per sequence at every time step",
-    "model.bidirectional": "run a backward layer too and concatenate",
-    "model.init": "weight init: torch (U(+-1/sqrt(H))) | uniform (U(+-model.init_scale)); a cell without a "
-    "weight_init field (flax's, a user's) keeps its own initializers",
-    "model.init_scale": "half-width of the uniform init when model.init=uniform",
-    "model.forget_bias": "added to the LSTM forget-gate bias at init",
-    "model.unroll": "time steps unrolled per scan iteration (speed knob, same numbers)",
-    "model.eval_unroll": "scan unroll of eval steps (0: model.unroll); eval has no backward loop, so "
-    "unrolling it pays off where training's does not (speed knob, same numbers)",
-    "model.dtype": "compute dtype: float32 | bfloat16 (params stay float32)",
-    "model.backend": "recurrent kernel: scan (a scan over the cell, everywhere; its backward pass computes "
-    "dW_hh as one matmul after the time loop, seqjax/recurrence.py) | flax_scan (nn.scan with plain "
-    "autodiff: same numbers, slower at large hidden sizes) | cudnn (forward LSTM layers as one cuDNN kernel "
-    "on a GPU, the scan elsewhere)",
-    "model.remat": "true: recompute each time step in the backward pass instead of storing its activations "
-    "(jax.checkpoint of the step): training memory of long sequences drops to the carries, at the cost of "
-    "one more forward step per step",
-    "model.wavefront": "true: a unidirectional stack of 2+ layers runs as one time loop, layer l at step k - "
-    "l in iteration k (seqjax/recurrence.py stacked_recurrence): the layers' steps run side by side; same "
-    "numbers up to float rounding (backend=scan only)",
-    "model.eval_wavefront": "true: eval steps run as model.wavefront=true (same params and numbers; eval has "
-    "no backward loop to serialise the layers again)",
-    "model.head_chunk": "read-out loss of the LM and seq2seq models: -1 auto (fused and chunked on CPU, "
-    "plain on GPU/TPU) | 0 plain (materialise the [B, T, V] logits) | N rows per chunk of the fused read-out "
-    "(seqjax/losses.py)",
-    "data.batch_size": "examples (or parallel streams) per step, over all devices",
-    "data.eval_batch_size": "batch size for evaluation (0: same as data.batch_size)",
-    "data.max_examples": "cap the training set (0: all), for quick runs",
-    "data.source": "where the rows come from (seqjax/data/sources.py): a built-in corpus (ptb | ptb_char | "
-    "shakespeare | ag_news | tatoeba, its file by data.pair), a datasets builder for local files (text | csv "
-    "| json | parquet), disk (a save_to_disk directory in data.files.train), hub:NAME[/CONFIG] (NAME may be "
-    "OWNER/NAME; online only), npz (sequences: x [N,T,D], y [N], optional lengths [N]) or a generated one "
-    "(toy | synthetic)",
-    "data.files.train": "training file(s) of a builder source: a path, a glob or comma-separated paths",
-    "data.files.valid": "validation file(s); empty: carved from train (data.valid_fraction)",
-    "data.files.test": "test file(s); empty: carved from train (data.test_fraction)",
-    "data.valid_fraction": "rows of train held out as valid when there is no valid split: a fraction < 1 or "
-    "a count; seeded by `seed` (language models: the tail of the train text, before test)",
-    "data.test_fraction": "rows of train held out as test when there is no test split (fraction or count; "
-    "0 for a one-file LM corpus: test is the valid split)",
-    "data.text_column": "the text column (classifier input; the language model's text); a,b joins columns "
-    "a and b",
-    "data.label_column": "the label column of a classifier (any values: the classes are those seen in train)",
-    "data.source_column": "the source-text column of a translator",
-    "data.target_column": "the target-text column of a translator",
-    "data.delimiter": "csv field separator (tab or \\t: TSV; empty: comma)",
-    "optim.name": "sgd | momentum | adam | adamw | rmsprop",
-    "optim.lr": "peak learning rate",
-    "optim.clip_norm": "clip gradients by global norm (0: off)",
-    "optim.weight_decay": "decoupled weight decay (adamw) or L2 (others)",
-    "optim.momentum": "momentum for momentum/rmsprop",
-    "optim.b1": "Adam beta1",
-    "optim.b2": "Adam beta2",
-    "optim.eps": "Adam/RMSprop epsilon",
-    "schedule.name": "constant | step | exponential | cosine | plateau",
-    "schedule.decay_after": "step: epochs at the full lr before decaying (Zaremba: 4)",
-    "schedule.factor": "step: lr multiplier per epoch after decay_after; plateau: multiplier on a plateau",
-    "schedule.decay_rate": "exponential: lr * decay_rate ** (step / decay_steps)",
-    "schedule.decay_steps": "exponential: steps per decay_rate factor (0: one epoch)",
-    "schedule.warmup_steps": "cosine: linear warm-up steps",
-    "schedule.min_lr_ratio": "cosine: final lr as a fraction of optim.lr",
-    "schedule.patience": "plateau: evals without improvement before multiplying lr by factor",
-    "train.epochs": "epochs to train (used when train.steps is 0)",
-    "train.steps": "total optimizer steps; when > 0 it wins over train.epochs",
-    "train.eval_every": "evaluate every N steps (0: at the end of each epoch)",
-    "train.checkpoint_every": "checkpoint every N steps (0: at each evaluation)",
-    "train.keep_checkpoints": "how many recent checkpoints to keep (the best is kept apart)",
-    "train.final_params": "params of the final test report: best (the best evaluation's) | average (the mean "
-    "of the best and the kept checkpoints; the summary then has an `average` entry)",
-    "train.log_every": "write train metrics every N steps",
-    "train.early_stop_patience": "stop after N evaluations without improvement (0: never)",
-    "train.progress": "show a progress bar (auto: only on a terminal) | on | off",
-    "train.hooks": "callbacks the loop runs (docs/hooks.md): import paths package.module:name of "
-    "seqjax.training.hooks.Hook objects or of functions fn(info) run after every step",
+# --------------------------------------------------------------------------- the schema
+
+#: value kinds of :class:`Option`: name -> (test of one value, how the docs say it)
+KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool), "int"),
+    "float": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v),
+              "float"),
+    "bool": (lambda v: isinstance(v, bool), "bool"),
+    "str": (lambda v: isinstance(v, str), "str"),
+    "dict": (lambda v: isinstance(v, Mapping) or isinstance(v, ml_collections.ConfigDict), "dict"),
+    "sizes": (lambda v: (isinstance(v, numbers.Integral) and not isinstance(v, bool)) or (
+        isinstance(v, (list, tuple)) and len(v) > 0
+        and all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in v)),
+        "int or list of ints"),
+    "paths": (lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+              "list of package.module:name"),
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One config key, declared once.
+
+    Attributes:
+      key: dotted key, e.g. ``"model.hidden"``.
+      default: the value of :func:`base_config`.
+      doc: one line: what it does (and what 0 or an empty value means).
+      kind: a :data:`KINDS` name; ``None``: from the default's type.
+      choices: the allowed values (a tuple, or a function returning one, for registries).
+      min, max: inclusive bounds (of each size for ``kind="sizes"``).
+      above, below: exclusive bounds.
+      check: a further test of the value: ``value -> None`` or the reason it is wrong
+        (e.g. ``model.cell``: a registered name or an importable class).
+      allowed_doc: how the docs state the allowed values when ``check`` decides them.
+    """
+
+    key: str
+    default: Any
+    doc: str
+    kind: str | None = None
+    choices: tuple | Callable[[], tuple] | None = None
+    min: float | None = None
+    max: float | None = None
+    above: float | None = None
+    below: float | None = None
+    check: Callable[[Any], str | None] | None = None
+    allowed_doc: str = ""
+
+    @property
+    def type(self) -> str:
+        """The :data:`KINDS` name of the value."""
+        if self.kind:
+            return self.kind
+        return {bool: "bool", int: "int", float: "float", str: "str", dict: "dict"}[type(self.default)]
+
+    def allowed(self) -> str:
+        """The allowed values in words, e.g. ``"int >= 1"``, ``"float in [0, 1)"``, ``"one of a | b"``."""
+        if self.choices is not None:
+            choices = self.choices() if callable(self.choices) else self.choices
+            text = "one of " + ", ".join(str(c) for c in choices)
+            return text + (f", {self.allowed_doc}" if self.allowed_doc else "")
+        if self.allowed_doc:
+            return self.allowed_doc
+        noun = KINDS[self.type][1]
+        lo = (f"[{_num(self.min)}" if self.min is not None else f"({_num(self.above)}"
+              if self.above is not None else None)
+        hi = (f"{_num(self.max)}]" if self.max is not None else f"{_num(self.below)})"
+              if self.below is not None else None)
+        if lo and hi:
+            return f"{noun} in {lo}, {hi}"
+        if lo:
+            return f"{noun} {'>=' if self.min is not None else '>'} {lo[1:]}"
+        if hi:
+            return f"{noun} {'<=' if self.max is not None else '<'} {hi[:-1]}"
+        return noun
+
+    def error(self, value: Any) -> str | None:
+        """Why ``value`` is not allowed (None when it is)."""
+        test, _ = KINDS[self.type]
+        if self.type == "float" and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = float(value)
+        if not test(value):
+            return f"expected {self.allowed()}"
+        if self.choices is not None:
+            choices = self.choices() if callable(self.choices) else self.choices
+            if value not in choices:
+                close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+                return f"choose {self.allowed()}" + (f" (did you mean {close[0]}?)" if close else "")
+        for v in (value if self.type == "sizes" and not isinstance(value, numbers.Integral) else [value]):
+            if isinstance(v, numbers.Real) and not isinstance(v, bool) and not (
+                    (self.min is None or v >= self.min) and (self.max is None or v <= self.max)
+                    and (self.above is None or v > self.above) and (self.below is None or v < self.below)):
+                return f"must be {self.allowed()}"
+        return self.check(value) if self.check else None
+
+
+def _import_error(paths: Iterable[str]) -> str | None:
+    """Why one of ``paths`` (``package.module:name``) does not import (None when all do)."""
+    for path in paths:
+        module, sep, attr = path.partition(":")
+        if not (sep and module and attr):
+            return f"{path!r} is not an import path; write package.module:name"
+        try:
+            obj = importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 — ImportError, or any error the module raises
+            return f"cannot import {module!r} ({type(e).__name__}: {e}); is it on the Python path?"
+        for part in attr.split("."):
+            if not hasattr(obj, part):
+                return f"module {module!r} has no {attr!r}"
+            obj = getattr(obj, part)
+    return None
+
+
+def _loss_terms_error(terms: Mapping) -> str | None:
+    """Why ``train.extra_loss`` is not ``{import path: weight}`` (None when it is)."""
+    if not all(isinstance(w, numbers.Real) and not isinstance(w, bool) for w in terms.values()):
+        return "expected {package.module:fn: weight} with numeric weights"
+    return _import_error(list(terms))
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+def _check_cell(cell: Any) -> str | None:
+    """``model.cell``: a registered name or an importable ``package.module:ClassName``."""
+    if cell not in cells.registered_cells() and ":" not in cell:
+        return (f"choose one of {', '.join(cells.registered_cells())} or package.module:ClassName "
+                "(docs/design.md: cells)")
+    try:
+        cells.resolve_cell(cell)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+#: every shared key (``base_config``), in the order of the docs. A new key: one line here.
+SCHEMA: tuple[Option, ...] = (
+    Option("task", "", "which task adapter runs the experiment (set by each experiment file)",
+           allowed_doc="sequences | lm | classify | translate or a registered task"),
+    Option("seed", 0, "PRNG seed for init, data order and dropout", min=0, max=2**32 - 1),
+    # -- model: the recurrent layers (seqjax.models.spec.RecurrentSpec takes them whole)
+    Option("model.cell", "lstm", "recurrent cell: rnn (Elman tanh), rnn_relu, lstm, gru (PyTorch math), "
+           "mingru, minlstm (Feng et al. 2024), flax_* (flax.linen's cells), or package.module:ClassName "
+           "for any flax.linen.RNNCellBase on the Python path (docs/design.md: cells)", kind="str",
+           check=_check_cell, allowed_doc="a registered cell name or package.module:ClassName"),
+    Option("model.cell_options", {}, "constructor fields of the cell as a dict, e.g. {'activation': "
+           "'relu'}; model.init, init_scale, forget_bias and dtype reach a cell that has those fields"),
+    Option("model.hidden", 128, "hidden units: an int (every layer) or one size per layer, e.g. [256,128]",
+           kind="sizes", min=1),
+    Option("model.layers", 1, "stacked layers (with a list model.hidden: 1 or its length)", min=1),
+    Option("model.dropout", 0.0, "dropout between layers (and on embeddings/outputs where the model has "
+           "them)", min=0, below=1),
+    Option("model.variational", False, "reuse one dropout mask per sequence at every time step"),
+    Option("model.bidirectional", False, "run a backward layer too and concatenate"),
+    Option("model.recurrent_dropout", 0.0, "dropout on the recurrent state, one mask per sequence (Gal & "
+           "Ghahramani 2016); training only; the wavefront and cuDNN then fall back to the layer scan",
+           min=0, below=1),
+    Option("model.init", "torch", "weight init: torch (U(+-1/sqrt(H))) | uniform (U(+-model.init_scale)); "
+           "a cell without a weight_init field keeps its own initializers", choices=cells.INITS),
+    Option("model.init_scale", 0.1, "half-width of the uniform init when model.init=uniform", above=0),
+    Option("model.forget_bias", 0.0, "added to the LSTM forget-gate bias at init"),
+    Option("model.unroll", 1, "time steps unrolled per scan iteration (speed knob, same numbers)", min=1),
+    Option("model.eval_unroll", 4, "scan unroll of eval steps (0: model.unroll; speed knob, same "
+           "numbers)", min=0),
+    Option("model.dtype", "float32", "compute dtype (params stay float32)",
+           choices=("float32", "bfloat16", "float16")),
+    Option("model.backend", "scan", "recurrent kernel: scan (everywhere; dW_hh as one matmul after the "
+           "time loop) | flax_scan (nn.scan with plain autodiff) | cudnn (forward LSTM layers as one cuDNN "
+           "kernel on a GPU, scan elsewhere)", choices=BACKENDS),
+    Option("model.remat", False, "recompute each time step in the backward pass instead of storing its "
+           "activations: memory of long sequences drops to the carries, one more forward step per step"),
+    Option("model.wavefront", False, "a unidirectional stack of 2+ layers runs as one time loop, layer l "
+           "at step k - l (same numbers up to float rounding; backend=scan)"),
+    Option("model.eval_wavefront", True, "eval steps run as model.wavefront=true (same params and "
+           "numbers)"),
+    Option("model.parallel_scan", "auto", "linear cells (mingru, minlstm): on = parallel in time (log "
+           "space) | off = sequential | auto = parallel on GPU/TPU, sequential on CPU",
+           choices=PARALLEL_SCANS),
+    Option("model.head_chunk", -1, "read-out loss of the LM and seq2seq models: -1 auto (fused and "
+           "chunked on CPU, plain on GPU/TPU) | 0 plain ([B, T, V] logits) | N rows per fused chunk", min=-1),
+    # -- data
+    Option("data.batch_size", 32, "examples (or parallel streams) per optimizer step, over all devices",
+           min=1),
+    Option("data.eval_batch_size", 0, "batch size for evaluation (0: data.batch_size)", min=0),
+    Option("data.max_examples", 0, "cap the training set (0: all), for quick runs", min=0),
+    Option("data.source", "", "where rows come from: a built-in corpus (ptb | ptb_char | shakespeare | "
+           "ag_news | tatoeba), a datasets builder for local files (text | csv | json | parquet), disk, "
+           "hub:NAME[/CONFIG], npz or a generated one (toy | synthetic) (docs/design.md: data sources)"),
+    Option("data.files.train", "", "training file(s) of a builder source: a path, a glob or "
+           "comma-separated paths"),
+    Option("data.files.valid", "", "validation file(s); empty: carved from train (data.valid_fraction)"),
+    Option("data.files.test", "", "test file(s); empty: carved from train (data.test_fraction)"),
+    Option("data.valid_fraction", 0.1, "rows of train held out as valid when there is no valid split: a "
+           "fraction < 1 or a count, seeded by `seed` (LMs: the tail of the train text)", min=0),
+    Option("data.test_fraction", 0.1, "rows of train held out as test when there is no test split "
+           "(fraction or count; 0 for a one-file LM corpus: test is the valid split)", min=0),
+    Option("data.text_column", "text", "the text column (classifier input, LM text); a,b joins columns"),
+    Option("data.label_column", "label", "the label column of a classifier (classes: the values in "
+           "train)"),
+    Option("data.source_column", "source", "the source-text column of a translator"),
+    Option("data.target_column", "target", "the target-text column of a translator"),
+    Option("data.delimiter", "", "csv field separator (tab or \\t: TSV; empty: comma)"),
+    # -- optimizer and schedule
+    Option("optim.name", "adam", "optimizer", choices=("sgd", "momentum", "adam", "adamw", "rmsprop")),
+    Option("optim.lr", 1e-3, "peak learning rate", above=0),
+    Option("optim.clip_norm", 0.0, "clip gradients by global norm (0: off)", min=0),
+    Option("optim.weight_decay", 0.0, "decoupled weight decay (adamw) or L2 (others)", min=0),
+    Option("optim.momentum", 0.9, "momentum of momentum / rmsprop", min=0, max=1),
+    Option("optim.b1", 0.9, "Adam beta1", min=0, below=1),
+    Option("optim.b2", 0.999, "Adam beta2", min=0, below=1),
+    Option("optim.eps", 1e-8, "Adam / RMSprop epsilon", min=0),
+    Option("schedule.name", "constant", "learning-rate schedule",
+           choices=("constant", "step", "exponential", "cosine", "plateau")),
+    Option("schedule.decay_after", 0, "step: epochs at the full lr before decaying (Zaremba: 4)", min=0),
+    Option("schedule.factor", 0.5, "step: lr multiplier per epoch after decay_after; plateau: multiplier "
+           "on a plateau", above=0, max=1),
+    Option("schedule.decay_rate", 0.5, "exponential: lr * decay_rate ** (step / decay_steps)", above=0),
+    Option("schedule.decay_steps", 0, "exponential: steps per decay_rate factor (0: one epoch)", min=0),
+    Option("schedule.warmup_steps", 0, "cosine: linear warm-up steps", min=0),
+    Option("schedule.min_lr_ratio", 0.0, "cosine: final lr as a fraction of optim.lr", min=0, max=1),
+    Option("schedule.patience", 2, "plateau: evaluations without improvement before multiplying lr by "
+           "factor", min=0),
+    # -- training loop
+    Option("train.epochs", 1, "epochs to train (used when train.steps is 0)", min=0),
+    Option("train.steps", 0, "total optimizer steps; when > 0 it wins over train.epochs", min=0),
+    Option("train.eval_every", 0, "evaluate every N steps (0: at the end of each epoch)", min=0),
+    Option("train.checkpoint_every", 0, "checkpoint every N steps (0: at each evaluation)", min=0),
+    Option("train.keep_checkpoints", 2, "recent checkpoints kept (the best is kept apart)", min=1),
+    Option("train.final_params", "best", "params of the final test report: best (the best evaluation's) "
+           "| average (the mean of the best and the kept checkpoints; the summary has an `average` entry)",
+           choices=("best", "average")),
+    Option("train.log_every", 50, "write train metrics every N steps", min=1),
+    Option("train.early_stop_patience", 0, "stop after N evaluations without improvement (0: never)",
+           min=0),
+    Option("train.progress", "auto", "progress bar: auto (only on a terminal) | on | off",
+           choices=("auto", "on", "off")),
+    Option("train.hooks", [], "callbacks the loop runs (docs/hooks.md): import paths package.module:name "
+           "of seqjax.training.hooks.Hook objects or of functions fn(info) run after every step",
+           kind="paths", check=lambda v: _import_error(v)),
+    Option("train.ema", 0.0, "decay of an exponential moving average of the params, which is then evaluated, "
+           "kept as best and restorable as --checkpoint ema (0: off)", min=0, below=1),
+    Option("train.accumulate", 1, "micro-batches per optimizer step (gradient accumulation): the "
+           "data.batch_size rows are split into this many, one update for all of them", min=1),
+    Option("train.extra_loss", {}, "extra terms of the training objective, {package.module:fn: weight}; "
+           "fn(params, batch, outputs, rng, train) -> scalar, outputs: the model's sown hidden outputs",
+           check=lambda v: _loss_terms_error(v)),
+)
+
+#: key -> its :class:`Option`
+OPTIONS: dict[str, Option] = {o.key: o for o in SCHEMA}
+
+
+def default(key: str) -> Any:
+    """The default of shared key ``key`` (a fresh copy of a dict or list)."""
+    value = OPTIONS[key].default
+    return type(value)(value) if isinstance(value, (dict, list)) else value
+
+
 def base_config() -> ml_collections.ConfigDict:
-    """The shared keys with their defaults (see :data:`OPTIONS`)."""
+    """The shared keys with their defaults, built from :data:`SCHEMA`. Keys whose value may
+    change type (``model.hidden``: an int or a list; dicts) are untyped fields."""
     c = ml_collections.ConfigDict()
-    c.task = ""
-    c.seed = 0
-    c.model = dict(
-        cell="lstm",
-        cell_options=config_dict.FieldReference({}, field_type=object),
-        hidden=config_dict.FieldReference(128, field_type=object),
-        layers=1,
-        dropout=0.0,
-        variational=False,
-        bidirectional=False,
-        init="torch",
-        init_scale=0.1,
-        forget_bias=0.0,
-        unroll=1,
-        eval_unroll=4,
-        dtype="float32",
-        backend="scan",
-        remat=False,
-        wavefront=False,
-        eval_wavefront=True,
-        recurrent_dropout=0.0,
-        parallel_scan="auto",
-        head_chunk=-1,
-    )
-    c.data = dict(
-        batch_size=32, eval_batch_size=0, max_examples=0, source="",
-        files=dict(train="", valid="", test=""), valid_fraction=0.1, test_fraction=0.1,
-        text_column="text", label_column="label", source_column="source", target_column="target",
-        delimiter="",
-    )
-    c.optim = dict(
-        name="adam", lr=1e-3, clip_norm=0.0, weight_decay=0.0, momentum=0.9,
-        b1=0.9, b2=0.999, eps=1e-8,
-    )
-    c.schedule = dict(
-        name="constant", decay_after=0, factor=0.5, decay_rate=0.5, decay_steps=0,
-        warmup_steps=0, min_lr_ratio=0.0, patience=2,
-    )
-    c.train = dict(
-        epochs=1, steps=0, eval_every=0, checkpoint_every=0, keep_checkpoints=2,
-        log_every=50, early_stop_patience=0, progress="auto", final_params="best", hooks=[],
-    )
+    for opt in SCHEMA:
+        *parents, leaf = opt.key.split(".")
+        node = c
+        for part in parents:
+            if part not in node:
+                node[part] = ml_collections.ConfigDict()
+            node = node[part]
+        value = default(opt.key)
+        untyped = opt.type in ("sizes", "dict")
+        node[leaf] = config_dict.FieldReference(value, field_type=object) if untyped else value
     return c
 
 
@@ -332,7 +475,8 @@ def unknown_key(option: str, key: str, keys: Iterable[str]) -> UsageError:
 
 
 def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]) -> None:
-    """Apply ``key=value`` strings in place; exit-2 errors name the key and close ones."""
+    """Apply ``key=value`` strings in place; exit-2 errors name the key, close keys and, for a
+    shared key, what it allows (:data:`SCHEMA`). Ranges are checked by :func:`validate`."""
     keys = flat_keys(cfg)
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -349,85 +493,64 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]) ->
         old = node[leaf]
         if isinstance(old, str) and not isinstance(value, str):
             value = raw  # e.g. --set data.pair=123 on a string key
+        expected = OPTIONS[key].allowed() if key in OPTIONS else type(old).__name__
         try:
             node[leaf] = value
-        except (TypeError, ValueError) as e:
-            raise UsageError(
-                f"--set {key}={raw}: expected {type(old).__name__} (current value {old!r})"
-            ) from e
+        except (TypeError, ValueError, OverflowError) as e:
+            raise UsageError(f"--set {key}={raw}: expected {expected} (current value {old!r})") from e
 
 
-def validate(cfg: ml_collections.ConfigDict) -> None:
-    """Cross-field checks that a type alone cannot express."""
-    h = cfg.model.hidden
-    if isinstance(h, bool) or not (
-        isinstance(h, int) or (isinstance(h, (list, tuple)) and h and all(isinstance(x, int) for x in h))
-    ):
-        raise UsageError(f"model.hidden={h!r}: expected an int or a list of ints, e.g. [256,128]")
-    if isinstance(h, (list, tuple)) and cfg.model.layers not in (1, len(h)):
-        raise UsageError(f"model.hidden={list(h)} gives {len(h)} layers but model.layers={cfg.model.layers}: "
-                         f"set model.layers={len(h)} (or 1), or make model.hidden an int")
-    _validate_cell(cfg.model)
-    checks = {
-        "model.parallel_scan": (cfg.model.get("parallel_scan", "auto"), ("auto", "on", "off")),
-        "optim.name": (cfg.optim.name, ("sgd", "momentum", "adam", "adamw", "rmsprop")),
-        "schedule.name": (cfg.schedule.name, ("constant", "step", "exponential", "cosine", "plateau")),
-        "model.dtype": (cfg.model.dtype, ("float32", "bfloat16", "float16")),
-        "model.init": (cfg.model.init, ("torch", "uniform")),
-        "model.backend": (cfg.model.backend, ("scan", "flax_scan", "cudnn")),
-        "train.progress": (cfg.train.progress, ("auto", "on", "off")),
-        "train.final_params": (cfg.train.final_params, ("best", "average")),
-    }
-    for key, (value, choices) in checks.items():
-        if value not in choices:
-            raise UsageError(f"{key}={value!r}: choose one of {', '.join(choices)}")
-    positive = {"data.batch_size": cfg.data.batch_size, "optim.lr": cfg.optim.lr}
-    for key, value in positive.items():
-        if value <= 0:
-            raise UsageError(f"{key}={value}: must be > 0")
-    for key in ("dropout", "recurrent_dropout"):
-        if not 0.0 <= cfg.model.get(key, 0.0) < 1.0:
-            raise UsageError(f"model.{key}={cfg.model[key]}: must be in [0, 1)")
-    hooks = cfg.train.get("hooks", [])
-    if not isinstance(hooks, (list, tuple)) or not all(isinstance(h, str) for h in hooks):
-        raise UsageError(f"train.hooks={hooks!r}: expected a list of package.module:name")
-    if error := _import_error(hooks):
-        raise UsageError(f"train.hooks={list(hooks)!r}: {error}")
-
-
-def _import_error(paths) -> str | None:
-    """Why one of ``paths`` (``package.module:name``) does not import (None when all do)."""
-    for path in paths:
-        module, sep, attr = path.partition(":")
-        if not (sep and module and attr):
-            return f"{path!r} is not an import path; write package.module:name"
-        try:
-            obj = importlib.import_module(module)
-        except Exception as e:  # noqa: BLE001 — ImportError, or any error the module raises
-            return f"cannot import {module!r} ({type(e).__name__}: {e}); is it on the Python path?"
-        for part in attr.split("."):
-            if not hasattr(obj, part):
-                return f"module {module!r} has no {attr!r}"
-            obj = getattr(obj, part)
+def _sizes_match_layers(hidden: Any, layers: int) -> str | None:
+    if isinstance(hidden, (list, tuple)) and layers not in (1, len(hidden)):
+        return (f"model.hidden gives {len(hidden)} layers but model.layers={layers}: set model.layers="
+                f"{len(hidden)} (or 1), or make model.hidden an int")
     return None
 
 
-def _validate_cell(model: ml_collections.ConfigDict) -> None:
-    """``model.cell`` is a registered name or an importable ``package.module:ClassName``;
-    ``model.cell_options`` a dict."""
-    from seqjax import cells
+#: checks that span keys: (keys, ``fn(*values) -> None or the reason``)
+CROSS_CHECKS: tuple[tuple[tuple[str, ...], Callable[..., str | None]], ...] = (
+    (("model.hidden", "model.layers"), _sizes_match_layers),
+    (("data.batch_size", "train.accumulate"),
+     lambda b, n: "data.batch_size must split into train.accumulate micro-batches of equal size"
+     if isinstance(b, int) and isinstance(n, int) and n > 0 and b % n else None),
+    (("train.epochs", "train.steps"),
+     lambda epochs, steps: "nothing to train: set train.epochs or train.steps > 0" if not (epochs or steps)
+     else None),
+)
 
-    cell = model.cell
-    if not isinstance(cell, str) or (cell not in cells.registered_cells() and ":" not in cell):
-        raise UsageError(f"model.cell={cell!r}: choose one of {', '.join(cells.registered_cells())} "
-                         "or package.module:ClassName")
-    try:
-        cells.resolve_cell(cell)
-    except ValueError as e:
-        raise UsageError(f"model.cell={cell!r}: {e}") from None
-    options = model.get("cell_options") or {}
-    if not hasattr(options, "items"):
-        raise UsageError(f"model.cell_options={options!r}: expected a dict, e.g. {{'activation': 'relu'}}")
+
+def get(cfg: ml_collections.ConfigDict, key: str, missing: Any = None) -> Any:
+    """The value of dotted ``key`` in ``cfg`` (``missing`` when it has none)."""
+    node = cfg
+    for part in key.split("."):
+        if not hasattr(node, "keys") or part not in node:
+            return missing
+        node = node[part]
+    return node
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+    """Every shared key of ``cfg`` against its :class:`Option` (type, choices, range, check),
+    then :data:`CROSS_CHECKS`; raises a one-line UsageError naming the key and what it allows."""
+    missing = object()
+    for opt in SCHEMA:
+        value = get(cfg, opt.key, missing)
+        if value is missing:
+            continue
+        error = opt.error(value)
+        if error:
+            raise UsageError(f"{opt.key}={_show(value)}: {error}")
+    for keys, fn in CROSS_CHECKS:
+        values = [get(cfg, k, missing) for k in keys]
+        if missing not in values and (error := fn(*values)):
+            raise UsageError(f"{', '.join(f'{k}={_show(v)}' for k, v in zip(keys, values))}: {error}")
+
+
+def _show(value: Any) -> str:
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    return repr(value) if isinstance(value, str) else json.dumps(value) if isinstance(
+        value, (list, dict)) else str(value)
 
 
 def to_json(cfg: ml_collections.ConfigDict) -> str:
@@ -444,13 +567,34 @@ def from_json(text: str) -> ml_collections.ConfigDict:
     return cfg
 
 
+#: leaf names of the untyped shared keys (their value may change type, e.g. an int or a list)
+_UNTYPED = {o.key.rpartition(".")[2] for o in SCHEMA if o.type in ("sizes", "dict")}
+
+
 def _merge(cfg: ml_collections.ConfigDict, data: dict) -> None:
     for k, v in data.items():
         if isinstance(v, dict):
             if k not in cfg:
                 cfg[k] = ml_collections.ConfigDict()
             _merge(cfg[k], v)
-        elif k == "hidden" or k not in cfg or cfg[k] is None or v is None:
-            cfg[k] = config_dict.FieldReference(v, field_type=object) if k == "hidden" else v
+        elif k in _UNTYPED or k not in cfg or cfg[k] is None or v is None:
+            cfg[k] = config_dict.FieldReference(v, field_type=object) if k in _UNTYPED else v
         else:
             cfg[k] = v
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+def markdown_table() -> str:
+    """The option table of docs/options.md: one row per :data:`SCHEMA` entry."""
+    rows = ["| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    for opt in SCHEMA:
+        cells_ = [f"`{opt.key}`", f"`{json.dumps(opt.default)}`", opt.allowed(), opt.doc]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells_) + " |")
+    return "\n".join(rows)
+
+
+def describe(opt: Option) -> str:
+    """One line of ``seqjax experiments --keys``."""
+    return f"  {opt.key} = {json.dumps(opt.default)}  ({opt.allowed()})\n      {opt.doc}"

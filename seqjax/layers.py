@@ -407,7 +407,7 @@ class Stacked(nn.Module):
     """
 
     cell: str = "lstm"
-    hidden: int | Sequence[int] = 200
+    hidden: int | Sequence[int] = 128
     layers: int = 1
     dropout: float = 0.0
     variational: bool = False

@@ -1,11 +1,12 @@
-"""The package's layering runs one way (DESIGN.md): every module imports alone, and no module
+"""The package's layering runs one way (docs/design.md): every module imports alone, and no module
 imports one above it, function-level imports included.
 
     cli / commands / bench / sweep / api -> training -> tasks -> models -> layers -> cells / recurrence
 
 ``data``, ``losses``, ``attention``, ``decoding`` and ``evaluation`` are leaves: anything may
-import them, and they import only ``errors`` and their own package. ``config`` sits beside
-``models`` (it validates ``model.cell`` against the cell registry); tasks and above read it.
+import them, and they import only ``errors`` and their own package. ``config`` (the option
+schema) sits between ``layers`` and ``models``: its choices come from the cell registry and
+the layers, and the models' recurrent spec takes its defaults from it.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ LAYERS = {
     "attention": (1, ("seqjax.attention",)),
     "decoding": (1, ("seqjax.decoding",)),
     "evaluation": (1, ("seqjax.evaluation",)),
-    "cells": (2, ("seqjax.cells", "seqjax.mincells", "seqjax.recurrence")),
+    "cells": (2, ("seqjax.cellbase", "seqjax.cells", "seqjax.mincells", "seqjax.paracells",
+                  "seqjax.recurrence", "seqjax.newton")),
     "layers": (3, ("seqjax.layers",)),
-    "models": (4, ("seqjax.models", "seqjax.interop")),
-    "config": (4, ("seqjax.config",)),  # checks model.cell against the cell registry
-    "tasks": (5, ("seqjax.tasks",)),
-    "training": (6, ("seqjax.training",)),
+    "config": (4, ("seqjax.config",)),  # the option schema: choices from cells and layers
+    "models": (5, ("seqjax.models", "seqjax.interop")),  # the spec's defaults come from config
+    "tasks": (6, ("seqjax.tasks",)),
+    "training": (7, ("seqjax.training",)),
     "top": (
-        7,
+        8,
         ("seqjax.cli", "seqjax.commands", "seqjax.bench", "seqjax.sweep", "seqjax.api", "seqjax.__main__"),
     ),
 }

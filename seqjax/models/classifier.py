@@ -17,8 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqjax.models.build import RecurrentSpec, resolve_spec
 from seqjax.models.regressor import last_valid
+from seqjax.models.spec import RecurrentSpec, resolve_spec
 
 POOLINGS = ("last", "mean", "max")
 
@@ -79,7 +79,7 @@ class TextClassifier(nn.Module):
     @property
     def spec(self) -> RecurrentSpec:
         """The recurrent layers' spec (``rnn`` or the shorthand)."""
-        return resolve_spec(self.rnn, self.cell, self.hidden, (64,), bidirectional=self.bidirectional,
+        return resolve_spec(self.rnn, self.cell, self.hidden, bidirectional=self.bidirectional,
                             dropout=self.dropout)
 
     @nn.compact

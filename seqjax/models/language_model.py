@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from seqjax.losses import linear_cross_entropy, resolve_chunk
-from seqjax.models.build import RecurrentSpec, resolve_spec
+from seqjax.models.spec import RecurrentSpec, resolve_spec
 
 
 def _uniform(scale: float):
@@ -54,7 +54,7 @@ class LanguageModel(nn.Module):
     @property
     def spec(self) -> RecurrentSpec:
         """The recurrent layers' spec (``rnn`` or the shorthand)."""
-        return resolve_spec(self.rnn, self.cell, self.hidden, (200, 200), dropout=self.dropout)
+        return resolve_spec(self.rnn, self.cell, self.hidden, dropout=self.dropout)
 
     @nn.compact
     def __call__(self, tokens, carry=None, *, deterministic: bool = True, targets=None, weights=None):

@@ -7,7 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from seqjax.models.build import RecurrentSpec, resolve_spec
+from seqjax.models.spec import RecurrentSpec, resolve_spec
 
 
 def last_valid(outputs, seq_lengths):
@@ -38,7 +38,7 @@ class ManyToOne(nn.Module):
     @property
     def spec(self) -> RecurrentSpec:
         """The recurrent layers' spec (``rnn`` or the shorthand)."""
-        return resolve_spec(self.rnn, self.cell, self.hidden, (64,), bidirectional=self.bidirectional)
+        return resolve_spec(self.rnn, self.cell, self.hidden, bidirectional=self.bidirectional)
 
     @nn.compact
     def __call__(self, inputs, seq_lengths=None, *, deterministic: bool = True):

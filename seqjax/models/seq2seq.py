@@ -53,7 +53,7 @@ import optax
 from seqjax.attention import BahdanauAttention
 from seqjax.cells import supports
 from seqjax.losses import linear_cross_entropy, resolve_chunk
-from seqjax.models.build import RecurrentSpec, resolve_spec
+from seqjax.models.spec import RecurrentSpec, resolve_spec
 
 Array = jax.Array
 Carry = Any
@@ -228,8 +228,10 @@ class Seq2Seq(nn.Module):
     @property
     def spec(self) -> RecurrentSpec:
         """The encoder's spec (``rnn`` or the shorthand)."""
-        hidden = (self.hidden,) * self.layers if isinstance(self.hidden, int) else self.hidden
-        return resolve_spec(self.rnn, self.cell, hidden, (256,), bidirectional=self.bidirectional,
+        hidden = self.hidden
+        if isinstance(hidden, int) or (hidden is None and self.layers > 1):
+            hidden = (hidden or RecurrentSpec().hidden[0],) * self.layers
+        return resolve_spec(self.rnn, self.cell, hidden, bidirectional=self.bidirectional,
                             dropout=self.dropout)
 
     def setup(self):

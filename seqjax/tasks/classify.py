@@ -25,9 +25,9 @@ from seqjax.data.batching import length_buckets, pad_batch
 from seqjax.data.sources import truncation_warning
 from seqjax.data.textclass import load_text_classes, tokenize
 from seqjax.data.vocab import PAD, UNK, Vocab
-from seqjax.errors import DataError, UsageError
+from seqjax.errors import DataError
 from seqjax.models import build
-from seqjax.models.classifier import POOLINGS, TextClassifier
+from seqjax.models.classifier import TextClassifier
 from seqjax.tasks.base import BucketedTask, bucket_boundaries, synthetic_vocab
 
 VOCAB_FILE = "vocab.json"
@@ -50,8 +50,6 @@ class ClassifyTask(BucketedTask):
         directory, see :meth:`from_run`), nothing: the data methods are then unavailable."""
         super().__init__(cfg, data_dir)
         d = cfg.data
-        if cfg.model.pooling not in POOLINGS:
-            raise UsageError(f"model.pooling={cfg.model.pooling!r}: choose one of {', '.join(POOLINGS)}")
         self.bounds = boundaries(cfg)
         self.eval_batch_size = d.eval_batch_size or d.batch_size
         if vocab is not None:

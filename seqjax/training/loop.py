@@ -152,6 +152,9 @@ def build(cfg: ml_collections.ConfigDict, data_dir: str | None = None, task: Tas
         if key in cfg.data and (not isinstance(cfg.data[key], int) or cfg.data[key] < 0):
             raise UsageError(f"data.{key}={cfg.data[key]!r} must be an integer >= 0 (0: the default)")
     spe = task.steps_per_epoch()
+    if spe < 1:
+        raise UsageError(f"data.batch_size={cfg.data.batch_size}: larger than the training data holds (an "
+                         "epoch has no full batch); lower data.batch_size")
     total = optim.total_steps(cfg, spe)
     tx = optim.make_optimizer(cfg, spe, total)
     use_scale = cfg.schedule.name == "plateau"

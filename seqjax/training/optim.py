@@ -8,8 +8,6 @@ is linear in the learning rate, so this *is* a learning-rate change).
 
 from __future__ import annotations
 
-import math
-
 import ml_collections
 import optax
 
@@ -90,6 +88,3 @@ def total_steps(cfg: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
     """``train.steps`` when set, else ``train.epochs`` whole epochs."""
     return cfg.train.steps if cfg.train.steps > 0 else cfg.train.epochs * steps_per_epoch
 
-
-def num_epochs(cfg: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
-    return math.ceil(total_steps(cfg, steps_per_epoch) / max(steps_per_epoch, 1))

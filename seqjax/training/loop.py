@@ -555,7 +555,7 @@ class _Session:
         self.ckpt.wait()
         summary: dict = {}
         try:
-            finish(self.engine, self.scored_state(), self.prog, self.ckpt, self.workdir, into=summary)
+            finish(self.engine, self.state, self.prog, self.ckpt, self.workdir, into=summary)
         except Exception as e:  # noqa: BLE001 — what was measured lands, then one line
             raise self.failed_finish(summary, e) from (e if os.environ.get("SEQJAX_DEBUG") else None)
         test = (summary.get("average") or summary["best"]).get("test", {})

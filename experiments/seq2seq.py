@@ -4,7 +4,7 @@
     seqjax train seq2seq:addition --workdir ckpt/add
     seqjax translate ckpt/add "123+45"
 
-The fast seq2seq smoke test (DESIGN.md; flax's seq2seq example trains on addition): a GRU
+The fast seq2seq smoke test (docs/design.md; flax's seq2seq example trains on addition): a GRU
 encoder-decoder with Bahdanau attention at character level, through the translate task.
 The test report's ``exact_match`` is the fraction of test strings decoded exactly (greedy
 and beam ``decode.beam``); BLEU/chrF come along.

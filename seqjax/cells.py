@@ -20,39 +20,35 @@ Carries start at zero. A step returns its new carry in the dtype of the carry
 it was given, so a low-precision ``dtype`` (e.g. ``jnp.bfloat16``) speeds up
 the matmuls while the state stays in the carry's dtype (float32 by default).
 
-Any ``flax.linen.RNNCellBase`` runs in ``seqjax.layers``; a cell *declares* the faster
-loops it supports with class attributes, which the layers read (never its name):
-
-- ``fused = True``: it has ``input_projection``, ``gates``, ``recurrent_input`` and an
-  ``hh`` Dense (``seqjax.recurrence.recurrence`` and the wavefront stack run it);
-- ``cudnn = True``: its math is exactly ``torch.nn.LSTM``'s (cuDNN's kernel computes it);
-- ``linear = True``: its recurrence is ``h' = a(x) * h + b(x)`` with ``b > 0`` and it has
-  ``coefficients(x) -> (log a, log b)`` (``seqjax.recurrence.linear_recurrence``, also
-  parallel in time; the min cells of ``seqjax.mincells``).
-
-A subclass that overrides the methods a capability relies on loses it unless it declares
-it again (an ``LSTMCell`` with other gate math does not run under cuDNN).
-
-Cells are built by registered name or import path (:func:`make_cell`); ``@register_cell``
-adds a name.
+The faster loops a cell may declare (``fused``, ``cudnn``, ``linear``, ...) and the registry
+are :mod:`seqjax.cellbase`'s; this module re-exports them (``make_cell``, ``register_cell``,
+``supports``, ...). Registered names: ``rnn``, ``rnn_relu``, ``lstm``, ``gru`` (here),
+flax.linen's cells as ``flax_*``, and those of ``seqjax.mincells`` and ``seqjax.paracells``.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import math
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from seqjax.cellbase import (  # noqa: F401  (re-exported: the cell API of seqjax.cells)
+    BUILTIN_MODULES,
+    INITS,
+    SeqjaxCell,
+    _uniform,
+    cell_fields,
+    make_cell,
+    register_cell,
+    registered_cells,
+    resolve_cell,
+    supports,
+)
+
 Array = jax.Array
 Carry = Any
-
-INITS = ("torch", "uniform")
 
 
 def _sigmoid(x: Array) -> Array:
@@ -61,68 +57,11 @@ def _sigmoid(x: Array) -> Array:
     return 0.5 * jnp.tanh(0.5 * x) + 0.5
 
 
-def _uniform(scale: float, offset: float = 0.0, offset_slice: slice | None = None):
-    """Initializer drawing U(-scale, scale), plus `offset` on `offset_slice`."""
-
-    def init(key, shape, dtype=jnp.float32):
-        value = jax.random.uniform(key, shape, dtype, -scale, scale)
-        if offset_slice is not None:
-            value = value.at[..., offset_slice].add(offset)
-        return value
-
-    return init
-
-
 def _drop_capabilities(cls, **relies_on: tuple[str, ...]) -> None:
     """Turns off each capability whose methods ``cls`` overrides without declaring it again."""
     for capability, methods in relies_on.items():
         if capability not in cls.__dict__ and any(m in cls.__dict__ for m in methods):
             setattr(cls, capability, False)
-
-
-class SeqjaxCell(nn.RNNCellBase):
-    """The fields every seqjax cell shares (the fused cells here, the min cells in
-    seqjax/mincells.py) and their check.
-
-    Attributes:
-      features: hidden size H.
-      weight_init: "torch" draws every weight and bias from
-        U(-1/sqrt(H), 1/sqrt(H)) (PyTorch's default); "uniform" from
-        U(-init_scale, init_scale). (Not named ``init``, which would shadow
-        ``Module.init``.)
-      init_scale: half-width of the "uniform" init.
-      dtype: computation dtype (None: inferred from inputs and params).
-      param_dtype: parameter dtype.
-    """
-
-    features: int
-    weight_init: str = "torch"
-    init_scale: float = 0.1
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-
-    num_gates: ClassVar[int]
-
-    def __post_init__(self):
-        if self.weight_init not in INITS:
-            raise ValueError(f"weight_init must be one of {INITS}, got {self.weight_init!r}")
-        super().__post_init__()
-
-    @nn.nowrap
-    def init_range(self) -> float:
-        """Half-width of every weight's and bias's uniform init."""
-        return 1.0 / math.sqrt(self.features) if self.weight_init == "torch" else self.init_scale
-
-    @nn.nowrap
-    def initialize_carry(self, rng, input_shape: tuple[int, ...]) -> Carry:
-        """Zeros [batch, H] for input_shape (batch, in); `rng` is unused. (A cell whose
-        carry is more than h, like the LSTM's (c, h), overrides this.)"""
-        del rng
-        return jnp.zeros(tuple(input_shape[:-1]) + (self.features,), self.param_dtype)
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
 
 
 class _FusedCell(SeqjaxCell):
@@ -276,86 +215,8 @@ class GRUCell(_FusedCell):
         return h, h
 
 
-def make_cell(cell: str | Callable[..., nn.RNNCellBase], features: int, **kw) -> nn.RNNCellBase:
-    """Builds a cell of hidden size ``features``.
-
-    Args:
-      cell: a registered name (:data:`CELLS`: "rnn", "lstm", "gru", "mingru",
-        "flax_lstm", ...), an import path "package.module:ClassName", or a cell class
-        (any ``flax.linen.RNNCellBase`` taking ``features``).
-      features: hidden size H.
-      **kw: constructor fields, e.g. activation (rnn), weight_init (alias ``init``),
-        init_scale, forget_bias (lstm), dtype, param_dtype, parent.
-    """
-    factory, fixed = resolve_cell(cell)
-    if "init" in kw:
-        kw["weight_init"] = kw.pop("init")
-    for key, value in fixed.items():
-        if kw.get(key, value) != value:
-            raise ValueError(f"cell {cell!r} conflicts with {key}={kw[key]!r}")
-    return factory(features=features, **{**kw, **fixed})
-
-
-def cell_fields(cell: str | Callable[..., nn.RNNCellBase]) -> frozenset[str]:
-    """The constructor fields of a cell (name, import path or class), e.g. {"features",
-    "weight_init", "dtype", ...}: which config options it can take."""
-    factory, fixed = resolve_cell(cell)
-    fields = getattr(factory, "__dataclass_fields__", None)
-    names = set(fields) if fields is not None else set(inspect.signature(factory).parameters)
-    return frozenset(names - set(fixed) - {"parent", "name"})
-
-
-# --------------------------------------------------------------------------- registry
-
-_REGISTRY: dict[str, tuple[Callable[..., nn.RNNCellBase], dict]] = {}
-
-
-def register_cell(name: str, **fixed):
-    """Class decorator: makes a cell buildable as ``model.cell=name``; ``fixed`` are fields
-    that the name sets (e.g. ``activation="relu"``). Returns the class unchanged."""
-
-    def decorate(cls):
-        if name in _REGISTRY and _REGISTRY[name][0] is not cls:
-            raise ValueError(f"cell name {name!r} is already registered to {_REGISTRY[name][0].__name__}")
-        _REGISTRY[name] = (cls, dict(fixed))
-        return cls
-
-    return decorate
-
-
-def registered_cells() -> tuple[str, ...]:
-    """The registered cell names, in registration order."""
-    return tuple(_REGISTRY)
-
-
-def resolve_cell(cell: str | Callable[..., nn.RNNCellBase]) -> tuple[Callable[..., nn.RNNCellBase], dict]:
-    """A name, an import path "package.module:ClassName" or a class -> (class, fixed fields).
-
-    Raises ValueError naming the cell when it is none of these."""
-    if not isinstance(cell, str):
-        if not callable(cell):
-            raise ValueError(f"cell must be a name, an import path or a cell class, got {cell!r}")
-        return cell, {}
-    if cell in _REGISTRY:
-        return _REGISTRY[cell]
-    if ":" not in cell:
-        raise ValueError(f"cell must be one of {registered_cells()} or package.module:ClassName, "
-                         f"got {cell!r}")
-    module, _, attr = cell.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot import {attr} from {module} ({e}); is it on PYTHONPATH?") from e
-    if not callable(factory):
-        raise ValueError(f"cell {cell!r} is not a class")
-    return factory, {}
-
-
-def supports(cell: nn.RNNCellBase, capability: str) -> bool:
-    """Whether ``cell`` declares ``capability`` ("fused", "cudnn" or "linear")."""
-    return bool(getattr(type(cell), capability, False))
-
-
+# seqjax.mincells and seqjax.paracells register their own cells; seqjax.cellbase loads them by
+# name (BUILTIN_MODULES): importing them here would make an import circle (they import this).
 register_cell("rnn")(ElmanCell)
 register_cell("rnn_relu", activation="relu")(ElmanCell)
 register_cell("lstm")(LSTMCell)
@@ -366,7 +227,9 @@ register_cell("flax_optimized_lstm")(nn.OptimizedLSTMCell)
 register_cell("flax_gru")(nn.GRUCell)
 register_cell("flax_mgu")(nn.MGUCell)
 
-from seqjax import mincells  # noqa: E402,F401  (registers mingru, minlstm)
 
-#: the built-in names (more may be registered at import time by user modules)
-CELLS = registered_cells()
+
+def __getattr__(name: str):
+    if name == "CELLS":  # the registered names, built-ins loaded (seqjax.cellbase.registered_cells)
+        return registered_cells()
+    raise AttributeError(f"module 'seqjax.cells' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """User-facing errors. The CLI turns each into one line on stderr and its exit code.
 
-Exit codes (DESIGN.md): 0 done; 2 usage or config error; 3 data error; 1 anything else.
+Exit codes (docs/design.md): 0 done; 2 usage or config error; 3 data error; 1 anything else.
 """
 
 

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from seqjax.cells import SeqjaxCell, _uniform, register_cell
+from seqjax.cellbase import SeqjaxCell, _uniform, register_cell
 
 Array = jax.Array
 

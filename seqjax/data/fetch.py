@@ -1,6 +1,6 @@
 """Where datasets live, what they contain, and how to download them (checksummed).
 
-Data directory (DESIGN.md): ``--data-dir``, else ``$SEQJAX_DATA``, else ``./data``.
+Data directory (docs/design.md): ``--data-dir``, else ``$SEQJAX_DATA``, else ``./data``.
 Each dataset occupies one folder of it; :data:`DATASETS` lists the files and their sha256.
 """
 

@@ -18,19 +18,12 @@ from typing import Any
 import numpy as np
 
 from seqjax.data import sources
+from seqjax.data.synthetic import TOY_SENTENCES  # noqa: F401  (the toy corpus: data.source=toy)
 from seqjax.data.vocab import EOS, UNK, Vocab, build_vocab
 from seqjax.errors import DataError, UsageError
 
 SPLITS = ("train", "valid", "test")
 
-# The built-in toy corpus (written for seqjax): a character model learns to complete these
-# sentences from a prefix within a few hundred steps on a CPU.
-TOY_SENTENCES = (
-    "a small red kite drifts above the quiet harbour.",
-    "seven grey cats sleep under the warm bakery window.",
-    "the old clock tower rings twice before the morning train.",
-    "bright lanterns sway along the narrow river path at dusk.",
-)
 
 
 @dataclass
@@ -102,15 +95,6 @@ def _line_tokens(text: str) -> list[str]:
     return text.replace("\n", f" {EOS} ").split()
 
 
-@sources.register_generated("toy")
-def toy_rows(data, seed: int) -> dict:
-    """:data:`TOY_SENTENCES` as one document, the same text in train, valid and test."""
-    import datasets
-
-    ds = datasets.Dataset.from_dict({"text": ["\n".join(TOY_SENTENCES) + "\n"]})
-    return dict.fromkeys(SPLITS, ds)
-
-
 def _tokens(texts: list[str], unit: str) -> list[str]:
     if unit == "chars":
         return list("".join(texts))
@@ -145,7 +129,7 @@ def load_lm_corpus(
         (``_`` is the word boundary, ``< u n k >`` stays five symbols), plus ``<eos>`` per
         line; vocabulary ``<eos>`` + the 49 training symbols = 50, no ``<unk>``.
       ``shakespeare``: raw characters, one file: valid and test carved from its tail.
-      ``toy``: :data:`TOY_SENTENCES` (generated, no files), train = valid = test.
+      ``toy``: ``seqjax.data.synthetic.TOY_SENTENCES`` (generated, no files), train = valid = test.
 
     A missing valid/test split is carved from the end of the train stream, contiguous:
     train | valid | test, of ``data.valid_fraction`` / ``data.test_fraction`` of its

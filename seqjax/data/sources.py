@@ -1,6 +1,6 @@
 """One data mechanism for every task: rows of named columns read through HF ``datasets``.
 
-``data.source`` (DESIGN.md, documented in seqjax/config.py OPTIONS) says where rows come from:
+``data.source`` (docs/design.md, documented in seqjax/config.py SCHEMA) says where rows come from:
 
 - a built-in corpus (:data:`CORPORA`: ``ptb``, ``ptb_char``, ``shakespeare``, ``ag_news``,
   ``tatoeba``): a named preset of this mechanism -- a builder, files relative to the data
@@ -28,7 +28,7 @@ import glob
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import numpy as np
 
 from seqjax.data.fetch import data_dir as resolve_data_dir
 from seqjax.data.fetch import require
+from seqjax.data.synthetic import GENERATED, register_generated  # noqa: F401  (re-exported)
 from seqjax.errors import DataError, UsageError
 
 SPLITS = ("train", "valid", "test")
@@ -131,25 +132,8 @@ def corpus_name(data: Mapping[str, Any]) -> str:
     return f"tatoeba/{data.get('pair', 'por-eng')}" if name == "tatoeba" else name
 
 
-#: generated sources: name -> ``fn(data, seed) -> {split: datasets.Dataset}``; registered by
-#: the modules that define them (``toy`` in seqjax.data.lm, ``synthetic`` in seqjax.data.synthetic)
-GENERATED: dict[str, Callable[[Mapping[str, Any], int], dict]] = {}
-
-
-def register_generated(name: str):
-    """Decorator: register a generated source under ``data.source=name``."""
-
-    def add(fn):
-        GENERATED[name] = fn
-        return fn
-
-    return add
-
-
 def _generated(name: str):
-    if name not in GENERATED:  # the built-in generators live in these modules
-        import seqjax.data.lm  # noqa: F401
-        import seqjax.data.synthetic  # noqa: F401
+    """The generated source ``name`` (``seqjax.data.synthetic.GENERATED``), or None."""
     return GENERATED.get(name)
 
 

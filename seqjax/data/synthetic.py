@@ -1,5 +1,13 @@
-"""Generated seq2seq problems on digit strings (``data.source=synthetic``): no files.
+"""Generated data sources (no files): their registry and the built-in ones.
 
+A generated source is a function ``fn(data, seed) -> {split: datasets.Dataset}`` registered
+under a ``data.source`` name with :func:`register_generated` (:data:`GENERATED`);
+``seqjax.data.sources.load_splits`` calls it. This module is the registry's base: it imports
+no other data module, so a module that defines a source can import both.
+
+``toy`` (:func:`toy_rows`): :data:`TOY_SENTENCES` as one text document, for the language model.
+
+``synthetic`` (:func:`synthetic_rows`): seq2seq problems on digit strings.
 ``data.problem``: ``copy`` (``"3141" -> "3141"``), ``reverse`` (``"3141" -> "1413"``) or
 ``addition`` (``"314+27" -> "341"``). Operands have ``data.min_digits..data.digits`` digits;
 ``data.n_train`` training and ``data.n_eval`` valid and test rows each, drawn from a
@@ -9,15 +17,47 @@ translate task at character level like any other pair file.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from seqjax.data import sources
 from seqjax.errors import UsageError
 
+SPLITS = ("train", "valid", "test")
 PROBLEMS = ("copy", "reverse", "addition")
+
+#: generated sources: ``data.source`` name -> ``fn(data, seed) -> {split: datasets.Dataset}``
+GENERATED: dict[str, Callable[[Mapping[str, Any], int], dict]] = {}
+
+
+def register_generated(name: str):
+    """Decorator: register a generated source under ``data.source=name``."""
+
+    def add(fn):
+        GENERATED[name] = fn
+        return fn
+
+    return add
+
+
+# The built-in toy corpus (written for seqjax): a character model learns to complete these
+# sentences from a prefix within a few hundred steps on a CPU.
+TOY_SENTENCES = (
+    "a small red kite drifts above the quiet harbour.",
+    "seven grey cats sleep under the warm bakery window.",
+    "the old clock tower rings twice before the morning train.",
+    "bright lanterns sway along the narrow river path at dusk.",
+)
+
+
+@register_generated("toy")
+def toy_rows(data, seed: int) -> dict:
+    """:data:`TOY_SENTENCES` as one document, the same text in train, valid and test."""
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"text": ["\n".join(TOY_SENTENCES) + "\n"]})
+    return dict.fromkeys(SPLITS, ds)
 
 
 def _digits(rng: np.random.Generator, n: int, lo: int, hi: int) -> list[str]:
@@ -43,7 +83,7 @@ def make_pairs(
     return src, (src if problem == "copy" else [s[::-1] for s in src])
 
 
-@sources.register_generated("synthetic")
+@register_generated("synthetic")
 def synthetic_rows(data: Mapping[str, Any], seed: int) -> dict:
     """``{split: Dataset(source, target)}`` of ``data.problem``."""
     import datasets

@@ -213,6 +213,10 @@ def _expand(key: str, pattern: str) -> list[str]:
         )
         if not found or not all(os.path.isfile(f) for f in found):
             bad = next((f for f in found if not os.path.isfile(f)), part)
+            if os.path.isdir(bad):
+                raise DataError(f"data.files.{key}={pattern}: {bad} is a directory, not a file; give its "
+                                f"files (a glob such as {os.path.join(bad, '*.csv')}) or, for a save_to_disk "
+                                "directory, data.source=disk")
             raise DataError(f"data.files.{key}={pattern}: no such file {bad}; check the path (globs allowed)")
         for f in found:
             if os.path.getsize(f) == 0:
@@ -259,15 +263,52 @@ def _load_files(builder: str, files: list[str], options: Mapping[str, Any], what
             while err.__cause__ is not None:  # the builder's own error, not the wrapper's
                 err = err.__cause__
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            if "corresponds to no data" in first:  # `datasets` on files without a row (a header only)
+                raise DataError(f"{what} ({', '.join(all_files)}): no rows (a header only?); "
+                                "it needs at least one row") from None
             raise DataError(
                 f"{what} ({', '.join(all_files)}): cannot read it as {builder} ({first[:200]}); "
                 "check data.source and the file format"
             ) from None
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host answers a TCP connection within ``timeout`` seconds (without
+    it, ``datasets`` retries every request with back-off: half a minute of retry lines)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool):
+    """``datasets`` and ``huggingface_hub`` in offline mode (cached datasets only) while
+    ``offline``; ``HF_HUB_OFFLINE=1`` sets it for the whole process."""
+    import datasets
+    from huggingface_hub import constants
+
+    before = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
+    if offline:
+        datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = before
+
+
 def _load_hub(name: str) -> dict[str, Any]:
     """``NAME``, ``NAME/CONFIG``, ``OWNER/NAME`` or ``OWNER/NAME/CONFIG``: one slash is first
-    tried as a repository id, then as ``NAME/CONFIG``."""
+    tried as a repository id, then as ``NAME/CONFIG``. Without a connection to the Hub only
+    a copy in the ``datasets`` cache loads (offline mode: one quick line otherwise)."""
     if name.count("/") >= 2:
         attempts = [tuple(name.rsplit("/", 1))]
     elif "/" in name:
@@ -275,13 +316,20 @@ def _load_hub(name: str) -> dict[str, Any]:
     else:
         attempts = [(name, None)]
     first_error = None
-    with _quiet() as datasets:
+    import datasets
+
+    offline = datasets.config.HF_HUB_OFFLINE or not _hub_reachable()
+    with _quiet() as datasets, _hub_offline(offline):
         for repo, config in attempts:
             try:
                 dd = datasets.load_dataset(repo, config or None, cache_dir=_hf_cache_dir())
                 return {s: dd[h] if h in dd else None for s, h in HF_SPLIT.items()}
             except Exception as err:  # noqa: BLE001 -- offline, unknown name, gated: one line
                 first_error = first_error or (str(err).strip().splitlines() or [type(err).__name__])[0]
+    if offline:
+        raise DataError(f"data.source=hub:{name}: the Hugging Face Hub cannot be reached (offline) and no "
+                        "copy is in the datasets cache; go online once, or train on local files: "
+                        f"{LOCAL_KEYS}")
     raise DataError(
         f"data.source=hub:{name}: cannot load it from the Hugging Face Hub ({first_error[:160]}); "
         f"offline, train on local files instead: {LOCAL_KEYS}"
@@ -457,6 +505,9 @@ def load_arrays(path: str, key: str) -> dict[str, np.ndarray]:
     """Sequence basics from ``.npz``: ``x`` float ``[N, T, D]``, ``y`` ``[N]`` (int labels or
     float targets) and optional ``lengths`` int ``[N]`` (default: ``T`` for every row)."""
     path = os.path.expanduser(str(path))
+    if os.path.isdir(path):
+        raise DataError(f"data.files.{key}={path}: a directory, not a file; "
+                        "give an .npz file with x [N, T, D], y [N]")
     if not os.path.isfile(path):
         raise DataError(f"data.files.{key}={path}: no such file; give an .npz with x [N, T, D], y [N]")
     try:
@@ -476,6 +527,10 @@ def _check_arrays(arrays: dict, where: str, kind: str) -> dict[str, np.ndarray]:
                 "expected x [N, T, D], y [N], optional lengths [N]"
             )
     x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
+    for name, a in (("x", x), ("y", y)):
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise DataError(f"{where}: {kind[:-1]} {name!r} holds {a.dtype} values, not numbers; "
+                            "expected float x [N, T, D] and int (classes) or float (targets) y [N]")
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim != 3 or y.shape != (x.shape[0],):
@@ -521,6 +576,9 @@ def load_sequences(
                         f"{splits.where[s]}: column x is not one [T, D] array a row ({err})"
                     ) from None
         where = splits.where["train"]
+    for s, arrays in out.items():
+        named = f"data.files.{s} ({files[s]})" if data.get("source") == "npz" else splits.where[s]
+        check_class_ids(arrays["y"], named, data.get("num_classes", 0) or 0)
     missing = [s for s in ("valid", "test") if s not in out]
     n = len(out["train"]["y"])
     sizes = {s: count(data.get(f"{s}_fraction", 0.1), n, f"{s}_fraction") for s in missing}
@@ -537,6 +595,34 @@ def load_sequences(
     keep = np.sort(idx["train"])[: data.get("max_examples") or None]
     out["train"] = {k: a[keep] for k, a in train.items()}
     return out
+
+
+#: integer labels may leave some classes out, not most: ``max(y) + 1`` classes are built, so
+#: a label above this many times the number of distinct labels (plus 8) is refused unless
+#: ``data.num_classes`` says how many classes there are
+SPARSE_LABELS = 2
+
+
+def check_class_ids(y: np.ndarray, where: str, num_classes: int = 0) -> None:
+    """Integer labels ``y [N]`` must be class ids: ``0..num_classes-1`` when that is given,
+    else ``>= 0`` and not far beyond the distinct labels (``0`` and ``100000`` would build a
+    100,001-way output). One :class:`DataError` line with the file and row otherwise; float
+    labels (regression targets) pass."""
+    if not (np.issubdtype(y.dtype, np.integer) or y.dtype == bool) or len(y) == 0:
+        return
+    y = y.astype(np.int64)
+    top, distinct = int(y.max()), len(np.unique(y))
+    limit = num_classes or max(top + 1, 1)
+    if num_classes == 0 and top + 1 > SPARSE_LABELS * distinct + 8:
+        row = int(np.argmax(y))
+        raise DataError(
+            f"{where}: row {row + 1}: label y={top} is far outside the range of the {distinct} distinct "
+            f"labels (classes are 0..max(y): a {top + 1}-way output); relabel them 0..{distinct - 1} "
+            f"or set data.num_classes={top + 1}")
+    bad = np.flatnonzero((y < 0) | (y >= limit))
+    if len(bad):
+        raise DataError(f"{where}: row {bad[0] + 1}: label y={y[bad[0]]} is not a class id in "
+                        f"0..{limit - 1}; fix the row" + (" or data.num_classes" if num_classes else ""))
 
 
 def truncation_warning(where: str, lengths: np.ndarray, max_len: int, unit: str = "tokens") -> None:

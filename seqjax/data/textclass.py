@@ -10,6 +10,7 @@ the validation split.
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 from collections import Counter
@@ -99,15 +100,50 @@ class TextClassData:
     skipped: int
 
 
-def _names(splits: sources.Splits, labels: list, where: str) -> tuple[list, list[str]]:
-    """The classes (the distinct training labels, sorted) and their names (the corpus's
-    class-names file, else the labels as strings)."""
-    if any(v is None for v in labels):
-        row = labels.index(None) + 1
+def _label_feature(splits: sources.Splits, split: str):
+    """The ``datasets`` feature of the label column in ``split`` (``None`` if unknown)."""
+    ds = splits.rows[split]
+    features = getattr(ds, "features", None) or {}
+    return features.get(str(splits.columns["label_column"]).strip())
+
+
+def check_labels(splits: sources.Splits, split: str, labels: list) -> None:
+    """One :class:`DataError` line, with the file and row, for a label a classifier cannot
+    use: a missing one (``None`` or an empty field) or labels of mixed types (``datasets``
+    then reads the column as JSON text: ``"business"`` and ``3`` would become two classes)."""
+    col, where = splits.columns["label_column"], splits.where[split]
+    feature = _label_feature(splits, split)
+    if type(feature).__name__ == "Json":
+        decoded = [json.loads(v) if isinstance(v, str) else v for v in labels]
+        kind = [type(v).__name__ for v in decoded]
+        row = next((i for i, k in enumerate(kind) if k != kind[0]), 0)
         raise DataError(
-            f"{where}: row {row}: no label in column {splits.columns['label_column']!r}; fix the row"
+            f"{where}: row {row + 1}: label {decoded[row]!r} ({kind[row]}) in column {col!r} whose row 1 "
+            f"is {decoded[0]!r} ({kind[0]}); write every label as one type (all strings or all integers)"
         )
-    classes = list(splits.extras.get("label_values") or sorted(set(labels)))
+    row = next((i for i, v in enumerate(labels) if v is None or (isinstance(v, str) and not v.strip())), None)
+    if row is not None:
+        raise DataError(f"{where}: row {row + 1}: no label in column {col!r}; fix the row "
+                        "(or pass --set data.on_error=skip to leave such rows out)")
+
+
+def _names(splits: sources.Splits, labels: list, where: str,
+           num_classes: int = 0) -> tuple[list, list[str]]:
+    """The classes and their names: a ``ClassLabel`` column's ids and names; else the
+    distinct training labels, sorted (``num_classes`` > 0: the integers ``0..num_classes-1``),
+    named by the corpus's class-names file or by themselves."""
+    feature = _label_feature(splits, "train")
+    if type(feature).__name__ == "ClassLabel":
+        return list(range(feature.num_classes)), [str(n) for n in feature.names]
+    if num_classes:
+        bad = next((i for i, v in enumerate(labels)
+                    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < num_classes), None)
+        if bad is not None:
+            raise DataError(f"{where}: row {bad + 1}: label {labels[bad]!r} is not an integer in "
+                            f"0..{num_classes - 1} (data.num_classes={num_classes}); fix the row or the key")
+        classes = list(range(num_classes))
+    else:
+        classes = list(splits.extras.get("label_values") or sorted(set(labels)))
     names_file = splits.extras.get("label_names")
     if not names_file:
         return classes, [str(c) for c in classes]
@@ -163,7 +199,14 @@ def load_text_classes(
             if not keep:
                 raise DataError(f"{splits.where[s]}: no rows left after skipping the rows without text")
         texts[s], labels[s] = [cleaned[i] for i in keep], [lab[i] for i in keep]
-    classes, class_names = _names(splits, labels["train"], splits.where["train"])
+    for s in given:
+        if on_error == "skip":  # rows without a label are left out like rows without text
+            keep = [i for i, v in enumerate(labels[s]) if v is not None and str(v).strip()]
+            skipped += len(labels[s]) - len(keep)
+            texts[s], labels[s] = [texts[s][i] for i in keep], [labels[s][i] for i in keep]
+        check_labels(splits, s, labels[s])
+    classes, class_names = _names(splits, labels["train"], splits.where["train"],
+                                  int(data.get("num_classes", 0) or 0))
     index = {c: i for i, c in enumerate(classes)}
     for s in given:
         unknown = next((i for i, v in enumerate(labels[s]) if v not in index), None)

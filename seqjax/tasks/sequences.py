@@ -102,17 +102,26 @@ class SequenceTask(Task):
         y = self.splits["train"]["y"]
         self.classify = np.issubdtype(y.dtype, np.integer) or y.dtype == bool
         self.main_metric, self.lower_is_better = ("acc", False) if self.classify else ("mse", True)
-        self.num_outputs = int(y.max()) + 1 if self.classify else 1
+        self.num_outputs = self._num_classes(cfg, y) if self.classify else 1
         for split, arrays in self.splits.items():
+            if self.classify:
+                bad = np.flatnonzero((arrays["y"] < 0) | (arrays["y"] >= self.num_outputs))
+                if len(bad):
+                    raise DataError(
+                        f"data.files.{split}: row {bad[0] + 1}: label y={arrays['y'][bad[0]]} is not in "
+                        f"0..{self.num_outputs - 1} (the classes of train); fix the row or set "
+                        "data.num_classes")
             arrays["y"] = arrays["y"].astype(np.int32 if self.classify else np.float32)
-            bad = self.classify and (arrays["y"].min() < 0 or arrays["y"].max() >= self.num_outputs)
-            if bad:
-                raise DataError(f"data.files.{split}: labels y must be ints in 0..{self.num_outputs - 1} "
-                                f"(the classes of train), got {arrays['y'].min()}..{arrays['y'].max()}")
         self.heldout_from = max(int(a["x"].shape[1]) for a in self.splits.values())
         if len(y) < cfg.data.batch_size:
             raise UsageError(f"data.batch_size={cfg.data.batch_size} is larger than the {len(y)} "
                              f"training rows of {cfg.data.files.train}; lower it")
+
+    @staticmethod
+    def _num_classes(cfg, y: np.ndarray) -> int:
+        """``data.num_classes`` when set, else ``max(y) + 1`` (the labels were checked by
+        :func:`seqjax.data.sources.check_class_ids` when they were read)."""
+        return int(cfg.data.get("num_classes", 0) or 0) or int(y.max()) + 1
 
     @classmethod
     def synthetic(cls, cfg):

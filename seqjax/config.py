@@ -226,6 +226,8 @@ SCHEMA: tuple[Option, ...] = (
            min=1),
     Option("data.eval_batch_size", 0, "batch size for evaluation (0: data.batch_size)", min=0),
     Option("data.max_examples", 0, "cap the training set (0: all), for quick runs", min=0),
+    Option("data.num_classes", 0, "classes of integer labels (0: the labels decide; labels far beyond "
+           "their distinct count are refused unless this says how many classes there are)", min=0),
     Option("data.source", "", "where rows come from: a built-in corpus (ptb | ptb_char | shakespeare | "
            "ag_news | tatoeba), a datasets builder for local files (text | csv | json | parquet), disk, "
            "hub:NAME[/CONFIG], npz or a generated one (toy | synthetic) (docs/design.md: data sources)"),

@@ -41,9 +41,10 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool) -> None:
 def _add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint",
-        choices=["best", "latest", "average"],
         default="best",
-        help="best params, latest checkpoint, or the mean of the best and every kept checkpoint",
+        metavar="{best,latest,average,ema}",
+        help="best params, latest checkpoint, the mean of the best and every kept checkpoint, or params a "
+        "train-state extension keeps (ema: the EMA of a train.ema run)",
     )
 
 

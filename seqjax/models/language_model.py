@@ -76,8 +76,10 @@ class LanguageModel(nn.Module):
         if self.dropout > 0:
             x = drop(x)
         x, carry = spec.stacked(name="rnn")(x, initial_carry=carry, deterministic=deterministic)
+        self.sow("intermediates", "outputs", x)  # the last layer's outputs [B, T, H] (extra loss terms)
         if self.dropout > 0:
             x = drop(x)
+        self.sow("intermediates", "dropped_outputs", x)  # and after its dropout
         if self.tie_weights:
             bias = self.param("out_bias", nn.initializers.zeros, (self.vocab_size,))
             kernel = embedding.embedding.T

@@ -13,6 +13,8 @@ turns accumulated sums into the reported metrics.
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import functools
 import pathlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,6 +31,25 @@ from seqjax.errors import UsageError
 
 Batch = Mapping[str, np.ndarray]
 Metrics = dict[str, jax.Array]
+
+#: the list :meth:`Task.apply_model` appends the model's sown outputs to (inside :func:`capture_outputs`)
+_OUTPUTS: contextvars.ContextVar[list | None] = contextvars.ContextVar("seqjax_model_outputs", default=None)
+
+
+@contextlib.contextmanager
+def capture_outputs() -> Iterator[list]:
+    """Inside this block :meth:`Task.apply_model` applies the model with flax's
+    ``intermediates`` collection mutable and appends what the model sowed to the yielded
+    list, one dict per application (the language model: ``{"outputs": (h,),
+    "dropped_outputs": (h_dropped,)}``, each ``[B, T, H]``, the last layer's outputs before
+    and after its dropout). Extra loss terms (seqjax/training/extensions/extra_loss.py) see a
+    step's hidden outputs this way, traced in the same step; outside it nothing is sown."""
+    sink: list = []
+    token = _OUTPUTS.set(sink)
+    try:
+        yield sink
+    finally:
+        _OUTPUTS.reset(token)
 
 
 def synthetic_vocab(size: int, specials: Sequence[str] = ()) -> Vocab:
@@ -66,6 +87,18 @@ class Task(abc.ABC):
         if train or getattr(model, "rnn", None) is None:
             return model
         return model.clone(rnn=model.rnn.for_eval())
+
+    def apply_model(self, train: bool, variables: dict, *args, **kwargs):
+        """``self.step_model(train).apply(variables, *args, **kwargs)``, the way a task's
+        :meth:`loss` applies its model: inside :func:`capture_outputs` the model's sown
+        ``intermediates`` are collected too."""
+        model = self.step_model(train)
+        sink = _OUTPUTS.get()
+        if sink is None:
+            return model.apply(variables, *args, **kwargs)
+        out, state = model.apply(variables, *args, mutable=["intermediates"], **kwargs)
+        sink.append(dict(state.get("intermediates", {})))
+        return out
 
     @abc.abstractmethod
     def init_batch(self) -> Batch:
@@ -119,6 +152,12 @@ class Task(abc.ABC):
     def loss(self, params, batch: Batch, carry: Any, rng: jax.Array,
              train: bool) -> tuple[jax.Array, tuple[Metrics, Any]]:
         """Pure function: ``(objective, (metric sums, new carry))``; jit-compiled by the loop."""
+
+    def objective_weight(self, batch: Batch, metrics: Metrics) -> jax.Array:
+        """What :meth:`loss`'s objective divides its sum by, float32 ``[]`` (default: the
+        ``count`` metric). Gradient accumulation weighs each micro-batch by it, so N
+        micro-batches give the gradient of their one concatenated batch."""
+        return metrics["count"]
 
     @abc.abstractmethod
     def summarize(self, sums: Mapping[str, float]) -> dict[str, float]:

@@ -160,8 +160,8 @@ class LanguageModelTask(Task):
     def loss(self, params, batch, carry, rng, train):
         w = batch["weight"]
         # the model computes the weighted NLL sum itself (fused read-out: no [B, T, V] logits)
-        nll, carry = self.step_model(train).apply(
-            {"params": params}, batch["inputs"], carry, deterministic=not train, rngs={"dropout": rng},
+        nll, carry = self.apply_model(
+            train, {"params": params}, batch["inputs"], carry, deterministic=not train, rngs={"dropout": rng},
             targets=batch["targets"], weights=w,
         )
         metrics = {"loss_sum": nll, "count": w.sum()}
@@ -173,6 +173,10 @@ class LanguageModelTask(Task):
             objective = nll / jnp.maximum(w.sum(), 1.0)
         carry = jax.lax.stop_gradient(carry)
         return objective, (metrics, carry)
+
+    def objective_weight(self, batch, metrics):
+        """Rows with ``data.sum_over_time`` (the objective is a per-row sum), else tokens."""
+        return jnp.float32(batch["weight"].shape[0]) if self.cfg.data.sum_over_time else metrics["count"]
 
     def summarize(self, sums):
         nats = sums["loss_sum"] / max(sums["count"], 1.0)

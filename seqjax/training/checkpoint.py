@@ -33,6 +33,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from seqjax.errors import DataError, TrainingError, UsageError
+from seqjax.training import extensions
 
 
 class StorageError(TrainingError):
@@ -244,9 +245,10 @@ class CheckpointReader:
         except OSError:  # a step deleted by the training while listing: list again
             return sorted(ocp.step.checkpoint_steps(d), reverse=True) if d.is_dir() else []
 
-    def read(self, kind: str, step: int, like_params: Any) -> tuple[Any, dict]:
+    def read(self, kind: str, step: int, like_params: Any, pick=None) -> tuple[Any, dict]:
         """``(params, meta)`` of ``kind`` at ``step``, shaped like ``like_params`` (arrays
-        replicated over this process's devices); :class:`Unreadable` if it cannot be."""
+        replicated over this process's devices); :class:`Unreadable` if it cannot be.
+        ``pick(saved state) -> params`` chooses other params of a ``latest`` checkpoint."""
         sub, item = KINDS[kind]
         path = self.root / sub / str(step)
         handler = ocp.CompositeCheckpointHandler(**{item: ocp.StandardCheckpointHandler(),
@@ -258,7 +260,7 @@ class CheckpointReader:
                 target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=rep), saved)
                 out = ck.restore(path, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target),
                                                                   "meta": ocp.args.JsonRestore()}))
-            tree = out[item]["params"] if item == "state" else out[item]
+            tree = pick(out[item]) if pick else out[item]["params"] if item == "state" else out[item]
             params = _like(like_params, tree)
         except Exception as e:  # noqa: BLE001 — orbax/tensorstore raise many kinds: one line
             first = (str(e).strip().splitlines() or [""])[0]
@@ -323,6 +325,25 @@ def restore_average(ck: Checkpoints | CheckpointReader, like_params: Any) -> tup
     return average_params([by_step[s] for s in steps]), {"step": steps[-1], "averaged_steps": steps}
 
 
+def restore_view(reader: CheckpointReader, which: str, like_params: Any) -> tuple[Any, dict]:
+    """The params a train-state extension keeps (``--checkpoint ema``: the EMA of the params)
+    from the newest readable checkpoint; one-line UsageError for an unknown name or a run
+    that did not keep them."""
+    ext = extensions.view_of(which)
+    for step in reader.steps("latest"):
+        try:
+            params, meta = reader.read("latest", step, like_params,
+                                       pick=lambda state: ext.view_params(state["ext"][ext.name]))
+        except Unreadable as e:
+            if "KeyError" in str(e):
+                break
+            reader.warn(f"{e}; trying an older checkpoint")
+            continue
+        return params, {**meta, "step": step, "kind": which}
+    raise UsageError(f"{reader.root}: no checkpoint holds {which} params (the run did not keep them); "
+                     "use --checkpoint best, latest or average")
+
+
 #: for each ``--checkpoint`` choice, the kinds tried in order
 _ORDER = {"best": ("best", "latest"), "latest": ("latest", "best")}
 
@@ -336,9 +357,9 @@ def restore_params(workdir: str | pathlib.Path, like_params: Any, which: str = "
 
     Raises :class:`UsageError` when the run has no checkpoint yet (exit 2) and
     :class:`DataError` when none of its checkpoints is readable (exit 3)."""
-    if which not in ("best", "latest", "average"):
-        raise UsageError(f"checkpoint must be best, latest or average, not {which!r}")
     reader = CheckpointReader(workdir, warn)
+    if which not in ("best", "latest", "average"):
+        return restore_view(reader, which, like_params)
     if which == "average" and (got := restore_average(reader, like_params)) is not None:
         return got[0], {**got[1], "kind": "average"}
     order = _ORDER.get(which, _ORDER["best"])

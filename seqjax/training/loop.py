@@ -31,6 +31,7 @@ import optax
 from seqjax.errors import SeqjaxError, TrainingError, UsageError
 from seqjax.tasks import make_task
 from seqjax.tasks.base import Task
+from seqjax.training import extensions as ext_lib
 from seqjax.training import mesh as mesh_lib
 from seqjax.training import optim
 from seqjax.training import rundir as rundir_lib
@@ -51,6 +52,7 @@ class TrainState:
     lr_scale: jax.Array  # float32 []: plateau multiplier on the learning rate
     sums: dict  # train metric sums since the last log point
     bad_step: jax.Array  # int32 []: first step with a non-finite loss, -1 if none
+    ext: dict  # name -> state of each active train-state extension (seqjax/training/extensions)
 
 
 @dataclasses.dataclass
@@ -65,6 +67,7 @@ class Engine:
     total_steps: int
     train_step: Callable
     eval_step: Callable
+    extensions: list = dataclasses.field(default_factory=list)  # the active ext_lib.Extension objects
 
     def init_state(self) -> TrainState:
         rng = jax.random.PRNGKey(self.cfg.seed)
@@ -81,6 +84,7 @@ class Engine:
             lr_scale=jnp.ones((), jnp.float32),
             sums=self.zero_sums(),
             bad_step=-jnp.ones((), jnp.int32),
+            ext={e.name: e.init(params) for e in self.extensions},
         )
         state = mesh_lib.replicate(state.replace(carry=None), self.mesh)
         return state.replace(carry=None if carry is None else mesh_lib.shard_batch(carry, self.mesh))
@@ -98,6 +102,14 @@ class Engine:
     def zero_sums(self) -> dict:
         """float32 zeros shaped like the task's metric sums."""
         return jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), self._metric_shapes)
+
+    def eval_params(self, state: TrainState):
+        """The params that evaluation, the best checkpoint and the final report score: the
+        trained ones, or what an extension puts in their place (e.g. their EMA)."""
+        params = state.params
+        for e in self.extensions:
+            params = e.eval_params(state.ext[e.name], params)
+        return params
 
     def reset_carry(self, state: TrainState) -> TrainState:
         if state.carry is None:
@@ -158,25 +170,33 @@ def build(cfg: ml_collections.ConfigDict, data_dir: str | None = None, task: Tas
     total = optim.total_steps(cfg, spe)
     tx = optim.make_optimizer(cfg, spe, total)
     use_scale = cfg.schedule.name == "plateau"
+    extensions = ext_lib.active(cfg, task)
+    loss_fn = task.loss  # (params, batch, carry, rng, train) -> (objective, (metric sums, carry))
+    for e in extensions:
+        loss_fn = e.wrap_loss(loss_fn)
+
+    def grad_fn(params, batch, carry, rng):
+        return jax.value_and_grad(lambda p: loss_fn(p, batch, carry, rng, True), has_aux=True)(params)
+
+    for e in extensions:
+        grad_fn = e.wrap_grad(grad_fn)
 
     def train_step(state: TrainState, batch) -> TrainState:
         rng = jax.random.fold_in(state.rng, state.step)
-
-        def objective(params):
-            return task.loss(params, batch, state.carry, rng, True)
-
-        (loss, (metrics, carry)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        (loss, (metrics, carry)), grads = grad_fn(state.params, batch, state.carry, rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         if use_scale:
             updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
         bad = jnp.where((state.bad_step < 0) & ~jnp.isfinite(loss), state.step, state.bad_step)
+        params = optax.apply_updates(state.params, updates)
         return state.replace(
             step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
+            params=params,
             opt_state=opt_state,
             carry=carry,
             sums=jax.tree.map(jnp.add, state.sums, metrics),
             bad_step=bad,
+            ext={e.name: e.update(state.ext[e.name], params, state.step) for e in extensions},
         )
 
     def eval_step(params, batch, carry, sums=None):
@@ -193,6 +213,7 @@ def build(cfg: ml_collections.ConfigDict, data_dir: str | None = None, task: Tas
         total_steps=total,
         train_step=jax.jit(train_step, donate_argnums=0),
         eval_step=jax.jit(eval_step),
+        extensions=extensions,
     )
 
 
@@ -487,7 +508,7 @@ class _Session:
     def run_eval(self) -> None:
         """The ``evaluate`` hook: valid metrics of the params, their row, then the eval hooks."""
         prog = self.prog
-        m = self.engine.evaluate(self.state.params, "valid")
+        m = self.engine.evaluate(self.engine.eval_params(self.state), "valid")
         prog.last_eval = m
         self.logger.write(self.step, prog.epoch + 1, "valid", m)
         self.bar.write(f"step {self.step} epoch {prog.epoch + 1}: valid " + _fmt(m))
@@ -500,9 +521,13 @@ class _Session:
         if _is_better(task, m, prog.best_metrics):
             prog.best, prog.best_step, prog.best_metrics = m[task.main_metric], self.step, m
             prog.bad_evals = 0
-            self.ckpt.save_best(self.step, self.state.params, {"step": self.step, **m})
+            self.ckpt.save_best(self.step, self.engine.eval_params(self.state), {"step": self.step, **m})
         else:
             prog.bad_evals += 1
+
+    def scored_state(self) -> TrainState:
+        """The state with the params evaluation scores (:meth:`Engine.eval_params`)."""
+        return self.state.replace(params=self.engine.eval_params(self.state))
 
     def plateau(self, info: HookInfo) -> None:
         """Eval hook of ``schedule.name=plateau``: every ``schedule.patience`` evaluations
@@ -555,7 +580,7 @@ class _Session:
         self.ckpt.wait()
         summary: dict = {}
         try:
-            finish(self.engine, self.state, self.prog, self.ckpt, self.workdir, into=summary)
+            finish(self.engine, self.scored_state(), self.prog, self.ckpt, self.workdir, into=summary)
         except Exception as e:  # noqa: BLE001 — what was measured lands, then one line
             raise self.failed_finish(summary, e) from (e if os.environ.get("SEQJAX_DEBUG") else None)
         test = (summary.get("average") or summary["best"]).get("test", {})

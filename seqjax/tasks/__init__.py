@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-from seqjax.errors import UsageError
+from seqjax.errors import DataError, UsageError
 
 #: ``cfg.task`` -> "module:Class" (or the class itself, see :func:`register`); ``cfg.task`` may
 #: also be any ``package.module:ClassName`` import path of a Task subclass
@@ -46,5 +46,15 @@ def task_class(name: str):
 
 
 def make_task(cfg, data_dir=None):
-    """Instantiate the task named by ``cfg.task`` (loads its data)."""
-    return task_class(cfg.task)(cfg, data_dir)
+    """Instantiate the task named by ``cfg.task`` (loads its data). An empty ``valid`` or
+    ``test`` split is refused here, before any training (:class:`DataError`, exit 3): its
+    metrics would be fake (a loss of 0) or crash the final report."""
+    task = task_class(cfg.task)(cfg, data_dir)
+    for split in ("valid", "test"):
+        if next(iter(task.eval_batches(split)), None) is None:
+            source = f"data.source={cfg.data.source}" if cfg.data.get("source") else cfg.get("experiment", "")
+            raise DataError(
+                f"{source}: the {split} split has no examples; give data.files.{split}, raise "
+                f"data.{split}_fraction or the generator's size (e.g. data.n_eval), or relax data.max_len"
+            )
+    return task

@@ -1,0 +1,35 @@
+"""An exponential moving average of the params: ``train.ema=DECAY`` (0: off).
+
+State ``TrainState.ext["ema"]``: a params-shaped float32 tree, the initial params at step
+0; after each optimizer step ``ema <- decay * ema + (1 - decay) * params`` (inside the
+jitted step, so it is checkpointed and resumes exactly). Evaluation, the best checkpoint
+(``best/``) and the final report score the EMA instead of the trained params;
+``--checkpoint ema`` restores the EMA of the newest checkpoint and ``--checkpoint latest``
+the trained params.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from seqjax.training.extensions.base import Extension, register
+
+
+@register
+class EMA(Extension):
+    name = "ema"
+    view = "ema"
+
+    @classmethod
+    def enabled(cls, cfg):
+        return cfg.train.get("ema", 0.0) > 0
+
+    def init(self, params):
+        return jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), params)
+
+    def update(self, ema, params, step):
+        d = jnp.float32(self.cfg.train.ema)
+        return jax.tree.map(lambda e, p: d * e + (1.0 - d) * p.astype(jnp.float32), ema, params)
+
+    def eval_params(self, ema, params):
+        return jax.tree.map(lambda e, p: e.astype(p.dtype), ema, params)

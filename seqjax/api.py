@@ -77,6 +77,9 @@ def config(
         with cfg.unlocked():
             cfg.task = name
     config_lib.validate(cfg)
+    from seqjax.data.sources import absolute_files
+
+    absolute_files(cfg)  # config.json names the data from any directory
     return cfg
 
 

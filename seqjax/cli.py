@@ -143,10 +143,12 @@ def _lazy(module: str, name: str):
 
 def cmd_train(args) -> int:
     from seqjax import config as config_lib
+    from seqjax.data.sources import absolute_files
     from seqjax.training import loop, mesh
 
     mesh.initialize_distributed(args.distributed)
     cfg = config_lib.resolve(args.config, args.overrides)
+    absolute_files(cfg)  # config.json names the data from any directory
     workdir = args.workdir or str(loop.default_workdir(cfg))
     print(f"training {cfg.experiment}:{cfg.preset} in {workdir}", file=sys.stderr)
     summary = loop.train(cfg, workdir, args.data_dir, echo=lambda s: print(s, file=sys.stderr),

@@ -225,6 +225,22 @@ def _expand(key: str, pattern: str) -> list[str]:
     return out
 
 
+def absolute_files(cfg) -> None:
+    """Make ``cfg.data.files.*`` absolute (``~`` expanded; globs and comma-separated lists
+    kept), so the run's ``config.json`` names its data from any working directory: every
+    inference command then works wherever it runs. The paths as given stay in the command
+    line the run directory records."""
+    files = cfg.data.get("files") if "data" in cfg else None
+    if not files:
+        return
+    for key in list(files.keys()):
+        value = files[key]
+        if isinstance(value, str) and value.strip():
+            parts = [os.path.abspath(os.path.expanduser(x.strip())) for x in value.split(",") if x.strip()]
+            with cfg.unlocked() if hasattr(cfg, "unlocked") else contextlib.nullcontext():
+                files[key] = ",".join(parts)
+
+
 def _bad_bytes(files: Sequence[str]) -> str | None:
     """``"FILE:ROW"`` of the first byte sequence that is not UTF-8 in ``files``, else ``None``."""
     for f in files:

@@ -182,9 +182,28 @@ def resolve_cell(cell: str | Callable[..., nn.RNNCellBase]) -> tuple[Callable[..
         factory = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"cannot import {attr} from {module} ({e}); is it on PYTHONPATH?") from e
-    if not callable(factory):
-        raise ValueError(f"cell {cell!r} is not a class")
+    except Exception as e:  # noqa: BLE001 — the module itself fails: SyntaxError, NameError, ...
+        where = f" ({e.filename}, line {e.lineno})" if isinstance(e, SyntaxError) else ""
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ValueError(f"cell {cell!r}: importing {module} fails{where}: {type(e).__name__}: {first}; "
+                         "fix the module") from None
+    _check_cell_class(factory, cell)
     return factory, {}
+
+
+def _check_cell_class(factory: Any, cell: str) -> None:
+    """ValueError (one line) unless ``factory`` is a ``flax.linen.RNNCellBase`` subclass with
+    a ``features`` field (the hidden size every model passes)."""
+    if not (isinstance(factory, type) and issubclass(factory, nn.RNNCellBase)):
+        what = (f"the class {factory.__module__}.{factory.__qualname__}" if isinstance(factory, type)
+                else f"a {type(factory).__name__}")
+        raise ValueError(f"cell {cell!r} is {what}, not a cell; give a flax.linen.RNNCellBase subclass "
+                         "(docs/design.md: cells)")
+    fields = getattr(factory, "__dataclass_fields__", None)
+    names = set(fields) if fields is not None else set(inspect.signature(factory).parameters)
+    if "features" not in names:
+        raise ValueError(f"cell {cell!r} has no 'features' field (its hidden size, which every model "
+                         "sets); add `features: int` to the class")
 
 
 def supports(cell: nn.RNNCellBase, capability: str) -> bool:

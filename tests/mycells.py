@@ -1,4 +1,4 @@
-"""An example user cell (README "Add a cell"): run it with --set model.cell=mycells:MyCell."""
+"""An example user cell (docs/cells.md "Add a cell"): run it with --set model.cell=mycells:MyCell."""
 import jax
 import jax.numpy as jnp
 from flax import linen as nn

@@ -137,3 +137,53 @@ def test_every_module_imports_alone():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def import_circles() -> list[list[str]]:
+    """The import circles between seqjax modules (function-level imports included): each a
+    list of modules where each imports the next and the last the first."""
+    graph = {m: sorted(imports(m) & ALL - {m}) for m in ALL}
+    index, low, stack, on_stack, circles = {}, {}, [], set(), []
+
+    def visit(m):  # Tarjan's strongly connected components
+        index[m] = low[m] = len(index)
+        stack.append(m)
+        on_stack.add(m)
+        for dep in graph[m]:
+            if dep not in index:
+                visit(dep)
+                low[m] = min(low[m], low[dep])
+            elif dep in on_stack:
+                low[m] = min(low[m], index[dep])
+        if low[m] == index[m]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == m:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for m in sorted(graph):
+        if m not in index:
+            visit(m)
+    return circles
+
+
+def test_no_import_circle_between_modules():
+    """Registries live in base modules (seqjax.cellbase, seqjax.data.synthetic,
+    seqjax.models.spec): a module that registers imports the registry, never the reverse."""
+    # the package's __init__ imports its public names; no module imports the package back
+    assert import_circles() == []
+
+
+def test_the_circle_scan_finds_a_circle(monkeypatch):
+    real = imports
+
+    def fake(module):
+        return real(module) | ({"seqjax.mincells"} if module == "seqjax.cellbase" else set())
+
+    monkeypatch.setitem(globals(), "imports", fake)
+    assert ["seqjax.cellbase", "seqjax.mincells"] in import_circles()

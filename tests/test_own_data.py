@@ -1,4 +1,4 @@
-"""README's "Your own data" commands, run as written on tiny generated files in a scratch directory."""
+"""docs/data.md's "Your own data" commands, run as written on tiny generated files in a scratch directory."""
 
 import json
 import re
@@ -10,7 +10,7 @@ import pytest
 
 from seqjax import cli
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "data.md"
 WORDS = {
     "sunny": "bright warm wonderful sunny day light",
     "gloomy": "dull grey cold rain dark afternoon",
@@ -31,7 +31,7 @@ PAIRS = [
 
 
 def _commands() -> list[list[str]]:
-    """The ``seqjax ...`` lines of the bash blocks of README's "## Your own data" section."""
+    """The ``seqjax ...`` lines of the bash blocks of docs/data.md's "## Your own data" section."""
     section = README.read_text(encoding="utf-8").split("## Your own data", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
     return [shlex.split(line)[1:] for b in blocks for line in b.splitlines() if line.startswith("seqjax ")]

@@ -1,4 +1,4 @@
-"""A user's cell (tests/mycells.py, the README "Add a cell" example) by import path through
+"""A user's cell (tests/mycells.py, the docs/cells.md "Add a cell" example) by import path through
 the CLI: train, interrupt and resume, evaluate, and the task's inference command."""
 import json
 

@@ -37,8 +37,9 @@ class LanguageModel(nn.Module):
       head_chunk: how the loss is computed when ``targets`` are given: 0 = materialise the
         ``[B, T, V]`` logits, then softmax cross-entropy; N > 0 = the fused read-out of
         :func:`seqjax.losses.linear_cross_entropy` in chunks of N rows (same numbers, no
-        logits in memory; on CPU a 1.2x (train) to 1.8x (eval) faster read-out); -1 = fused
-        with a cache-sized chunk on CPU, materialised on GPU/TPU.
+        logits in memory, faster on CPU, where the memory traffic over the logits dominates:
+        ``python benchmarks/readout.py``); -1 = fused with a cache-sized chunk on CPU,
+        materialised on GPU/TPU.
     """
 
     vocab_size: int

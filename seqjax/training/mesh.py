@@ -265,7 +265,7 @@ class AgreedStop:
     verdict together with the next check step, chosen so that checks come about every
     ``interval_s`` seconds of training: a stop takes effect within that time plus a step,
     and between checks a step costs nothing extra (a check: two round trips to the
-    coordinator, ~0.5 ms on one host). Every other attribute is ``local``'s.
+    coordinator). Every other attribute is ``local``'s.
     """
 
     def __init__(self, local, step: Callable[[], int], echo: Callable[[str], None], interval_s: float = 1.0):

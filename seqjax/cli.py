@@ -154,12 +154,11 @@ def cmd_train(args) -> int:
     summary = loop.train(cfg, workdir, args.data_dir, echo=lambda s: print(s, file=sys.stderr),
                          move_aside=args.move_aside)
     best = summary["best"]
-    out = {
+    out = {  # the metrics are the best checkpoint's, labelled with its step (summary.json: all of them)
         "workdir": workdir,
         "steps": summary["steps"],
         "wall_s": summary["wall_s"],
-        "valid": best["valid"],
-        "test": best["test"],
+        "best": {"step": best["step"], "valid": best["valid"], "test": best["test"]},
     }
     if "average" in summary:
         out["average"] = summary["average"]
@@ -228,12 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.func(args) or 0
+        code = args.func(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
     except SeqjaxError as e:
         print(f"seqjax: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `seqjax experiments | head -3`: the reader has all it wanted
+        _stdout_to_devnull()
+        return 0
     except Exception as e:  # noqa: BLE001 — one line unless debugging
         if os.environ.get("SEQJAX_DEBUG"):
             raise
@@ -243,6 +247,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush after a closed pipe
+    reports nothing."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (a test's captured stdout)
+        pass
+    finally:
+        os.close(devnull)
 
 
 def tune_process() -> dict[str, bool]:

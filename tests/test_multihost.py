@@ -206,7 +206,7 @@ def test_lm_two_processes_equal_one_process_and_evaluate_on_any_device_count(tmp
     two-process run's params on 1 device (this process) and on 2 scores the same numbers."""
     sets = ["train.steps=8", "train.eval_every=8", "data.max_tokens=4000", "data.eval_batch_size=5",
             "data.test_batch_size=1"]
-    run = _last_json(one_process(_cmd("ptb_lm:tiny", tmp_path / "one", *sets)).stdout)
+    run = _last_json(one_process(_cmd("ptb_lm:tiny", tmp_path / "one", *sets)).stdout)["best"]
     two = tmp_path / "two"
     two_processes(_cmd("ptb_lm:tiny", two, *sets))
     assert len(rows(two, "train")) == 8

@@ -96,7 +96,7 @@ class Option:
         return {bool: "bool", int: "int", float: "float", str: "str", dict: "dict"}[type(self.default)]
 
     def allowed(self) -> str:
-        """The allowed values in words, e.g. ``"int >= 1"``, ``"float in [0, 1)"``, ``"one of a | b"``."""
+        """The allowed values in words, e.g. ``"int >= 1"``, ``"float in [0, 1)"``, ``"one of a, b"``."""
         if self.choices is not None:
             choices = self.choices() if callable(self.choices) else self.choices
             text = "one of " + ", ".join(str(c) for c in choices)
@@ -104,17 +104,12 @@ class Option:
         if self.allowed_doc:
             return self.allowed_doc
         noun = KINDS[self.type][1]
-        lo = (f"[{_num(self.min)}" if self.min is not None else f"({_num(self.above)}"
-              if self.above is not None else None)
-        hi = (f"{_num(self.max)}]" if self.max is not None else f"{_num(self.below)})"
-              if self.below is not None else None)
-        if lo and hi:
-            return f"{noun} in {lo}, {hi}"
-        if lo:
-            return f"{noun} {'>=' if self.min is not None else '>'} {lo[1:]}"
-        if hi:
-            return f"{noun} {'<=' if self.max is not None else '<'} {hi[:-1]}"
-        return noun
+        lower = ("[", ">=", self.min) if self.min is not None else ("(", ">", self.above)
+        upper = ("]", "<=", self.max) if self.max is not None else (")", "<", self.below)
+        if lower[2] is not None and upper[2] is not None:
+            return f"{noun} in {lower[0]}{_num(lower[2])}, {_num(upper[2])}{upper[0]}"
+        bound = lower if lower[2] is not None else upper if upper[2] is not None else None
+        return f"{noun} {bound[1]} {_num(bound[2])}" if bound else noun
 
     def error(self, value: Any) -> str | None:
         """Why ``value`` is not allowed (None when it is)."""
@@ -198,6 +193,8 @@ SCHEMA: tuple[Option, ...] = (
     Option("model.recurrent_dropout", 0.0, "dropout on the recurrent state, one mask per sequence (Gal & "
            "Ghahramani 2016); training only; the wavefront and cuDNN then fall back to the layer scan",
            min=0, below=1),
+    Option("model.weight_drop", 0.0, "DropConnect on the recurrent weights W_hh, one mask per batch (AWD-LSTM's "
+           "weight-drop, seqjax/weight_drop.py); training only", min=0, below=1),
     Option("model.init", "torch", "weight init: torch (U(+-1/sqrt(H))) | uniform (U(+-model.init_scale)); "
            "a cell without a weight_init field keeps its own initializers", choices=cells.INITS),
     Option("model.init_scale", 0.1, "half-width of the uniform init when model.init=uniform", above=0),

@@ -157,6 +157,11 @@ def test_library_defaults_are_the_cli_defaults():
                   "wavefront", "recurrent_dropout", "parallel_scan"):
         assert getattr(stacked, field) == config_lib.default(f"model.{field}"), field
     assert layers.hidden_sizes(stacked.hidden, stacked.layers) == lib.hidden
+    recurrent = layers.Recurrent(cells.make_cell("lstm", 4))
+    for field in ("unroll", "backend", "remat", "recurrent_dropout", "parallel_scan"):
+        assert getattr(recurrent, field) == config_lib.default(f"model.{field}"), field
+    for model in (LanguageModel(vocab_size=5, embed=4), Seq2Seq(src_vocab=5, tgt_vocab=5)):
+        assert model.head_chunk == config_lib.default("model.head_chunk")
     assert (lib.eval_unroll, lib.eval_wavefront) == (config_lib.default("model.eval_unroll"),
                                                      config_lib.default("model.eval_wavefront"))
 

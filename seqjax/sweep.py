@@ -16,7 +16,9 @@ At the end :func:`aggregate` reads every run's ``summary.json`` into
 - ``results.csv``: one row per run, every best-checkpoint metric on valid and test;
 - ``results.md``: one row per grid point, mean ± sample std (ddof=1) over seeds of the
   chosen metric and the loss on valid and test, training time, tokens/s, seeds, failures;
-- ``results.png``: the metric per grid point with error bars (± 1 std) and each seed.
+- ``results.png`` (200 dpi), ``results.pdf``, ``results.svg``: the metric per grid point,
+  valid and test side by side, the first grid axis on x and the others as series, each
+  seed a point and the mean ± 1 std as error bars (with matplotlib installed).
 
 Metrics are those of the best-validation checkpoint (``summary["best"]``), as the
 training loop reports them.
@@ -474,8 +476,7 @@ def aggregate(sweep_dir: str | pathlib.Path, metric: str | None = None, *, plot:
     experiment = next((r["summary"].get("experiment") for r in done), info.get("config", ""))
     table = {"metric": metric, "keys": keys, "runs": rows, "points": points, "experiment": experiment}
     (sweep_dir / "results.md").write_text(_markdown(table, info))
-    if plot and done:
-        _plot(table, sweep_dir / "results.png")
+    table["plots"] = _plot(table, sweep_dir / "results.png") if plot and done else []
     return table
 
 
@@ -512,53 +513,96 @@ def _markdown(table: dict, info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(table: dict, path: pathlib.Path) -> None:
-    """Metric per grid point: mean ± std (error bars) on valid and test, each seed as a dot."""
+#: the figure formats :func:`_plot` writes (raster for a quick look, vector for a paper)
+PLOT_FORMATS = ("png", "pdf", "svg")
+PLOT_DPI = 200
+
+
+def _wrap(text: str, width: int = 16) -> str:
+    """``text`` broken after ``,`` ``=`` ``:`` ``.`` ``_`` ``/`` (a part longer than ``width``
+    anywhere) into lines of at most ``width`` characters, so long grid values (import paths
+    of cells) stay readable."""
+    parts = [q for part in re.findall(r"[^,=:._/]*[,=:._/]?", text) if part
+             for q in (part[i:i + width] for i in range(0, len(part), width))]
+    lines = [""]
+    for part in parts:
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
+def _plot(table: dict, path: pathlib.Path) -> list[pathlib.Path]:
+    """The metric per grid point, one panel per split (valid, test): the first grid axis on
+    x, the second (and further) axes as series with a legend; each seed a point, the mean
+    over seeds a marker with ± 1 std error bars. Written as ``path`` in every format of
+    :data:`PLOT_FORMATS` (PNG at :data:`PLOT_DPI` dpi); returns the files written (none
+    without matplotlib: one line says so)."""
     try:
         import matplotlib
     except ImportError:
-        print(
-            "seqjax: matplotlib not installed; no results.png (pip install 'seqjax[plot]')", file=sys.stderr
-        )
-        return
+        print("seqjax: matplotlib not installed; no plot (pip install 'seqjax[plot]')", file=sys.stderr)
+        return []
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metric, keys, points = table["metric"], table["keys"], table["points"]
-    labels = [
-        "\n".join(f"{k}={p['point'][k]}" if len(keys) > 1 else str(p["point"][k]) for k in keys) or "(base)"
-        for p in points
-    ]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(points) + 2), 3.6), layout="constrained")
-    for j, (split, color) in enumerate((("valid", "tab:blue"), ("test", "tab:orange"))):
-        xs = [i + (j - 0.5) * 0.18 for i in range(len(points))]
-        means = [p[f"{split}_{metric}_mean"] for p in points]
-        stds = [p[f"{split}_{metric}_std"] or 0.0 for p in points]
-        have = [(x, m, s) for x, m, s in zip(xs, means, stds) if m is not None]
-        if not have:
-            continue
-        ax.errorbar(
-            [h[0] for h in have],
-            [h[1] for h in have],
-            yerr=[h[2] for h in have],
-            fmt="o",
-            color=color,
-            capsize=4,
-            label=f"{split} (mean ± std)",
-        )
-        for x, p in zip(xs, points):
-            seeds = p[f"{split}_{metric}"]
-            ax.scatter([x + 0.06] * len(seeds), seeds, s=10, color=color, alpha=0.4, linewidths=0)
-    ax.set_xticks(range(len(points)), labels)
-    if len(keys) == 1:
-        ax.set_xlabel(keys[0])
-    ax.set_ylabel(metric)
+    x_key, series_keys = (keys[0], keys[1:]) if keys else (None, [])
+    xs = list(dict.fromkeys(p["point"][x_key] for p in points)) if x_key else ["(base)"]
+    series = list(dict.fromkeys(tuple(p["point"][k] for k in series_keys) for p in points))
+    width = 0.7 / max(len(series), 1)  # the series of one x value side by side within 0.7
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ticks = [_wrap(str(x)) for x in xs]
+    longest = max((len(line) for t in ticks for line in t.splitlines()), default=0)
+    rotate = longest > 8 or len(xs) > 6
+    rows = max((t.count("\n") + 1 for t in ticks), default=1)
+    panel_w = 0.8 + 0.55 * len(xs) * max(1.0, 0.5 * len(series))
+    height = 3.6 + 0.15 * rows + (0.06 * longest if rotate else 0)
+    fig, axes = plt.subplots(1, 2, sharey=True, layout="constrained", figsize=(max(6.4, 2 * panel_w), height))
+    for ax, split in zip(axes, ("valid", "test")):
+        for j, values in enumerate(series):
+            color = colors[j % len(colors)]
+            label = ", ".join(map(str, values)) if series_keys else "mean ± std over seeds"
+            first = True
+            for i, x in enumerate(xs):
+                match = [p for p in points if (not x_key or p["point"][x_key] == x)
+                         and tuple(p["point"][k] for k in series_keys) == values]
+                if not match:
+                    continue
+                p, at = match[0], i + (j - (len(series) - 1) / 2) * width
+                seeds = p[f"{split}_{metric}"]
+                if seeds:
+                    ax.scatter([at + width * 0.25] * len(seeds), seeds, s=12, color=color, alpha=0.45,
+                               linewidths=0, zorder=2)
+                mean, std = p[f"{split}_{metric}_mean"], p[f"{split}_{metric}_std"]
+                if mean is not None:
+                    ax.errorbar([at], [mean], yerr=[std or 0.0], fmt="o", color=color, capsize=4,
+                                markersize=6, zorder=3, label=label if first else None)
+                    first = False
+        ax.set_xticks(range(len(xs)), ticks,
+                      rotation=30 if rotate else 0, ha="right" if rotate else "center",
+                      rotation_mode="anchor" if rotate else "default", fontsize=8)
+        ax.set_xlim(-0.6, len(xs) - 0.4)
+        ax.set_xlabel(x_key or "")
+        ax.set_title(split, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel(metric)
     n = max((p["n"] for p in points), default=0)
-    ax.set_title(f"{table['experiment']}: {metric}, {n} seed{'s' if n != 1 else ''} per point", fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
+    fig.suptitle(f"{table['experiment']}: {metric} of the best-validation checkpoint\n"
+                 f"dots: the {n} seed{'s' if n != 1 else ''} of a point; marker and bars: mean ± std",
+                 fontsize=9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        title = ", ".join(series_keys) if series_keys else None
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8,
+                   title=title, title_fontsize=8, frameon=False)
+    written = []
+    for fmt in PLOT_FORMATS:
+        out = path.with_suffix(f".{fmt}")
+        fig.savefig(out, dpi=PLOT_DPI)
+        written.append(out)
     plt.close(fig)
+    return written
 
 
 # --------------------------------------------------------------------------- CLI
@@ -574,9 +618,10 @@ def sweep_command(args) -> int:
     sweep_dir = pathlib.Path(args.sweep_dir) if args.sweep_dir else default_sweep_dir(args.config, overrides)
     print(f"sweep {args.config}: {len(runs)} runs in {sweep_dir}", file=sys.stderr)
     results = run_sweep(args.config, overrides, runs, sweep_dir, args.data_dir)
-    aggregate(sweep_dir, args.metric)
+    table = aggregate(sweep_dir, args.metric)
     print((sweep_dir / "results.md").read_text(), end="")
-    print(f"results: {sweep_dir}/results.csv, results.md, results.png", file=sys.stderr)
+    names = ["results.csv", "results.md", *(p.name for p in table["plots"])]
+    print(f"results: {sweep_dir}/{', '.join(names)}", file=sys.stderr)
     failed = [r for r in results if r["status"] == "failed"]
     if failed:
         print(

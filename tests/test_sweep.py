@@ -224,7 +224,12 @@ def test_aggregate_matches_hand_computation(tmp_path):
     }
     lstm2 = next(r for r in rows if r["run"] == "model.cell=lstm,seed=2")
     assert float(lstm2["valid_acc"]) == 0.95 and float(lstm2["test_acc_heldout"]) == pytest.approx(0.61)
-    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = (tmp_path / "results.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    phys = png.index(b"pHYs") + 4  # pixels per metre, x then y: 200 dpi
+    assert int.from_bytes(png[phys:phys + 4], "big") == round(200 / 0.0254)
+    assert (tmp_path / "results.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "<svg" in (tmp_path / "results.svg").read_text()
 
     # --metric picks another metric
     t2 = sweep.aggregate(tmp_path, "acc_heldout", plot=False)
@@ -262,3 +267,64 @@ def test_real_sweep_resumes_unfinished_run(tmp_path):
     (p,) = sweep.aggregate(tmp_path, plot=False)["points"]
     assert p["point"] == {"model.cell": "gru"} and p["n"] == 1
     assert p["test_acc_mean"] == pytest.approx(s["best"]["test"]["acc"])
+
+
+def _point(cell, hidden, vals):
+    entry = {"point": {"model.cell": cell, "model.hidden": hidden}, "n": len(vals)}
+    for split in ("valid", "test"):
+        entry[f"{split}_acc"] = vals
+        entry[f"{split}_acc_mean"], entry[f"{split}_acc_std"] = statistics.mean(vals), statistics.stdev(vals)
+    return entry
+
+
+def test_plot_second_axis_is_a_series_with_a_legend(tmp_path):
+    """Two grid axes: the first on x (long values wrapped), the second one series per value
+    with a legend; every seed a point, the mean an error bar; PNG, PDF and SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    cells, hidden = ["rnn", "mypackage.cells:VeryLongCellName"], ["16", "64"]
+    points = [_point(c, h, [0.1 * i + 0.2, 0.1 * i + 0.3, 0.1 * i + 0.4])
+              for i, (c, h) in enumerate((c, h) for c in cells for h in hidden)]
+    table = {"metric": "acc", "keys": ["model.cell", "model.hidden"], "points": points, "experiment": "x:y"}
+    seen = {}
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig, path, **kw):
+        ax = fig.axes[0]
+        seen["ticks"] = [t.get_text() for t in ax.get_xticklabels()]
+        seen["legend"] = [t.get_text() for t in fig.legends[0].get_texts()]
+        seen["title"] = fig.legends[0].get_title().get_text()
+        seen["seed_dots"] = sum(len(c.get_offsets()) for c in ax.collections if c.get_offsets().ndim == 2
+                                and len(c.get_offsets()) == 3)
+        return real_savefig(fig, path, **kw)
+
+    plt.Figure.savefig = spy
+    try:
+        written = sweep._plot(table, tmp_path / "results.png")
+    finally:
+        plt.Figure.savefig = real_savefig
+    assert [p.name for p in written] == ["results.png", "results.pdf", "results.svg"]
+    assert seen["ticks"] == ["rnn", "mypackage.cells:\nVeryLongCellName"]
+    assert seen["legend"] == ["16", "64"] and seen["title"] == "model.hidden"
+    assert seen["seed_dots"] == 3 * len(points)
+
+
+def test_plot_without_matplotlib_names_no_picture(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kw):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(name)
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    table = {"metric": "acc", "keys": ["model.cell"], "points": [_point("gru", "8", [0.5, 0.6])],
+             "experiment": "x:y"}
+    assert sweep._plot(table, tmp_path / "results.png") == []
+    assert "matplotlib not installed; no plot" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

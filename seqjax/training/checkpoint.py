@@ -143,11 +143,7 @@ class Checkpoints:
     def save(self, step: int, state: Any, meta: dict) -> None:
         if not self.enabled or step in self.latest.all_steps():
             return
-        self.wait()
-        self._pending = ("checkpoint", step, tree_nbytes(state))
-        with self._writing(*self._pending):
-            self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                           meta=ocp.args.JsonSave(meta)))
+        self._write(self.latest, "checkpoint", step, state=state, meta=meta)
 
     def save_best(self, step: int, params: Any, meta: dict) -> None:
         if not self.enabled:
@@ -155,11 +151,17 @@ class Checkpoints:
         for old in self.best.all_steps():
             if old >= step:
                 return
+        self._write(self.best, "best params", step, params=params, meta=meta)
+
+    def _write(self, manager, what: str, step: int, meta: dict, **tree: Any) -> None:
+        """Save the one pytree of ``tree`` (``state=`` or ``params=``) and ``meta`` as ``step``
+        of ``manager``, once the write in flight is done; ``what`` names it in errors."""
         self.wait()
-        self._pending = ("best params", step, tree_nbytes(params))
+        (key, value), = tree.items()
+        self._pending = (what, step, tree_nbytes(value))
         with self._writing(*self._pending):
-            self.best.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
-                                                         meta=ocp.args.JsonSave(meta)))
+            manager.save(step, args=ocp.args.Composite(**{key: ocp.args.StandardSave(value)},
+                                                       meta=ocp.args.JsonSave(meta)))
 
     def wait(self) -> None:
         """Block until the write in flight is on disk (:class:`StorageError` if it failed)."""

@@ -77,21 +77,29 @@ def translate_command(args) -> int:
 def plot_attention(
     path: str, src_tokens: Sequence[str], tgt_tokens: Sequence[str], weights: np.ndarray, title: str = ""
 ) -> None:
-    """Heatmap PNG of ``weights [len(tgt_tokens), len(src_tokens)]`` (rows: output tokens)."""
+    """Heatmap of ``weights [len(tgt_tokens), len(src_tokens)]`` (rows: output tokens) with a
+    colour bar of the attention weight; the title (e.g. ``input -> translation``) is wrapped
+    to the figure's width, never cut. The format follows the file's suffix (``.png`` at 200
+    dpi, ``.pdf``, ``.svg``)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     h, w = len(tgt_tokens), len(src_tokens)
-    fig, ax = plt.subplots(figsize=(max(3.0, 0.45 * w + 1.5), max(2.5, 0.4 * h + 1.2)))
-    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-9), aspect="auto")
-    ax.set_xticks(range(w), [repr(t)[1:-1] if t == " " else t for t in src_tokens], rotation=90)
-    ax.set_yticks(range(h), tgt_tokens)
+    width = max(4.0, 0.45 * w + 2.2)
+    lines = textwrap.wrap(title, max(20, int(width * 11))) if title else []
+    fig, ax = plt.subplots(figsize=(width, max(2.8, 0.4 * h + 1.4 + 0.18 * len(lines))), layout="constrained")
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-9), aspect="auto")
+    shown = lambda toks: ["␣" if t == " " else t for t in toks]  # noqa: E731 — a space token stays visible
+    ax.set_xticks(range(w), shown(src_tokens), rotation=90)
+    ax.set_yticks(range(h), shown(tgt_tokens))
     ax.set_xlabel("source")
     ax.set_ylabel("output")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.colorbar(image, ax=ax, label="attention weight", fraction=0.05, pad=0.02)
+    if lines:
+        ax.set_title("\n".join(lines), fontsize=9)
+    fig.savefig(path, dpi=200)
     plt.close(fig)

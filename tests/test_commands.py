@@ -34,11 +34,28 @@ def test_texts_from_arguments_else_stdin(monkeypatch):
     assert commands._texts(Args) == ["first line", "second"]
 
 
-def test_plot_attention_writes_a_png(tmp_path):
+def test_plot_attention_writes_a_png(tmp_path, monkeypatch):
+    from matplotlib import pyplot as plt
+
+    figures = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), real_close(fig)))
     path = tmp_path / "att.png"
     weights = np.eye(3, 4, dtype=np.float32)
-    commands.plot_attention(str(path), ["a", " ", "b", "c"], ["x", "y", "z"], weights, title="a -> xyz")
+    title = "a long input sentence to translate -> " + "x" * 60  # wider than the figure: wrapped, not cut
+    commands.plot_attention(str(path), ["a", " ", "b", "c"], ["x", "y", "z"], weights, title=title)
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    assert (width, height) == (396, 300)  # figsize (0.45 * 4 + 1.5, 2.5) inches at 120 dpi
+    assert (width, height) == (800, 628)  # (4, 0.4 * 3 + 1.4 + 0.18 * 3 title lines) inches, 200 dpi
+    (fig,) = figures
+    heatmap, colorbar = fig.axes
+    assert colorbar.get_ylabel() == "attention weight"
+    squeeze = lambda text: "".join(text.split())  # noqa: E731 — the title's characters, all of them
+    assert squeeze(heatmap.get_title()) == squeeze(title) and heatmap.get_title().count("\n") == 2
+    assert [t.get_text() for t in heatmap.get_xticklabels()] == ["a", "␣", "b", "c"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    assert fig.bbox.contains(*heatmap.title.get_window_extent(renderer).p0)
+    assert fig.bbox.contains(*heatmap.title.get_window_extent(renderer).p1)

@@ -30,14 +30,16 @@ import numpy as np
 from flax import linen as nn
 from flax.core import FrozenDict
 
+from seqjax import newton as newton_lib
 from seqjax.cells import make_cell, supports
+from seqjax.newton import NewtonOptions
 from seqjax.recurrence import NEG_LOG, linear_recurrence, project, recurrence, stacked_recurrence
 
 Array = jax.Array
 Carry = Any
 
 MERGES = ("concat", "sum")
-BACKENDS = ("scan", "flax_scan", "cudnn")
+BACKENDS = ("scan", "flax_scan", "cudnn", "newton")
 PARALLEL_SCANS = ("auto", "on", "off")
 
 
@@ -168,7 +170,10 @@ class Recurrent(nn.Module):
         "cudnn": on a GPU, a forward ``LSTMCell`` layer runs as one cuDNN kernel
         (``jax.experimental.rnn.lstm``) with the same parameters and results (up to
         float rounding); anything else (CPU/TPU, other cells, ``reverse``, a cell
-        ``dtype``) falls back to "scan".
+        ``dtype``) falls back to "scan"; "newton": all time steps at once by Newton
+        iterations, each a parallel scan (``seqjax.newton``; linear cells run their parallel
+        scan, which is their one Newton step), with the same results (to the tolerance
+        ``newton``) and gradients by the implicit function theorem.
       remat: recompute each time step in the backward pass instead of storing its
         activations (``jax.checkpoint`` of the step): training memory for long
         sequences drops to the carries; costs one more forward step per step.
@@ -177,6 +182,8 @@ class Recurrent(nn.Module):
         carry leaf for other cells; an LSTM's c too), reused at every step; training only.
       parallel_scan: linear cells only: "on" runs the recurrence parallel in time (log
         space), "off" as a sequential scan, "auto" parallel on GPU/TPU only.
+      newton: tolerance, iterations and damping of ``backend="newton"``. Its iteration
+        count, convergence flag and last update are sown as ``intermediates/newton``.
     """
 
     cell: nn.RNNCellBase
@@ -186,6 +193,7 @@ class Recurrent(nn.Module):
     remat: bool = False
     recurrent_dropout: float = 0.0
     parallel_scan: str = "auto"
+    newton: NewtonOptions = NewtonOptions()
 
     @nn.compact
     def __call__(
@@ -226,7 +234,7 @@ class Recurrent(nn.Module):
 
         # The scan runs time-major: transposing the (narrower) inputs before the
         # projection measured slightly faster on CPU than scanning over axis 1.
-        x = jnp.swapaxes(inputs, 0, 1)  # [time, batch, features]
+        x = inputs_tm = jnp.swapaxes(inputs, 0, 1)  # [time, batch, features]
         valid = None if seq_lengths is None else jnp.arange(time)[:, None] < seq_lengths
         if supports(self.cell, "linear"):
             log_a, log_b = self.cell.coefficients(x)  # [time, batch, H] each, one matmul
@@ -234,6 +242,7 @@ class Recurrent(nn.Module):
                 mask = self._mask(jnp.shape(carry))
                 log_a = jnp.where(mask > 0, log_a + jnp.log(jnp.maximum(mask, 1e-30)), NEG_LOG)
             parallel = _parallel_default() if self.parallel_scan == "auto" else self.parallel_scan == "on"
+            parallel = parallel or self.backend == "newton"
             carry, outputs = linear_recurrence(log_a, log_b, carry, valid, reverse=reverse, parallel=parallel,
                                                unroll=self.unroll)
             return jnp.swapaxes(outputs, 0, 1), carry
@@ -243,6 +252,12 @@ class Recurrent(nn.Module):
             mask = self._mask(jnp.shape(self.cell.recurrent_input(carry))) if dropping else None
         else:
             mask = jax.tree.map(lambda c: self._mask(jnp.shape(c)), carry) if dropping else None
+        if self.backend == "newton" and not self.is_initializing():
+            carry, outputs, info = newton_lib.cell_recurrence(
+                self.cell, self.cell.variables["params"], inputs_tm, carry, valid, reverse=reverse, mask=mask,
+                options=self.newton)
+            self.sow("intermediates", "newton", info)
+            return jnp.swapaxes(outputs, 0, 1), carry
         if fused and self.backend != "flax_scan" and not self.is_initializing():
             hh = self.cell.variables["params"]["hh"]
             carry, outputs = recurrence(
@@ -395,7 +410,7 @@ class Stacked(nn.Module):
       cell_kwargs: passed to ``make_cell`` (activation, init, init_scale,
         forget_bias, dtype, ...); a mapping or a tuple of (key, value) pairs.
       unroll: scan unroll factor.
-      backend: "scan", "flax_scan" or "cudnn" (GPU LSTM layers; see ``Recurrent``).
+      backend: "scan", "flax_scan", "cudnn" (GPU LSTM layers) or "newton" (see ``Recurrent``).
       remat: recompute time steps in the backward pass (see ``Recurrent``).
       wavefront: run the layers of a unidirectional stack in one time loop, layer l at
         time step k - l in iteration k (``seqjax.recurrence.stacked_recurrence``): the
@@ -404,6 +419,7 @@ class Stacked(nn.Module):
         and no recurrent dropout; otherwise the layers run one after the other.
       recurrent_dropout: dropout on the recurrent state (see ``Recurrent``).
       parallel_scan: "auto" | "on" | "off": linear cells' loop (see ``Recurrent``).
+      newton: options of ``backend="newton"`` (see ``Recurrent``).
     """
 
     cell: str = "lstm"
@@ -420,6 +436,7 @@ class Stacked(nn.Module):
     wavefront: bool = False
     recurrent_dropout: float = 0.0
     parallel_scan: str = "auto"
+    newton: NewtonOptions = NewtonOptions()
 
     def _cell(self, size: int) -> nn.RNNCellBase:
         # parent=None: the cell is adopted by (and named after) its Recurrent's field.
@@ -428,7 +445,7 @@ class Stacked(nn.Module):
     def _recurrent(self, size: int, **module_kw) -> Recurrent:
         return Recurrent(self._cell(size), unroll=self.unroll, backend=self.backend, remat=self.remat,
                          recurrent_dropout=self.recurrent_dropout, parallel_scan=self.parallel_scan,
-                         **module_kw)
+                         newton=self.newton, **module_kw)
 
     @nn.compact
     def __call__(

@@ -39,6 +39,7 @@ from ml_collections import config_dict
 from seqjax import cells
 from seqjax.errors import UsageError
 from seqjax.layers import BACKENDS, PARALLEL_SCANS
+from seqjax.newton import NewtonOptions
 
 # --------------------------------------------------------------------------- the schema
 
@@ -206,7 +207,8 @@ SCHEMA: tuple[Option, ...] = (
            choices=("float32", "bfloat16", "float16")),
     Option("model.backend", "scan", "recurrent kernel: scan (everywhere; dW_hh as one matmul after the "
            "time loop) | flax_scan (nn.scan with plain autodiff) | cudnn (forward LSTM layers as one cuDNN "
-           "kernel on a GPU, scan elsewhere)", choices=BACKENDS),
+           "kernel on a GPU, scan elsewhere) | newton (all time steps at once by Newton iterations, each a "
+           "parallel scan; seqjax/newton.py)", choices=BACKENDS),
     Option("model.remat", False, "recompute each time step in the backward pass instead of storing its "
            "activations: memory of long sequences drops to the carries, one more forward step per step"),
     Option("model.wavefront", False, "a unidirectional stack of 2+ layers runs as one time loop, layer l "
@@ -216,6 +218,12 @@ SCHEMA: tuple[Option, ...] = (
     Option("model.parallel_scan", "auto", "linear cells (mingru, minlstm): on = parallel in time (log "
            "space) | off = sequential | auto = parallel on GPU/TPU, sequential on CPU",
            choices=PARALLEL_SCANS),
+    Option("model.newton_tol", NewtonOptions.tol, "backend=newton: converged when no state entry changes by "
+           "more than this in one iteration", above=0),
+    Option("model.newton_max_iters", NewtonOptions.max_iters, "backend=newton: iterations before the "
+           "fall-back to the sequential loop (one logged line)", min=1),
+    Option("model.newton_damping", NewtonOptions.damping, "backend=newton: the Jacobian is shrunk to J / (1 "
+           "+ this), towards the Picard iteration (a trust region; 0: Newton)", min=0),
     Option("model.head_chunk", -1, "read-out loss of the LM and seq2seq models: -1 auto (fused and "
            "chunked on CPU, plain on GPU/TPU) | 0 plain ([B, T, V] logits) | N rows per fused chunk", min=-1),
     # -- data

@@ -24,6 +24,7 @@ from seqjax.models.language_model import LanguageModel
 from seqjax.models.regressor import ManyToOne
 from seqjax.models.seq2seq import ATTENTIONS, Seq2Seq
 from seqjax.models.spec import RecurrentSpec, resolve_spec
+from seqjax.newton import NewtonOptions
 
 __all__ = ["CELL_OPTIONS", "RecurrentSpec", "cell_options", "language_model", "many_to_one",
            "recurrent_spec", "resolve_spec", "seq2seq", "text_classifier"]
@@ -79,6 +80,7 @@ def recurrent_spec(cfg: ml_collections.ConfigDict) -> RecurrentSpec:
         recurrent_dropout=float(m.recurrent_dropout), unroll=int(m.unroll), eval_unroll=int(m.eval_unroll),
         dtype=dtype, backend=m.backend, remat=bool(m.remat), wavefront=bool(m.wavefront),
         eval_wavefront=bool(m.eval_wavefront), parallel_scan=m.parallel_scan,
+        newton=NewtonOptions(float(m.newton_tol), int(m.newton_max_iters), float(m.newton_damping)),
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from seqjax import cells as cells_lib
 from seqjax.config import default
 from seqjax.layers import Stacked, hidden_sizes, zero_carry
+from seqjax.newton import NewtonOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,7 @@ class RecurrentSpec:
       remat: recompute time steps in the backward pass.
       wavefront, eval_wavefront: a unidirectional stack as one loop in train / eval steps.
       parallel_scan: "auto" | "on" | "off" for linear cells (minGRU, minLSTM).
+      newton: tolerance, iterations and damping of backend "newton" (``seqjax.newton``).
     """
 
     cell: Any = default("model.cell")
@@ -49,6 +51,8 @@ class RecurrentSpec:
     wavefront: bool = default("model.wavefront")
     eval_wavefront: bool = default("model.eval_wavefront")
     parallel_scan: str = default("model.parallel_scan")
+    newton: NewtonOptions = NewtonOptions(default("model.newton_tol"), default("model.newton_max_iters"),
+                                          default("model.newton_damping"))
 
     def for_eval(self) -> RecurrentSpec:
         """The spec of eval steps: ``eval_unroll`` and ``eval_wavefront`` applied (same
@@ -74,6 +78,7 @@ class RecurrentSpec:
             cell=self.cell, hidden=self.hidden, dropout=self.dropout, variational=self.variational,
             bidirectional=self.bidirectional, cell_kwargs=tuple(sorted(self.cell_kwargs.items())),
             unroll=self.unroll, backend=self.backend, remat=self.remat, wavefront=self.wavefront,
+            newton=self.newton,
             recurrent_dropout=self.recurrent_dropout, parallel_scan=self.parallel_scan, **kw,
         )
 

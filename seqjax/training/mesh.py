@@ -322,9 +322,17 @@ class AgreedStop:
         if last is None or step <= last[0]:
             return 1
         per_step = (now - last[1]) / (step - last[0])
-        return int(min(1000, max(1, self.interval_s / max(per_step, 1e-6))))
+        return int(min(1000, max(1, self.interval_s / max(per_step, 1e-6))))  # interval 0: every step
 
 
-def agreed_stop(local, step: Callable[[], int], echo: Callable[[str], None]):
-    """``local`` in one process; an :class:`AgreedStop` around it in a multi-process run."""
-    return local if jax.process_count() == 1 else AgreedStop(local, step, echo)
+def agreed_stop(local, step: Callable[[], int], echo: Callable[[str], None],
+                env: Mapping[str, str] = os.environ):
+    """``local`` in one process; an :class:`AgreedStop` around it in a multi-process run,
+    checking about every ``SEQJAX_STOP_CHECK_S`` seconds (default 1; 0: after every step)."""
+    if jax.process_count() == 1:
+        return local
+    try:
+        interval = float(env.get("SEQJAX_STOP_CHECK_S", 1.0))
+    except ValueError:
+        raise UsageError(f"SEQJAX_STOP_CHECK_S={env['SEQJAX_STOP_CHECK_S']!r}: expected seconds") from None
+    return AgreedStop(local, step, echo, interval_s=interval)

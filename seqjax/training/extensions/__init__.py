@@ -1,6 +1,7 @@
 """Train-state extensions (:mod:`seqjax.training.extensions.base`); each lives in its own
 module, registered by importing it here."""
 import seqjax.training.extensions.accumulate  # noqa: F401 — registers train.accumulate
+import seqjax.training.extensions.extra_loss  # noqa: F401 — registers train.extra_loss
 from seqjax.training.extensions import ema  # noqa: F401 — registers train.ema
 from seqjax.training.extensions.base import EXTENSIONS, Extension, active, register, view_of, views
 

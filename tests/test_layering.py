@@ -25,12 +25,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "seqjax"
 LAYERS = {
     "base": (0, ("seqjax.errors", "seqjax._malloc", "seqjax._xla_flags", "seqjax._supervisor")),
     "data": (1, ("seqjax.data",)),
-    "losses": (1, ("seqjax.losses",)),
+    "losses": (1, ("seqjax.losses", "seqjax.activation_reg")),
     "attention": (1, ("seqjax.attention",)),
     "decoding": (1, ("seqjax.decoding",)),
     "evaluation": (1, ("seqjax.evaluation",)),
     "cells": (2, ("seqjax.cellbase", "seqjax.cells", "seqjax.mincells", "seqjax.paracells",
-                  "seqjax.recurrence", "seqjax.newton")),
+                  "seqjax.recurrence", "seqjax.newton", "seqjax.weight_drop", "seqjax.embedding_dropout")),
     "layers": (3, ("seqjax.layers",)),
     "config": (4, ("seqjax.config",)),  # the option schema: choices from cells and layers
     "models": (5, ("seqjax.models", "seqjax.interop")),  # the spec's defaults come from config

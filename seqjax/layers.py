@@ -398,6 +398,9 @@ def zero_carry(
 class Stacked(nn.Module):
     """A stack of (optionally bidirectional) recurrent layers.
 
+    The defaults are the config's (``model.*`` in ``seqjax.config.SCHEMA``): ``Stacked()``
+    builds the layers that ``seqjax train`` builds from the default keys.
+
     Attributes:
       cell: a registered cell name ("rnn", "lstm", "gru", "mingru", "flax_gru", ...), an
         import path "package.module:ClassName" or a cell class (``seqjax.cells.make_cell``).

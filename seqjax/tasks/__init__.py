@@ -15,6 +15,7 @@ TASKS: dict[str, str | type] = {
     "lm": "seqjax.tasks.lm:LanguageModelTask",
     "classify": "seqjax.tasks.classify:ClassifyTask",
     "translate": "seqjax.tasks.translate:TranslateTask",
+    "longrange": "seqjax.tasks.longrange:LongRangeTask",
 }
 
 

@@ -269,15 +269,29 @@ class CheckpointReader:
             raise Unreadable(f"{path} is unreadable ({type(e).__name__}: {first[:160]})") from None
         return params, dict(out["meta"] or {})
 
+    def _gone(self, kind: str, step: int) -> bool:
+        """The step directory no longer exists: the training deleted it (``keep_checkpoints``)
+        while it was being read, which is no fault of the checkpoint."""
+        return not (self.root / KINDS[kind][0] / str(step)).is_dir()
+
     def first_readable(self, kind: str, like_params: Any, then: str = "") -> tuple[int, Any, dict] | None:
         """``(step, params, meta)`` of the newest readable checkpoint of ``kind``; one line
-        for each one skipped (``then`` names the fall-back after the last)."""
-        steps = self.steps(kind)
-        for i, step in enumerate(steps):
+        for each one skipped (``then`` names the fall-back after the last). A step the
+        training deletes meanwhile is passed over silently and the steps are listed again
+        (newer ones may have been written)."""
+        tried: set[int] = set()
+        for _ in range(64):  # a bound, not a retry budget: each round tries a new step
+            steps = [s for s in self.steps(kind) if s not in tried]
+            if not steps:
+                return None
+            step = steps[0]
+            tried.add(step)
             try:
                 return (step, *self.read(kind, step, like_params))
             except Unreadable as e:
-                nxt = f"the {kind} checkpoint of step {steps[i + 1]}" if i + 1 < len(steps) else then
+                if self._gone(kind, step):
+                    continue
+                nxt = f"the {kind} checkpoint of step {steps[1]}" if len(steps) > 1 else then
                 self.warn(f"{e}; {'using ' + nxt if nxt else 'no other to use'}")
         return None
 
@@ -287,7 +301,8 @@ class CheckpointReader:
             try:
                 yield (step, *self.read(kind, step, like_params))
             except Unreadable as e:
-                self.warn(f"{e}; left out")
+                if not self._gone(kind, step):
+                    self.warn(f"{e}; left out")
 
 
 def _like(like: Any, tree: Any) -> Any:

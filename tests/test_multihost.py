@@ -52,6 +52,16 @@ def _start(cmd: list[str], processes: int, port: int, **extra) -> list[subproces
             for i in range(processes)]
 
 
+def _start_each(cmds: list[list[str]], port: int, **extra) -> list[subprocess.Popen]:
+    """One local process x 2 devices per command of ``cmds``, joined as one run."""
+    pipe, n = subprocess.PIPE, len(cmds)
+    return [subprocess.Popen(cmd + ["--distributed"], stdout=pipe, stderr=pipe, text=True,
+                             env=_env(2, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                                      JAX_NUM_PROCESSES=str(n), JAX_PROCESS_ID=str(i),
+                                      SEQJAX_HEARTBEAT_TIMEOUT_S="5", **extra))
+            for i, cmd in enumerate(cmds)]
+
+
 def _finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
     out = []
     try:

@@ -229,8 +229,9 @@ class Lock:
             os.close(fd)
         self.fd = fd
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": now(), "argv": sys.argv}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        with contextlib.suppress(OSError):  # who holds it is a courtesy (a full disk: the lock still holds)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
 
     def holder(self) -> str:
         try:
@@ -354,10 +355,19 @@ class RunDir:
             missing = [p for p in [path, *path.parents] if not p.exists()]
             path.mkdir(parents=True, exist_ok=True)
             self.created = missing[::-1]
-            with open(path / f".write-test-{os.getpid()}", "w"):
-                pass
-            (path / f".write-test-{os.getpid()}").unlink()
-        except OSError as e:
+            probe = path / f".write-test-{os.getpid()}"
+            try:
+                with open(probe, "w") as f:
+                    f.write("x" * 4096)
+                    f.flush()
+                    os.fsync(f.fileno())
+            finally:
+                with contextlib.suppress(OSError):
+                    probe.unlink()
+        except OSError as e:  # prepare() removes what was created
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise TrainingError(f"--workdir {path}: the disk is full; free space and run the same "
+                                    "command again") from None
             raise UsageError(f"--workdir {path}: cannot write there ({e.strerror or e}); "
                              "pick a directory you can write to") from None
         self.lock.acquire()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -187,3 +188,14 @@ def test_the_circle_scan_finds_a_circle(monkeypatch):
 
     monkeypatch.setitem(globals(), "imports", fake)
     assert ["seqjax.cellbase", "seqjax.mincells"] in import_circles()
+
+
+def test_every_document_link_resolves():
+    """The relative links of README.md and docs/*.md point at files of the repository."""
+    repo = ROOT.parent
+    missing = []
+    for doc in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
+            if "://" not in target and not (doc.parent / target).exists():
+                missing.append(f"{doc.relative_to(repo)} links {target}")
+    assert missing == []

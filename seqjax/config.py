@@ -194,8 +194,8 @@ SCHEMA: tuple[Option, ...] = (
     Option("model.recurrent_dropout", 0.0, "dropout on the recurrent state, one mask per sequence (Gal & "
            "Ghahramani 2016); training only; the wavefront and cuDNN then fall back to the layer scan",
            min=0, below=1),
-    Option("model.weight_drop", 0.0, "DropConnect on the recurrent weights W_hh, one mask per batch (AWD-LSTM's "
-           "weight-drop, seqjax/weight_drop.py); training only", min=0, below=1),
+    Option("model.weight_drop", 0.0, "DropConnect on the recurrent weights W_hh, one mask per batch "
+           "(AWD-LSTM's weight-drop, seqjax/weight_drop.py); training only", min=0, below=1),
     Option("model.init", "torch", "weight init: torch (U(+-1/sqrt(H))) | uniform (U(+-model.init_scale)); "
            "a cell without a weight_init field keeps its own initializers", choices=cells.INITS),
     Option("model.init_scale", 0.1, "half-width of the uniform init when model.init=uniform", above=0),
@@ -289,6 +289,9 @@ SCHEMA: tuple[Option, ...] = (
            kind="paths", check=lambda v: _import_error(v)),
     Option("train.ema", 0.0, "decay of an exponential moving average of the params, which is then evaluated, "
            "kept as best and restorable as --checkpoint ema (0: off)", min=0, below=1),
+    Option("train.ntasgd", 0, "NT-ASGD (AWD-LSTM): average the params from the first evaluation whose valid "
+           "loss is worse than all before the last N; then evaluated, kept as best, --checkpoint asgd; needs "
+           "train.hooks to list seqjax.training.extensions.ntasgd:trigger (0: off)", min=0),
     Option("train.accumulate", 1, "micro-batches per optimizer step (gradient accumulation): the "
            "data.batch_size rows are split into this many, one update for all of them", min=1),
     Option("train.extra_loss", {}, "extra terms of the training objective, {package.module:fn: weight}; "

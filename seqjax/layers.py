@@ -31,6 +31,7 @@ from flax import linen as nn
 from flax.core import FrozenDict
 
 from seqjax import newton as newton_lib
+from seqjax import weight_drop as weight_drop_lib
 from seqjax.cells import make_cell, supports
 from seqjax.newton import NewtonOptions
 from seqjax.recurrence import NEG_LOG, linear_recurrence, project, recurrence, stacked_recurrence
@@ -180,6 +181,8 @@ class Recurrent(nn.Module):
       recurrent_dropout: Gal & Ghahramani's dropout on the recurrent state: one mask per
         sequence on what the step reads of the carry (h for fused and linear cells, every
         carry leaf for other cells; an LSTM's c too), reused at every step; training only.
+      weight_drop: DropConnect on the recurrent weights (``seqjax.weight_drop``): one mask
+        over ``W_hh`` per call, shared by the batch and every step; training only.
       parallel_scan: linear cells only: "on" runs the recurrence parallel in time (log
         space), "off" as a sequential scan, "auto" parallel on GPU/TPU only.
       newton: tolerance, iterations and damping of ``backend="newton"``. Its iteration
@@ -194,6 +197,7 @@ class Recurrent(nn.Module):
     recurrent_dropout: float = 0.0
     parallel_scan: str = "auto"
     newton: NewtonOptions = NewtonOptions()
+    weight_drop: float = 0.0
 
     @nn.compact
     def __call__(
@@ -228,8 +232,9 @@ class Recurrent(nn.Module):
         zero = self.cell.initialize_carry(jax.random.key(0), (batch, features))
         carry = _checked_carry(initial_carry, zero, f"for inputs of shape {inputs.shape}")
         dropping = self.recurrent_dropout > 0 and not deterministic
+        drop_w = weight_drop_lib.for_layer(self, deterministic)  # cell params -> masked, or None
 
-        if self._cudnn_ok(reverse) and not dropping:
+        if self._cudnn_ok(reverse) and not dropping and drop_w is None:
             return self._cudnn(inputs, seq_lengths, carry)
 
         # The scan runs time-major: transposing the (narrower) inputs before the
@@ -254,12 +259,13 @@ class Recurrent(nn.Module):
             mask = jax.tree.map(lambda c: self._mask(jnp.shape(c)), carry) if dropping else None
         if self.backend == "newton" and not self.is_initializing():
             carry, outputs, info = newton_lib.cell_recurrence(
-                self.cell, self.cell.variables["params"], inputs_tm, carry, valid, reverse=reverse, mask=mask,
+                self.cell, (drop_w or dict)(self.cell.variables["params"]), inputs_tm, carry, valid,
+                reverse=reverse, mask=mask,
                 options=self.newton)
             self.sow("intermediates", "newton", info)
             return jnp.swapaxes(outputs, 0, 1), carry
         if fused and self.backend != "flax_scan" and not self.is_initializing():
-            hh = self.cell.variables["params"]["hh"]
+            hh = (drop_w or dict)(self.cell.variables["params"])["hh"]
             carry, outputs = recurrence(
                 self.cell.gates, self.cell.recurrent_input, hh["kernel"], hh["bias"], x, carry, valid,
                 reverse=reverse, unroll=self.unroll, dtype=self.cell.dtype, remat=self.remat, mask=mask,
@@ -278,7 +284,7 @@ class Recurrent(nn.Module):
             reverse=reverse,
             unroll=self.unroll,
         )
-        carry, outputs = scan(self.cell, carry, (x, valid), mask)
+        carry, outputs = weight_drop_lib.map_cell(scan, drop_w)(self.cell, carry, (x, valid), mask)
         return jnp.swapaxes(outputs, 0, 1), carry
 
     def _mask(self, shape: tuple[int, ...]) -> Array:
@@ -421,6 +427,8 @@ class Stacked(nn.Module):
         Applies with ``backend="scan"``, 2+ layers of a fused cell, no ``bidirectional``
         and no recurrent dropout; otherwise the layers run one after the other.
       recurrent_dropout: dropout on the recurrent state (see ``Recurrent``).
+      weight_drop: DropConnect on each layer's recurrent weights in training (see ``Recurrent``);
+        the wavefront then runs only eval steps.
       parallel_scan: "auto" | "on" | "off": linear cells' loop (see ``Recurrent``).
       newton: options of ``backend="newton"`` (see ``Recurrent``).
     """
@@ -438,6 +446,7 @@ class Stacked(nn.Module):
     remat: bool = False
     wavefront: bool = False
     recurrent_dropout: float = 0.0
+    weight_drop: float = 0.0
     parallel_scan: str = "auto"
     newton: NewtonOptions = NewtonOptions()
 
@@ -480,7 +489,8 @@ class Stacked(nn.Module):
                 f"initial_carry must have one entry per layer ({len(sizes)}), got {len(initial_carry)}"
             )
         if (self.wavefront and len(sizes) > 1 and not self.bidirectional and self.backend == "scan"
-                and self.recurrent_dropout == 0 and supports(self._cell(sizes[0]), "fused")
+                and self.recurrent_dropout == 0 and (self.weight_drop == 0 or deterministic)
+                and supports(self._cell(sizes[0]), "fused")
                 and not self.is_initializing()):
             return self._wavefront(sizes, inputs, seq_lengths, initial_carry, deterministic)
         x = inputs
@@ -491,13 +501,13 @@ class Stacked(nn.Module):
                 x = nn.Dropout(self.dropout, broadcast_dims=broadcast_dims)(x, deterministic=deterministic)
             if self.bidirectional:
                 layer = Bidirectional(
-                    self._recurrent(size, parent=None),
-                    self._recurrent(size, reverse=True, parent=None),
+                    self._recurrent(size, weight_drop=self.weight_drop, parent=None),
+                    self._recurrent(size, reverse=True, weight_drop=self.weight_drop, parent=None),
                     merge=self.merge,
                     name=f"layer_{i}",
                 )
             else:
-                layer = self._recurrent(size, name=f"layer_{i}")
+                layer = self._recurrent(size, weight_drop=self.weight_drop, name=f"layer_{i}")
             x, carry = layer(x, seq_lengths, carry, deterministic=deterministic)
             carries.append(carry)
         return x, tuple(carries)

@@ -31,6 +31,7 @@ KEYS = {
     "wavefront": (True, lambda s: s.wavefront),
     "eval_wavefront": (False, lambda s: not s.eval_wavefront and not s.for_eval().wavefront),
     "recurrent_dropout": (0.2, lambda s: s.recurrent_dropout == 0.2),
+    "weight_drop": (0.3, lambda s: s.weight_drop == 0.3),
     "parallel_scan": ("on", lambda s: s.parallel_scan == "on"),
     "cell_options": ({"init_scale": 0.3}, lambda s: dict(s.cell_options)["init_scale"] == 0.3),
 }
@@ -59,7 +60,7 @@ def test_every_shared_key_reaches_the_recurrent_layers_or_is_rejected(experiment
         assert shows(model.rnn), (experiment, key)
         stacked = model.rnn.stacked()
         for field in ("cell", "hidden", "dropout", "variational", "bidirectional", "unroll", "backend",
-                      "remat", "wavefront", "recurrent_dropout", "parallel_scan"):
+                      "remat", "wavefront", "recurrent_dropout", "parallel_scan", "weight_drop"):
             assert getattr(stacked, field) == getattr(model.rnn, field), (experiment, key, field)
     for key, message in rejected.items():
         assert "\n" not in message and f"model.{key}" in message, (experiment, key, message)

@@ -78,6 +78,7 @@ def recurrent_spec(cfg: ml_collections.ConfigDict) -> RecurrentSpec:
         cell=m.cell, hidden=sizes, cell_options=cell_options(m), dropout=m.dropout,
         variational=bool(m.variational), bidirectional=bool(m.bidirectional),
         recurrent_dropout=float(m.recurrent_dropout), unroll=int(m.unroll), eval_unroll=int(m.eval_unroll),
+        weight_drop=float(m.weight_drop),
         dtype=dtype, backend=m.backend, remat=bool(m.remat), wavefront=bool(m.wavefront),
         eval_wavefront=bool(m.eval_wavefront), parallel_scan=m.parallel_scan,
         newton=NewtonOptions(float(m.newton_tol), int(m.newton_max_iters), float(m.newton_damping)),
@@ -98,7 +99,15 @@ def language_model(cfg: ml_collections.ConfigDict, vocab_size: int):
                          f"({spec.hidden[-1]})")
     return LanguageModel(vocab_size=vocab_size, embed=m.embed, rnn=spec, dropout=m.dropout,
                          tie_weights=m.tie_weights, init_scale=m.init_scale if m.init == "uniform" else 0.0,
-                         head_chunk=m.head_chunk)
+                         head_chunk=m.head_chunk, input_dropout=_rate(m, "input_dropout"),
+                         output_dropout=_rate(m, "output_dropout"),
+                         word_dropout=float(m.get("word_dropout", 0.0)))
+
+
+def _rate(m: Mapping[str, Any], key: str) -> float | None:
+    """An LM dropout key: None (use ``model.dropout``) when absent or negative."""
+    value = m.get(key, -1.0)
+    return None if value < 0 else float(value)
 
 
 def text_classifier(cfg: ml_collections.ConfigDict, vocab_size: int, num_classes: int):

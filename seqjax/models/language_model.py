@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from seqjax import embedding_dropout
 from seqjax.losses import linear_cross_entropy, resolve_chunk
 from seqjax.models.spec import RecurrentSpec, resolve_spec
 
@@ -31,6 +32,11 @@ class LanguageModel(nn.Module):
       cell, hidden: shorthand for ``rnn=RecurrentSpec(cell, hidden, dropout=dropout)``.
       dropout: on the embeddings and on the top layer's outputs (Zaremba's placement;
         between layers: ``rnn.dropout``).
+      input_dropout, output_dropout: separate rates for the embedded inputs and for the top
+        layer's outputs (AWD-LSTM's ``dropouti`` and ``dropout``; None: ``dropout``). With
+        ``rnn.variational`` they are locked dropout (one mask per sequence).
+      word_dropout: embedding dropout: whole words dropped from the embedding matrix per
+        batch, kept ones rescaled (AWD-LSTM's ``dropoute``; ``seqjax.embedding_dropout``).
       tie_weights: the softmax reuses the embedding matrix (needs E == last hidden size).
       init_scale: if > 0, embedding and softmax weights ~ U(+-init_scale) (the cells'
         own init comes from cell_kwargs); otherwise flax defaults.
@@ -50,6 +56,9 @@ class LanguageModel(nn.Module):
     dropout: float = 0.0
     tie_weights: bool = False
     init_scale: float = 0.0
+    input_dropout: float | None = None
+    output_dropout: float | None = None
+    word_dropout: float = 0.0
     head_chunk: int = -1
 
     @property
@@ -68,18 +77,24 @@ class LanguageModel(nn.Module):
         emb_init = _uniform(self.init_scale) if self.init_scale > 0 else nn.initializers.normal(1.0)
         embedding = nn.Embed(self.vocab_size, self.embed, embedding_init=emb_init, name="embed")
         spec = self.spec
-        x = embedding(tokens)
+        if self.word_dropout > 0 and not deterministic:
+            rng = self.make_rng("dropout")
+            x = embedding_dropout.embed(embedding.embedding, tokens, self.word_dropout, rng)
+        else:
+            x = embedding(tokens)
         if spec.dtype is not None:
             x = x.astype(spec.dtype)
-        drop = lambda h: nn.Dropout(self.dropout, broadcast_dims=(1,) if spec.variational else ())(  # noqa: E731
+        rate_in = self.dropout if self.input_dropout is None else self.input_dropout
+        rate_out = self.dropout if self.output_dropout is None else self.output_dropout
+        drop = lambda h, rate: nn.Dropout(rate, broadcast_dims=(1,) if spec.variational else ())(  # noqa: E731
             h, deterministic=deterministic
         )
-        if self.dropout > 0:
-            x = drop(x)
+        if rate_in > 0:
+            x = drop(x, rate_in)
         x, carry = spec.stacked(name="rnn")(x, initial_carry=carry, deterministic=deterministic)
         self.sow("intermediates", "outputs", x)  # the last layer's outputs [B, T, H] (extra loss terms)
-        if self.dropout > 0:
-            x = drop(x)
+        if rate_out > 0:
+            x = drop(x, rate_out)
         self.sow("intermediates", "dropped_outputs", x)  # and after its dropout
         if self.tie_weights:
             bias = self.param("out_bias", nn.initializers.zeros, (self.vocab_size,))

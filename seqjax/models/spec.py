@@ -27,6 +27,7 @@ class RecurrentSpec:
       variational: one dropout mask per sequence, reused at every step.
       bidirectional: each layer a forward and a backward ``Recurrent``.
       recurrent_dropout: on the recurrent state, one mask per sequence (Gal & Ghahramani).
+      weight_drop: DropConnect on the recurrent weights, one mask per batch (``seqjax.weight_drop``).
       unroll, eval_unroll: scan unroll of train steps and of eval steps (0: ``unroll``).
       dtype: compute dtype (None: float32); parameters stay float32.
       backend: "scan" | "flax_scan" | "cudnn" (``seqjax.layers.Recurrent``).
@@ -43,6 +44,7 @@ class RecurrentSpec:
     variational: bool = default("model.variational")
     bidirectional: bool = default("model.bidirectional")
     recurrent_dropout: float = default("model.recurrent_dropout")
+    weight_drop: float = default("model.weight_drop")
     unroll: int = default("model.unroll")
     eval_unroll: int = default("model.eval_unroll")
     dtype: Any = None
@@ -79,7 +81,8 @@ class RecurrentSpec:
             bidirectional=self.bidirectional, cell_kwargs=tuple(sorted(self.cell_kwargs.items())),
             unroll=self.unroll, backend=self.backend, remat=self.remat, wavefront=self.wavefront,
             newton=self.newton,
-            recurrent_dropout=self.recurrent_dropout, parallel_scan=self.parallel_scan, **kw,
+            recurrent_dropout=self.recurrent_dropout, parallel_scan=self.parallel_scan,
+            weight_drop=self.weight_drop, **kw,
         )
 
     def zero_carry(self, batch: int) -> tuple:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax import config as config_lib
+from seqjax.data import vbptt
 from seqjax.data.lm import LMCorpus, bptt_windows, corpus_unit, load_lm_corpus
 from seqjax.data.vocab import Vocab
 from seqjax.errors import UsageError
@@ -35,12 +36,17 @@ def lm_config():
                          (seqjax/config.py OPTIONS); the text is data.text_column of every row
     data.level           word | char: the unit of user text (the built-in corpora fix their own)
     data.bptt            truncated-BPTT window (time steps per step)
+    data.variable_bptt   q >= 1: AWD-LSTM's random window lengths around data.bptt, rounded to a
+                         multiple of q (1: the paper's), lr scaled by length; 0: off
     data.test_batch_size parallel streams for the test split (0: data.eval_batch_size)
     data.max_tokens      keep the first N tokens of each split (0: all)
     data.sum_over_time   objective summed over the BPTT steps, averaged over the batch
                          (TF sequence_loss, Zaremba's "lr 1") instead of the per-token mean
     model.embed          embedding size
     model.tie_weights    softmax shares the embedding matrix
+    model.input_dropout  dropout on the embedded inputs (-1: model.dropout; AWD-LSTM's dropouti)
+    model.output_dropout dropout on the last layer's outputs (-1: model.dropout; AWD-LSTM's dropout)
+    model.word_dropout   embedding dropout: whole words dropped per batch (AWD-LSTM's dropoute)
     sample.prompt        prompt of the sample written to summary.json (char models)
     sample.length        characters sampled
     sample.temperature   sampling temperature (0: greedy)
@@ -49,8 +55,9 @@ def lm_config():
     c = config_lib.base_config()
     c.task = "lm"
     c.data.update(dict(source="ptb", level="word", bptt=20, test_batch_size=0, max_tokens=0,
-                       sum_over_time=False))
-    c.model.update(dict(embed=200, tie_weights=False))
+                       sum_over_time=False, variable_bptt=0))
+    c.model.update(dict(embed=200, tie_weights=False, input_dropout=-1.0, output_dropout=-1.0,
+                        word_dropout=0.0))
     c.sample = dict(prompt="", length=300, temperature=0.8, prompt_on_finish=True)
     return c
 
@@ -144,11 +151,20 @@ class LanguageModelTask(Task):
         return self._windows[split]
 
     def steps_per_epoch(self):
-        return len(self.windows("train"))
+        return len(self.train_windows(0))
 
     def train_batches(self, epoch, start=0):
-        w = self.windows("train")
+        w = self.train_windows(epoch)
         return (w[k] for k in range(start, len(w)))
+
+    def train_windows(self, epoch: int):
+        """The train windows of ``epoch``: ``data.bptt`` long, or with ``data.variable_bptt``
+        AWD-LSTM's random lengths, drawn per epoch (:mod:`seqjax.data.vbptt`)."""
+        d = self.cfg.data
+        if d.get("variable_bptt", 0) <= 0:
+            return self.windows("train")
+        return vbptt.epoch_windows(self.corpus.train, d.batch_size, d.bptt, self.cfg.seed, epoch,
+                                   int(d.variable_bptt))
 
     def eval_batches(self, split):
         return iter(self.windows(split))

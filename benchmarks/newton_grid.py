@@ -10,8 +10,9 @@ Columns: ``seq`` = ParaGRU on the sequential scan (``backend=scan``), ``newton``
 layer and params by Newton iterations (``backend=newton``, exact diagonal Jacobian), ``linear``
 = minGRU by its log-space parallel scan (``parallel_scan=on``: a linear recurrence, one pass,
 the floor any parallel-in-time method pays); ``iters`` = Newton iterations to tolerance
-(1e-5). Times are the median of ``--repeats`` jitted steps after a warm-up, milliseconds,
-batch ``--batch``, 2 input features. A configuration whose sequential step took longer
+(1e-5). Times are the fastest of ``--repeats`` jitted steps after a warm-up (the three
+take turns in each round, so that a busy machine slows them alike), milliseconds, batch
+``--batch``, 2 input features. A configuration whose sequential step took longer
 than ``--budget`` seconds ends that row's larger lengths for every column.
 """
 from __future__ import annotations
@@ -40,8 +41,9 @@ def _layer(cell: str, hidden: int, backend: str, parallel_scan: str = "auto") ->
     return Recurrent(make_cell(cell, hidden, parent=None), backend=backend, parallel_scan=parallel_scan)
 
 
-def _time_step(module, params, x, repeats: int) -> tuple[float, float | None]:
-    """Median ms of one jitted value-and-grad step, and the Newton iterations it sowed."""
+def _step(module, params, x):
+    """A jitted value-and-grad step of ``module`` (run once: compiled), and the Newton
+    iterations it sowed (NaN when it fell back to the sequential loop)."""
 
     @jax.jit
     def step(p, x):
@@ -52,17 +54,24 @@ def _time_step(module, params, x, repeats: int) -> tuple[float, float | None]:
         (value, st), grads = jax.value_and_grad(loss, has_aux=True)(p)
         return value, grads, st
 
-    out = jax.block_until_ready(step(params, x))
-    times = []
+    infos = jax.tree.leaves(jax.block_until_ready(step(params, x))[2])
+    iters = None
+    if infos:
+        info = np.asarray(infos[0])
+        iters = float(info[0]) if info[1] == 1.0 else float("nan")
+    return (lambda: jax.block_until_ready(step(params, x))), iters
+
+
+def _interleaved_ms(steps: dict, repeats: int) -> dict:
+    """The fastest of ``repeats`` runs of each step in ms, the steps taking turns in every
+    round so that a busy machine slows them alike."""
+    times = {k: [] for k in steps}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(step(params, x))
-        times.append(time.perf_counter() - t0)
-    infos = jax.tree.leaves(out[2])
-    iters = float(np.asarray(infos[0])[0]) if infos else None
-    if infos and np.asarray(infos[0])[1] != 1.0:
-        iters = float("nan")  # fell back
-    return 1e3 * float(np.median(times)), iters
+        for k, run in steps.items():
+            t0 = time.perf_counter()
+            run()
+            times[k].append(time.perf_counter() - t0)
+    return {k: 1e3 * min(v) for k, v in times.items()}
 
 
 def grid(hiddens, lengths, batch: int, repeats: int, budget: float) -> list[dict]:
@@ -75,11 +84,12 @@ def grid(hiddens, lengths, batch: int, repeats: int, budget: float) -> list[dict
             x = jax.random.normal(jax.random.key(t), (batch, t, 2))
             para = _layer("paragru", h, "scan")
             params = jax.jit(para.init)(jax.random.key(0), x[:, :8])
-            row = {"hidden": h, "length": t}
-            row["seq_ms"], _ = _time_step(para, params, x, repeats)
-            row["newton_ms"], row["iters"] = _time_step(_layer("paragru", h, "newton"), params, x, repeats)
             lin = _layer("mingru", h, "scan", parallel_scan="on")
-            row["linear_ms"], _ = _time_step(lin, jax.jit(lin.init)(jax.random.key(0), x[:, :8]), x, repeats)
+            steps = {"seq": _step(para, params, x)[0]}
+            steps["newton"], iters = _step(_layer("paragru", h, "newton"), params, x)
+            steps["linear"] = _step(lin, jax.jit(lin.init)(jax.random.key(0), x[:, :8]), x)[0]
+            ms = _interleaved_ms(steps, repeats)
+            row = {"hidden": h, "length": t, **{f"{k}_ms": v for k, v in ms.items()}, "iters": iters}
             rows.append(row)
             print(json.dumps(row), flush=True)
             stop = row["seq_ms"] > 1e3 * budget
@@ -151,8 +161,8 @@ def markdown(rows: list[dict], checks: list[dict], argv: list[str], wall: float)
     lines = [BEGIN, "", f"`python benchmarks/newton_grid.py {' '.join(argv)}` — {_machine()}; "
              f"{wall / 60:.1f} min wall.", ""]
     if rows:
-        lines += ["Training step (forward + gradient) of one layer, median ms; `newton/seq` < 1: Newton "
-                  "wins.", "",
+        lines += ["Training step (forward + gradient) of one layer, fastest of the rounds, ms; `newton/seq` "
+                  "< 1: Newton wins.", "",
                   "| hidden | T | seq ms | newton ms | linear ms | newton/seq | iters |",
                   "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in rows:
@@ -183,7 +193,7 @@ def main(argv=None):
     ap.add_argument("--hidden", default="1,4,16,64,256")
     ap.add_argument("--lengths", default="256,1024,4096,16384,65536")
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=30.0, help="seconds a sequential step may take")
     ap.add_argument("--check", action="store_true", help="run the equality check instead of the grid")
     ap.add_argument("--write", action="store_true", help=f"replace the grid's section of {RESULTS.name}")

@@ -8,7 +8,8 @@
 #   4. ptb_lm:zaremba-medium trained to its test perplexity (within TRAIN_S seconds);
 #   5. the Keras notebook's character-level translator at full size (LSTM 512, 100k pairs,
 #      batch 32; EN->ES offline), with and without attention: step times from `seqjax bench`,
-#      then each trained for CHAR_S seconds (resumable: the same command continues it).
+#      then each trained for CHAR_S seconds (resumable: the same command continues it);
+#   6. backend=newton against the sequential loop and the linear scan (benchmarks/newton_grid.py).
 #
 #   bash benchmarks/gpu.sh                    # results under $OUT (default /tmp/seqjax-gpu)
 #   SEQJAX_WHEELS=DIR bash benchmarks/gpu.sh  # offline: install from wheels in DIR
@@ -78,4 +79,8 @@ for preset in char-lstm char-lstm-attention; do
       --workdir "$OUT/$preset" --set train.progress=off
   fi
 done
+
+# 6. Newton's parallel-in-time solve against the sequential loop (experiments/results/longrange.md)
+step newton-check 300 "$PY" benchmarks/newton_grid.py --check
+step newton-grid 900 "$PY" benchmarks/newton_grid.py --batch 16
 exit $rc

@@ -192,6 +192,18 @@ def pad_rows(batch: Mapping[str, np.ndarray], multiple: int, weight_key: str) ->
 WAIT_S = 3600
 
 
+_run = [0]  # training calls so far in this program: their keys never meet (``seqjax/<n>/...``)
+
+
+def begin_run() -> None:
+    """Start the keys of a new training call (every process calls it the same number of times)."""
+    _run[0] += 1
+
+
+def _key(*parts: object) -> str:
+    return "/".join(("seqjax", str(_run[0]), *map(str, parts)))
+
+
 def kv_client():
     """The coordination service's client of a multi-process run; None in one process."""
     if jax.process_count() == 1:
@@ -220,8 +232,8 @@ def exchange(name: str, value: str, timeout_s: float | None = None) -> dict[int,
         return {}
     me, n = jax.process_index(), jax.process_count()
     timeout_s = timeout_s or _int_env(os.environ, "SEQJAX_INIT_TIMEOUT_S", 120)
-    client.key_value_set(f"seqjax/{name}/{me}", value)
-    return {j: _get(client, f"seqjax/{name}/{j}", timeout_s) for j in (range(1, n) if me == 0 else [0])}
+    client.key_value_set(_key(name, me), value)
+    return {j: _get(client, _key(name, j), timeout_s) for j in (range(1, n) if me == 0 else [0])}
 
 
 _ERRORS = {2: UsageError, 3: DataError}
@@ -234,7 +246,7 @@ def decided_by_process_0(name: str, fn: Callable[[], object]) -> object:
     client = kv_client()
     if client is None:
         return fn()
-    key = f"seqjax/decided/{name}"
+    key = _key("decided", name)
     if jax.process_index() == 0:
         try:
             out = fn()
@@ -294,7 +306,7 @@ class AgreedStop:
             return None
         self._next = step + 1  # polled again at this step: answered below, not checked again
         mine = self.local.signal or 0
-        key = f"seqjax/stop/{self.checks}"
+        key = _key("stop", self.checks)
         if self.me == 0:
             asked = [(mine, 0)] + [(int(_get(self.client, f"{key}/{j}")), j) for j in range(1, self.n)]
             sig, who = next(((s, j) for s, j in asked if s), (0, -1))
@@ -302,8 +314,8 @@ class AgreedStop:
             self.client.key_value_set(f"{key}/verdict", f"{sig},{who},{self._next}")
             if self.checks:
                 for j in range(1, self.n):
-                    self.client.key_value_delete(f"seqjax/stop/{self.checks - 1}/{j}")
-                self.client.key_value_delete(f"seqjax/stop/{self.checks - 1}/verdict")
+                    self.client.key_value_delete(_key("stop", self.checks - 1, j))
+                self.client.key_value_delete(_key("stop", self.checks - 1, "verdict"))
         else:
             self.client.key_value_set(f"{key}/{self.me}", str(mine))
             sig, who, self._next = map(int, _get(self.client, f"{key}/verdict").split(","))

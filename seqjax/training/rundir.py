@@ -177,6 +177,7 @@ def check_same_config(config_json: str) -> list[str]:
     (all of them on process 0)."""
     from seqjax.training import mesh
 
+    mesh.begin_run()
     mine = {"config": config_json, "host": socket.gethostname()}
     heard = mesh.exchange("config", json.dumps(mine))
     hosts = [socket.gethostname()]

@@ -39,7 +39,7 @@ from seqjax.data.batching import pad_batch
 from seqjax.data.vocab import EOS, PAD, SOS, UNK, Vocab
 from seqjax.errors import UsageError
 from seqjax.models import build
-from seqjax.models.seq2seq import ATTENTIONS, Seq2Seq
+from seqjax.models.seq2seq import Seq2Seq
 from seqjax.tasks.base import BucketedTask, bucket_boundaries, synthetic_vocab
 
 SRC_VOCAB_FILE = "src_vocab.json"
@@ -66,9 +66,7 @@ class TranslateTask(BucketedTask):
         """Loads the data, or, given both vocabularies (inference from a run directory, see
         :meth:`from_run`), nothing: the data methods are then unavailable."""
         super().__init__(cfg, data_dir)
-        d, m = cfg.data, cfg.model
-        if m.attention not in ATTENTIONS:
-            raise UsageError(f"model.attention={m.attention!r}: choose one of {', '.join(ATTENTIONS)}")
+        d = cfg.data
         if cfg.decode.beam < 1:
             raise UsageError(f"decode.beam={cfg.decode.beam}: must be >= 1")
         if cfg.decode.penalty not in decoding.PENALTIES:

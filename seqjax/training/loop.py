@@ -158,6 +158,7 @@ class Engine:
 def build(cfg: ml_collections.ConfigDict, data_dir: str | None = None, task: Task | None = None) -> Engine:
     """Task + optimizer + jitted steps for ``cfg`` on all devices."""
     task = task or make_task(cfg, data_dir)
+    task.model()  # the builder's checks of model.* (one line, exit 2) before the run begins
     mesh = mesh_lib.make_mesh()
     mesh_lib.check_batch_size(cfg.data.batch_size, mesh)
     for key in ("eval_batch_size", "test_batch_size"):  # evaluation pads to the devices; 0 = the default

@@ -201,9 +201,9 @@ def test_classlabel_names_are_kept(tmp_path):
 
 @pytest.mark.parametrize("args, line", [
     (["translate:tiny", "--set", "data.pair=spa-eng", "--set", "data.test_fraction=0"],
-     "spa.txt: data.test_fraction=0.0 carves an empty test split from"),
+     "data.source=tatoeba: the test split has no examples; give data.files.test, raise data.test_fraction"),
     (["translate:tiny", "--set", "data.pair=spa-eng", "--set", "data.valid_fraction=0"],
-     "spa.txt: data.valid_fraction=0.0 carves an empty valid split from"),
+     "data.source=tatoeba: the valid split has no examples"),
     (["sequences:tiny", "--set", "data.n_eval=0"], "sequences: the valid split has no examples"),
 ])
 def test_empty_split_is_refused_before_training(args, line, tmp_path, run_cli):

@@ -583,7 +583,7 @@ _UNTYPED = {o.key.rpartition(".")[2] for o in SCHEMA if o.type in ("sizes", "dic
 
 def _merge(cfg: ml_collections.ConfigDict, data: dict) -> None:
     for k, v in data.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and k not in _UNTYPED:  # a dict option's keys may hold dots (import paths)
             if k not in cfg:
                 cfg[k] = ml_collections.ConfigDict()
             _merge(cfg[k], v)

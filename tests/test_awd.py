@@ -243,3 +243,11 @@ def test_ntasgd_without_its_trigger_is_refused():
     cfg = config_lib.resolve("sequences:tiny", ["train.ntasgd=5"])
     with pytest.raises(Exception, match="train.hooks"):
         loop.build(cfg)
+
+
+def test_awd_presets_resolve_and_their_run_config_reads_back():
+    for preset in ("awd", "awd-small", "awd-wt2"):
+        cfg = config_lib.resolve(f"ptb_lm:{preset}")
+        assert cfg.train.extra_loss == {"seqjax.activation_reg:ar": 2.0, "seqjax.activation_reg:tar": 1.0}
+        text = config_lib.to_json(cfg)  # config.json of the run directory: import paths as keys
+        assert config_lib.to_json(config_lib.from_json(text)) == text

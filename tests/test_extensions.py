@@ -1,18 +1,59 @@
-"""The extension seam and extra loss terms (seqjax/training/extensions/extra_loss.py): a
-term given by import path adds exactly weight x its value to the objective and sees the
-model's hidden outputs; the step compiles and learns with it."""
+"""Train-state extensions on the language model: gradient accumulation
+(seqjax/training/extensions/accumulate.py) of 4 micro-batches of 5 rows equals one batch of
+20, the carry of every stream included; an extra loss term by import path
+(seqjax/training/extensions/extra_loss.py) adds exactly weight x its value and sees the
+model's hidden outputs. EMA, and the resume of a run with EMA and accumulation:
+tests/test_hooks.py."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from seqjax import config as config_lib
+from seqjax.tasks import make_task
 from seqjax.training import extensions, loop
 
-O = ["train.progress=off", "data.batch_size=20", "data.eval_batch_size=20", "model.dropout=0.3",
+O = ["train.progress=off", "data.batch_size=20", "data.eval_batch_size=20", "model.dropout=0.0",
      "optim.name=sgd", "optim.lr=1.0", "model.embed=16", "model.hidden=16", "data.max_tokens=1200",
      "data.bptt=4"]
 SEEN = {}
+
+
+def lm(*overrides):
+    return config_lib.resolve("ptb_lm:tiny", [*O, *overrides])
+
+
+@pytest.fixture(scope="module")
+def task():
+    """The LM task, its corpus read once (the train.* keys below do not change it)."""
+    return make_task(lm())
+
+
+@pytest.mark.slow
+def test_four_micro_batches_of_five_equal_one_batch_of_twenty(task):
+    """Three steps on the same windows: the carry of every stream threads through the
+    micro-batches from one step to the next."""
+    runs = {}
+    for n in (1, 4):
+        engine = loop.build(lm(f"train.accumulate={n}"), task=task)
+        state = engine.init_state()
+        objectives = []
+        for batch in list(engine.task.train_batches(0))[:3]:
+            state = engine.train_step(state, loop.mesh_lib.shard_batch(batch, engine.mesh))
+            sums = jax.device_get(state.sums)
+            objectives.append(sums["loss_sum"] / sums["count"])
+        runs[n] = jax.device_get((state.params, state.carry, state.sums)), objectives
+    (p1, c1, s1), o1 = runs[1]
+    (p4, c4, s4), o4 = runs[4]
+    np.testing.assert_allclose(o1, o4, rtol=1e-5)
+    for k in s1:
+        np.testing.assert_allclose(s1[k], s4[k], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p4)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert len(jax.tree.leaves(c1)) > 0
+    for a, b in zip(jax.tree.leaves(c1), jax.tree.leaves(c4)):
+        assert a.shape[0] == 20
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def l2_params(params, batch, outputs, rng, train):
@@ -20,35 +61,40 @@ def l2_params(params, batch, outputs, rng, train):
     return sum(jnp.sum(p ** 2) for p in jax.tree.leaves(params))
 
 
-def activation_l2(params, batch, outputs, rng, train):
-    """AR-like: the mean square of the last layer's dropped outputs; records what it saw."""
+def temporal_l2(params, batch, outputs, rng, train):
+    """TAR-like: the mean square change of the last layer's outputs between steps; records
+    what it saw."""
     SEEN.update({k: v.shape for k, v in outputs.items()}, train=train)
-    return jnp.mean(outputs["dropped_outputs"] ** 2)
+    h = outputs["outputs"]
+    return jnp.mean((h[:, 1:] - h[:, :-1]) ** 2)
 
 
-def test_extra_loss_adds_exactly_its_value():
-    terms = '{"test_extensions:l2_params": 0.5, "test_extensions:activation_l2": 2.0}'
-    engine = loop.build(config_lib.resolve("ptb_lm:tiny", [*O, f"train.extra_loss={terms}"]))
+@pytest.mark.slow
+def test_extra_loss_adds_exactly_its_value(task):
+    terms = '{"test_extensions:l2_params": 0.5, "test_extensions:temporal_l2": 2.0}'
+    engine = loop.build(lm(f"train.extra_loss={terms}"), task=task)
     (ext,) = [e for e in engine.extensions if e.name == "extra_loss"]
-    task, state = engine.task, engine.init_state()
+    state = engine.init_state()
     batch = next(iter(task.train_batches(0)))
     rng = jax.random.PRNGKey(3)
     plain = task.loss(state.params, batch, state.carry, rng, True)
     extra = ext.wrap_loss(task.loss)(state.params, batch, state.carry, rng, True)
-    # by hand: the same forward pass with its intermediates, dropout from the same key
+    # by hand: the same forward pass with its intermediates
     _, sown = task.step_model(True).apply(
         {"params": state.params}, batch["inputs"], state.carry, deterministic=False, rngs={"dropout": rng},
         targets=batch["targets"], weights=batch["weight"], mutable=["intermediates"])
-    dropped = sown["intermediates"]["dropped_outputs"][0]
-    assert not np.allclose(dropped, sown["intermediates"]["outputs"][0])  # dropout was on
-    by_hand = 0.5 * l2_params(state.params, None, None, None, True) + 2.0 * jnp.mean(dropped ** 2)
+    h = sown["intermediates"]["outputs"][0]
+    tar = jnp.mean((h[:, 1:] - h[:, :-1]) ** 2)
+    by_hand = 0.5 * l2_params(state.params, None, None, None, True) + 2.0 * tar
     assert float(extra[0]) - float(plain[0]) == pytest.approx(float(by_hand), rel=1e-5)
     assert SEEN == {"outputs": (20, 4, 16), "dropped_outputs": (20, 4, 16), "train": True}
     jax.tree.map(np.testing.assert_array_equal, plain[1], extra[1])  # metrics and carry: the task's
-    # the jitted step compiles and runs with the terms
+    # inside the jitted step (traced under grad) the term changes the update
     sharded = loop.mesh_lib.shard_batch(batch, engine.mesh)
-    after = engine.train_step(state, sharded)
-    assert int(after.step) == 1 and np.isfinite(float(after.sums["loss_sum"]))
+    with_terms = jax.device_get(engine.train_step(engine.init_state(), sharded).params)
+    plain_engine = loop.build(lm(), task=task)
+    without = jax.device_get(plain_engine.train_step(plain_engine.init_state(), sharded).params)
+    assert not np.allclose(with_terms["embed"]["embedding"], without["embed"]["embedding"])
 
 
 def test_unknown_checkpoint_view_and_registry():

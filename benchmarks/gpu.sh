@@ -9,7 +9,9 @@
 #   5. the Keras notebook's character-level translator at full size (LSTM 512, 100k pairs,
 #      batch 32; EN->ES offline), with and without attention: step times from `seqjax bench`,
 #      then each trained for CHAR_S seconds (resumable: the same command continues it);
-#   6. backend=newton against the sequential loop and the linear scan (benchmarks/newton_grid.py).
+#   6. backend=newton against the sequential loop and the linear scan (benchmarks/newton_grid.py);
+#   7. AWD-LSTM at the PTB settings (ptb_lm:awd, docs/awd.md): the train step, the time per epoch it
+#      implies, then training for AWD_S seconds (resumable: the same command continues it).
 #
 #   bash benchmarks/gpu.sh                    # results under $OUT (default /tmp/seqjax-gpu)
 #   SEQJAX_WHEELS=DIR bash benchmarks/gpu.sh  # offline: install from wheels in DIR
@@ -22,6 +24,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/seqjax-gpu}
 PY=${PYTHON:-python3}
 STEPS=${STEPS:-50} ROUNDS=${ROUNDS:-3} TRAIN_S=${TRAIN_S:-420} CHAR_S=${CHAR_S:-600} SKIP_TRAIN=${SKIP_TRAIN:-0}
+AWD_S=${AWD_S:-900}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 export SEQJAX_DATA=${SEQJAX_DATA:-$PWD/data}
@@ -83,4 +86,19 @@ done
 # 6. Newton's parallel-in-time solve against the sequential loop (experiments/results/longrange.md)
 step newton-check 300 "$PY" benchmarks/newton_grid.py --check
 step newton-grid 900 "$PY" benchmarks/newton_grid.py --batch 16
+
+# 7. AWD-LSTM: step time at the PTB settings (bptt 70, batch 80) -> seconds per epoch of train steps
+step bench-awd 600 "$PY" -m seqjax bench ptb_lm:awd --steps "$STEPS" \
+  && "$PY" - "$OUT/bench-awd.log" <<'PY' | tee "$OUT/awd-epoch.txt"
+import json, sys
+from seqjax.data.vbptt import windows_per_epoch
+bench = json.loads([ln for ln in open(sys.argv[1]) if ln.startswith("{")][-1])
+steps = windows_per_epoch(929589 // 80 - 1, 70)  # PTB train tokens, batch 80, bptt 70 (variable)
+epoch_s = bench["step_ms"] * steps / 1000
+print(f"awd: {bench['step_ms']:.1f} ms/step x {steps} steps = {epoch_s:.0f} s/epoch of train steps "
+      f"(500 epochs: {500 * epoch_s / 3600:.1f} h) on {bench['device']}")
+PY
+if [[ $SKIP_TRAIN != 1 ]]; then
+  step train-awd "$AWD_S" "$PY" -m seqjax train ptb_lm:awd --workdir "$OUT/awd" --set train.progress=off
+fi
 exit $rc

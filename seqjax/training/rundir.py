@@ -379,27 +379,29 @@ class RunDir:
         path, saved = self.path, self.path / CONFIG
         steps = checkpoint_steps(path)
         metrics = path / "metrics.jsonl"
-        self.recorded = saved.is_file() or bool(steps) or (metrics.is_file() and metrics.stat().st_size > 0)
+        rows = metrics.is_file() and metrics.stat().st_size > 0
+        self.recorded = saved.is_file() or bool(steps) or rows
+        if self.move_aside:
+            self.to_move = "asked"
+            return
+        held = " and ".join(([f"checkpoints (steps {_steps(steps)})"] if steps else [])
+                            + (["metrics rows"] if rows else []))
         if not saved.is_file():
-            if steps:
-                self._refuse(f"holds checkpoints (steps {_steps(steps)}) but no {CONFIG}")
+            if held:
+                self._refuse(f"holds {held} but no {CONFIG}", f"restore {saved}")
             return
         try:
             old = normalized(saved.read_text())
         except Exception as e:  # noqa: BLE001 — JSONDecodeError, unknown keys, bad types
             why = f"{saved} does not parse ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})"
-            if steps:
-                self._refuse(f"holds checkpoints (steps {_steps(steps)}) but {why}",
-                             "restore the file (e.g. from a copy of the run)")
+            if held:
+                self._refuse(f"holds {held} but {why}", "restore the file (e.g. from a copy of the run)")
             self.echo(f"warning: {why} and there is no checkpoint: a leftover of a failed start, "
                       "starting afresh")
             return
-        new = normalized(self.config_json)
-        diff = config_diff(old, new)
+        diff = config_diff(old, normalized(self.config_json))
         fixed = {k: v for k, v in diff.items() if not resumable(k)}
-        if self.move_aside:
-            self.to_move = "asked"
-        elif fixed and not steps and not (metrics.is_file() and metrics.stat().st_size > 0):
+        if fixed and not held:
             self.echo(f"warning: {saved} records another config ({describe_diff(fixed)}) but the run "
                       "saved no checkpoint and no metrics: replacing it")
         elif fixed:

@@ -209,8 +209,8 @@ def cmd_experiments(args) -> int:
         for preset, desc in presets.items():
             print(f"  {name}:{preset:22s} {desc}")
     if args.keys:
-        print("\nshared config keys (--set KEY=VALUE; default, allowed values):")
-        for opt in config_lib.SCHEMA:
+        print("\nconfig keys (--set KEY=VALUE; default or the tasks that have it, allowed values):")
+        for opt in config_lib.ALL_OPTIONS.values():
             print(config_lib.describe(opt))
     return 0
 

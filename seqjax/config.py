@@ -75,6 +75,7 @@ class Option:
       check: a further test of the value: ``value -> None`` or the reason it is wrong
         (e.g. ``model.cell``: a registered name or an importable class).
       allowed_doc: how the docs state the allowed values when ``check`` decides them.
+      tasks: for a key of :data:`TASK_SCHEMA`, the tasks whose configs have it.
     """
 
     key: str
@@ -88,6 +89,7 @@ class Option:
     below: float | None = None
     check: Callable[[Any], str | None] | None = None
     allowed_doc: str = ""
+    tasks: tuple[str, ...] = ()
 
     @property
     def type(self) -> str:
@@ -299,8 +301,29 @@ SCHEMA: tuple[Option, ...] = (
            check=lambda v: _loss_terms_error(v)),
 )
 
-#: key -> its :class:`Option`
+#: keys that only some tasks' configs have (their defaults are the experiment's): checked by
+#: :func:`validate` where present, documented in docs/options.md, not part of base_config
+TASK_SCHEMA: tuple[Option, ...] = (
+    Option("model.embed", None, "embedding size of the tokens (translate: 0 = one-hot, as the Keras "
+           "character example)", kind="int", min=0, tasks=("lm", "classify", "translate")),
+    Option("model.tie_weights", None, "the softmax reuses the embedding matrix (model.embed must equal the "
+           "last hidden size)", kind="bool", tasks=("lm",)),
+    Option("model.embed_dropout", None, "dropout on embedding channels, one mask per text (Keras "
+           "SpatialDropout1D)", kind="float", min=0, below=1, tasks=("classify",)),
+    Option("model.pooling", None, "how the classifier reads the RNN outputs: last (the last valid state) | "
+           "mean | max (over the valid steps)", kind="str", tasks=("classify",),
+           allowed_doc="last, mean or max (checked by the builder)"),
+    Option("model.attention", None, "none | bahdanau (Bahdanau et al. 2015, the context fed to the decoder "
+           "cell and the read-out)", kind="str", tasks=("translate",),
+           allowed_doc="none or bahdanau (checked by the builder)"),
+    Option("model.attention_units", None, "attention size A (0: the top hidden size)", kind="int", min=0,
+           tasks=("translate",)),
+)
+
+#: shared key -> its :class:`Option`
 OPTIONS: dict[str, Option] = {o.key: o for o in SCHEMA}
+#: every declared key (shared and task keys) -> its :class:`Option`
+ALL_OPTIONS: dict[str, Option] = {o.key: o for o in (*SCHEMA, *TASK_SCHEMA)}
 
 
 def default(key: str) -> Any:
@@ -503,7 +526,7 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]) ->
         old = node[leaf]
         if isinstance(old, str) and not isinstance(value, str):
             value = raw  # e.g. --set data.pair=123 on a string key
-        expected = OPTIONS[key].allowed() if key in OPTIONS else type(old).__name__
+        expected = ALL_OPTIONS[key].allowed() if key in ALL_OPTIONS else type(old).__name__
         try:
             node[leaf] = value
         except (TypeError, ValueError, OverflowError) as e:
@@ -543,7 +566,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     """Every shared key of ``cfg`` against its :class:`Option` (type, choices, range, check),
     then :data:`CROSS_CHECKS`; raises a one-line UsageError naming the key and what it allows."""
     missing = object()
-    for opt in SCHEMA:
+    for opt in ALL_OPTIONS.values():
         value = get(cfg, opt.key, missing)
         if value is missing:
             continue
@@ -597,14 +620,22 @@ def _merge(cfg: ml_collections.ConfigDict, data: dict) -> None:
 
 
 def markdown_table() -> str:
-    """The option table of docs/options.md: one row per :data:`SCHEMA` entry."""
+    """The option tables of docs/options.md: one row per :data:`SCHEMA` entry, then one per
+    :data:`TASK_SCHEMA` entry."""
     rows = ["| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
-    for opt in SCHEMA:
-        cells_ = [f"`{opt.key}`", f"`{json.dumps(opt.default)}`", opt.allowed(), opt.doc]
-        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells_) + " |")
+    rows += [_row(f"`{json.dumps(o.default)}`", o) for o in SCHEMA]
+    rows += ["", "Keys that only some tasks' configs have (their defaults are set by each experiment):", "",
+             "| key | tasks | allowed | meaning |", "| --- | --- | --- | --- |"]
+    rows += [_row(", ".join(o.tasks), o) for o in TASK_SCHEMA]
     return "\n".join(rows)
 
 
+def _row(second: str, opt: Option) -> str:
+    cells_ = [f"`{opt.key}`", second, opt.allowed(), opt.doc]
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells_) + " |"
+
+
 def describe(opt: Option) -> str:
-    """One line of ``seqjax experiments --keys``."""
-    return f"  {opt.key} = {json.dumps(opt.default)}  ({opt.allowed()})\n      {opt.doc}"
+    """One entry of ``seqjax experiments --keys``: key, default (or tasks), allowed, doc."""
+    head = f"tasks: {', '.join(opt.tasks)}" if opt.tasks else json.dumps(opt.default)
+    return f"  {opt.key} = {head}  ({opt.allowed()})\n      {opt.doc}"

@@ -53,7 +53,7 @@ def test_every_bound_is_enforced():
     """For each option with a bound, the bound itself passes validate and one step past it
     fails with one line naming the key and the range."""
     checked = 0
-    for opt in SCHEMA:
+    for opt in config_lib.ALL_OPTIONS.values():
         step = 1 if opt.type in ("int", "sizes") else 1e-3
         for inside, outside in ((opt.min, None if opt.min is None else opt.min - step),
                                 (opt.max, None if opt.max is None else opt.max + step),
@@ -98,9 +98,12 @@ OPTS = config_lib.OPTIONS
     ("data.max_examples=-1", "int >= 0"),
     ("data.batch_size=0", "int >= 1"),
     ("model.dropout=1.0", "float in [0, 1)"),
+    ("model.embed_dropout=1.5", "float in [0, 1)"),  # task keys: agnews:tiny
+    ("model.embed=-1", "int >= 0"),
 ])
 def test_cli_rejects_out_of_range_with_exit_2(run_cli, override, allowed, tmp_path):
-    code, out, err = run_cli("train", "sequences:tiny", "--workdir", str(tmp_path / "run"), "--set", override)
+    spec = "agnews:tiny" if override.startswith("model.embed") else "sequences:tiny"
+    code, out, err = run_cli("train", spec, "--workdir", str(tmp_path / "run"), "--set", override)
     key = override.split("=")[0]
     assert code == 2, err
     assert err.strip().count("\n") == 0 and "Traceback" not in err
@@ -126,7 +129,7 @@ def test_batch_larger_than_the_data_is_one_line(run_cli, tmp_path):
 def test_keys_listing_and_docs_come_from_the_schema(run_cli):
     code, out, _ = run_cli("experiments", "--keys")
     assert code == 0
-    for opt in SCHEMA:
+    for opt in config_lib.ALL_OPTIONS.values():
         assert f"  {opt.key} = " in out and opt.allowed() in out and opt.doc in out, opt.key
     doc = (ROOT / "docs" / "options.md").read_text(encoding="utf-8")
     table = doc.split("<!-- options:begin -->\n")[1].split("\n<!-- options:end -->")[0]

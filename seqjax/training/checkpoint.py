@@ -23,6 +23,7 @@ import os
 import pathlib
 import shutil
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -269,10 +270,16 @@ class CheckpointReader:
             raise Unreadable(f"{path} is unreadable ({type(e).__name__}: {first[:160]})") from None
         return params, dict(out["meta"] or {})
 
-    def _gone(self, kind: str, step: int) -> bool:
-        """The step directory no longer exists: the training deleted it (``keep_checkpoints``)
-        while it was being read, which is no fault of the checkpoint."""
-        return not (self.root / KINDS[kind][0] / str(step)).is_dir()
+    def _gone(self, kind: str, step: int, wait_s: float = 0.5) -> bool:
+        """The step directory disappears within ``wait_s``: the training is deleting it
+        (``keep_checkpoints``) while it was read, which is no fault of the checkpoint."""
+        path = self.root / KINDS[kind][0] / str(step)
+        deadline = time.monotonic() + wait_s
+        while path.is_dir():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def first_readable(self, kind: str, like_params: Any, then: str = "") -> tuple[int, Any, dict] | None:
         """``(step, params, meta)`` of the newest readable checkpoint of ``kind``; one line

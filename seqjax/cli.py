@@ -144,12 +144,16 @@ def _lazy(module: str, name: str):
 def cmd_train(args) -> int:
     from seqjax import config as config_lib
     from seqjax.data.sources import absolute_files
-    from seqjax.training import loop, mesh
+    from seqjax.training import loop, mesh, rundir
+
+    def resolve():
+        cfg = config_lib.resolve(args.config, args.overrides)
+        absolute_files(cfg)  # config.json names the data from any directory
+        return cfg
 
     mesh.initialize_distributed(args.distributed)
-    cfg = config_lib.resolve(args.config, args.overrides)
-    absolute_files(cfg)  # config.json names the data from any directory
-    workdir = args.workdir or str(loop.default_workdir(cfg))
+    # several processes: a config error on any, or configs that differ, stop all of them
+    cfg, workdir = rundir.resolve_together(resolve, args.workdir, loop.default_workdir)
     print(f"training {cfg.experiment}:{cfg.preset} in {workdir}", file=sys.stderr)
     summary = loop.train(cfg, workdir, args.data_dir, echo=lambda s: print(s, file=sys.stderr),
                          move_aside=args.move_aside)

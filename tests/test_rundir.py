@@ -227,10 +227,33 @@ def test_processes_started_with_different_configs_stop_with_one_line(tmp_path):
     procs = _start_each([_cmd("sequences:tiny", workdir, f"model.hidden={h}") for h in (16, 20)], port)
     for code, _, err in _finish(procs):
         assert code == 2, err[-2000:]
-        assert err.strip().splitlines()[1:] == [
+        assert err.strip().splitlines() == [
             "seqjax: error: the processes of this run were started with different configs (process 0 → 1 "
             "of 2: model.hidden: 16 → 20); start every process with the same command"]
     assert not workdir.exists()
+
+
+def test_a_config_error_on_one_process_stops_the_others(monkeypatch):
+    """Process 1's config does not resolve: process 0 stops with its line and exit code
+    instead of waiting for a peer that left."""
+    import jax
+
+    from seqjax.errors import UsageError
+    from seqjax.training import mesh
+
+    told = {}
+
+    def exchange(name, value):
+        told[name] = json.loads(value)
+        return {1: json.dumps({"error": "model.hidden=-3: must be int or list of ints >= 1", "code": 2})}
+
+    monkeypatch.setattr(mesh, "kv_client", lambda: object())
+    monkeypatch.setattr(mesh, "exchange", exchange)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    resolve = lambda: config_lib.resolve("sequences:tiny")  # noqa: E731
+    with pytest.raises(UsageError, match=r"^process 1 of 2 stopped: model.hidden=-3: must be int or list"):
+        rundir.resolve_together(resolve, None, lambda cfg: "ckpt/x")
+    assert told["resolve"]["workdir"] == "ckpt/x" and json.loads(told["resolve"]["config"])["task"]
 
 
 @pytest.mark.slow

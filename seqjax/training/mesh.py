@@ -239,6 +239,11 @@ def exchange(name: str, value: str, timeout_s: float | None = None) -> dict[int,
 _ERRORS = {2: UsageError, 3: DataError}
 
 
+def error_class(exit_code: int) -> type[SeqjaxError]:
+    """The error class that exits with ``exit_code`` (a peer's error raised here)."""
+    return _ERRORS.get(exit_code, TrainingError)
+
+
 def decided_by_process_0(name: str, fn: Callable[[], object]) -> object:
     """``fn()`` on process 0, its outcome shared: every other process waits for it, and a
     :class:`SeqjaxError` raised there is raised on each of them too (the same line and exit
@@ -262,7 +267,7 @@ def decided_by_process_0(name: str, fn: Callable[[], object]) -> object:
         return out
     got = json.loads(_get(client, key))
     if "error" in got:
-        raise _ERRORS.get(got["code"], TrainingError)(got["error"])
+        raise error_class(got["code"])(got["error"])
     return None
 
 

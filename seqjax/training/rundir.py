@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from seqjax import config as config_lib
-from seqjax.errors import TrainingError, UsageError
+from seqjax.errors import SeqjaxError, TrainingError, UsageError
 
 #: Config keys that may differ between a run's recorded ``config.json`` and a resumed
 #: session: none of them changes the model, the data or the optimizer state. The length of
@@ -170,30 +170,68 @@ def resumable(key: str) -> bool:
     return key in RESUMABLE_KEYS
 
 
-def check_same_config(config_json: str) -> list[str]:
-    """Stop a multi-process run whose processes were started with different configs: one
-    line (exit 2) on every process, naming the keys, instead of a collective that aborts
-    later on mismatched programs. Returns the hosts of the processes this one heard from
-    (all of them on process 0)."""
+def resolve_together(resolve: Callable[[], Any], workdir: str | None,
+                     default_workdir: Callable[[Any], Any]) -> tuple[Any, str]:
+    """``(config, workdir)`` of a ``seqjax train`` command: ``resolve()`` and ``workdir`` (else
+    ``default_workdir(config)``). In a multi-process run every process resolves its own, then
+    they compare before anything else starts: a config error on any process, or configs that
+    differ, stop every process with one line (the error's exit code; 2 for a mismatch)
+    instead of leaving the others waiting for a peer that left; the default workdir is
+    process 0's (it names the time)."""
     from seqjax.training import mesh
 
-    mesh.begin_run()
+    if mesh.kv_client() is None:
+        cfg = resolve()
+        return cfg, workdir or str(default_workdir(cfg))
+    import jax
+
+    me, n = jax.process_index(), jax.process_count()
+    try:
+        cfg, error = resolve(), None
+        mine = {"config": config_lib.to_json(cfg), "workdir": workdir or str(default_workdir(cfg))}
+    except Exception as e:  # noqa: BLE001 — told to the others, then raised here
+        cfg, error = None, e
+        first = (str(e).splitlines() or [""])[0]
+        line = str(e) if isinstance(e, SeqjaxError) else f"{type(e).__name__}: {first}"
+        mine = {"error": line[:300], "code": getattr(e, "exit_code", 1)}
+    heard = {pid: json.loads(text) for pid, text in mesh.exchange("resolve", json.dumps(mine)).items()}
+    if error is not None:
+        raise error
+    for pid, theirs in sorted(heard.items()):
+        if "error" in theirs:
+            raise mesh.error_class(theirs["code"])(f"process {pid} of {n} stopped: {theirs['error']}")
+        if theirs["config"] != mine["config"]:
+            raise _different(pid, theirs["config"], mine["config"])
+    return cfg, workdir or (heard[0]["workdir"] if me else mine["workdir"])
+
+
+def check_same_config(config_json: str) -> list[str]:
+    """Stop a multi-process run whose processes were given different configs: one line
+    (exit 2) on every process, naming the keys, instead of a collective that aborts later
+    on mismatched programs. Returns the hosts of the processes this one heard from (all of
+    them on process 0)."""
+    from seqjax.training import mesh
+
     mine = {"config": config_json, "host": socket.gethostname()}
-    heard = mesh.exchange("config", json.dumps(mine))
     hosts = [socket.gethostname()]
-    for pid, text in sorted(heard.items()):
+    for pid, text in sorted(mesh.exchange("config", json.dumps(mine)).items()):
         theirs = json.loads(text)
         hosts.append(theirs["host"])
         if theirs["config"] != config_json:
-            import jax
-
-            me, n = jax.process_index(), jax.process_count()
-            first, second = (theirs["config"], config_json) if pid < me else (config_json, theirs["config"])
-            diff = describe_diff(config_diff(normalized(first), normalized(second)))
-            raise UsageError(f"the processes of this run were started with different configs (process "
-                             f"{min(pid, me)} → {max(pid, me)} of {n}: {diff}); start every process with "
-                             "the same command")
+            raise _different(pid, theirs["config"], config_json)
     return hosts
+
+
+def _different(pid: int, theirs: str, mine: str) -> UsageError:
+    """The one line for process ``pid``'s config ``theirs`` that differs from this one's."""
+    import jax
+
+    me, n = jax.process_index(), jax.process_count()
+    first, second = (theirs, mine) if pid < me else (mine, theirs)
+    diff = describe_diff(config_diff(normalized(first), normalized(second)))
+    return UsageError(f"the processes of this run were started with different configs (process "
+                      f"{min(pid, me)} → {max(pid, me)} of {n}: {diff}); start every process with the same "
+                      "command")
 
 
 # --------------------------------------------------------------------------- the lock
@@ -342,6 +380,7 @@ class RunDir:
         check the directory; every process raises the same one-line error on a refusal."""
         from seqjax.training import mesh
 
+        mesh.begin_run()
         self.hosts = check_same_config(self.config_json)
         try:
             mesh.decided_by_process_0("prepare", self._prepare)

@@ -20,7 +20,12 @@ so a lock left by a killed run never blocks the next start. ``config.json``,
 ``summary.json`` and ``provenance.json`` are written atomically (:func:`atomic_write`): a
 crash or a full disk leaves the old file or none, never a torn one, and a torn or empty
 ``config.json`` left by an older start is ignored with a warning when the directory holds
-no checkpoint.
+no checkpoint and no metrics rows.
+
+A multi-process run (``--distributed``) decides once for all its processes: they compare
+their configs before anything starts (:func:`resolve_together`, :func:`check_same_config`:
+a config error on any process or configs that differ stop every process with one line),
+and process 0 takes the lock and writes; the others share its verdict.
 
 Provenance (``provenance.json``, copied into ``summary.json``): one entry a session (every
 resume appends one) with the seqjax version, the git commit and dirty flag when seqjax runs

@@ -102,3 +102,33 @@ def test_unknown_checkpoint_view_and_registry():
     assert "ema" in extensions.views()
     with pytest.raises(extensions.base.UsageError, match="--checkpoint emma: choose one of best, latest"):
         extensions.view_of("emma")
+
+
+def test_train_state_tree_without_extensions_is_the_old_one():
+    """With no extension active the checkpointed tree is key for key the one of the train
+    state before extensions existed (a flax.struct dataclass without ``ext``), so run
+    directories written before resume; with one, ``ext`` joins it."""
+    import flax
+
+    @flax.struct.dataclass
+    class Old:
+        step: int
+        params: dict
+        opt_state: tuple
+        rng: int
+        carry: object
+        lr_scale: float
+        sums: dict
+        bad_step: int
+
+    values = dict(step=1, params={"w": 2.0}, opt_state=(3.0,), rng=4, carry=None, lr_scale=5.0,
+                  sums={"count": 6.0}, bad_step=-1)
+
+    def fields(tree):  # the top-level entries, empty ones included (orbax saves those too)
+        flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is not tree)
+        return [jax.tree_util.keystr(p) for p, _ in flat]
+
+    assert fields(loop.TrainState(**values)) == fields(Old(**values))
+    with_ext = loop.TrainState(**values, ext={"ema": {"w": 7.0}})
+    assert fields(with_ext) == [*fields(Old(**values)), ".ext"]
+    assert jax.tree.map(lambda x: x, with_ext) == with_ext

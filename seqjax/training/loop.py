@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -40,9 +39,9 @@ from seqjax.training.hooks import CHECKPOINT, EPOCH_ROW, EVALUATE, LOG, Hook, Ho
 from seqjax.training.logger import MetricLogger, progress_bar
 
 
-@flax.struct.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainState:
-    """Everything on device that a step reads or writes."""
+    """Everything on device that a step reads or writes (a pytree)."""
 
     step: jax.Array  # int32 []
     params: Any
@@ -52,7 +51,31 @@ class TrainState:
     lr_scale: jax.Array  # float32 []: plateau multiplier on the learning rate
     sums: dict  # train metric sums since the last log point
     bad_step: jax.Array  # int32 []: first step with a non-finite loss, -1 if none
-    ext: dict  # name -> state of each active train-state extension (seqjax/training/extensions)
+    # name -> state of each active train-state extension (seqjax/training/extensions); left
+    # out of the pytree when empty, so a run without extensions saves (and resumes from) the
+    # same checkpoint tree as before extensions existed
+    ext: dict = dataclasses.field(default_factory=dict)
+
+    def replace(self, **changes) -> TrainState:
+        return dataclasses.replace(self, **changes)
+
+
+_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(TrainState))
+
+
+def _flatten_state(state: TrainState):
+    names = _STATE_FIELDS if state.ext else _STATE_FIELDS[:-1]
+    return [(jax.tree_util.GetAttrKey(n), getattr(state, n)) for n in names], names
+
+
+def _unflatten_state(names, children) -> TrainState:
+    return TrainState(**dict(zip(names, children)))
+
+
+jax.tree_util.register_pytree_with_keys(
+    TrainState, _flatten_state, _unflatten_state,
+    flatten_func=lambda s: ([getattr(s, n) for n in (_STATE_FIELDS if s.ext else _STATE_FIELDS[:-1])],
+                            _STATE_FIELDS if s.ext else _STATE_FIELDS[:-1]))
 
 
 @dataclasses.dataclass

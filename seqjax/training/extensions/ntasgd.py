@@ -22,10 +22,9 @@ The trigger reads validation losses, which the jitted step does not see: the eva
 :data:`trigger` applies it, and the run lists it in ``train.hooks`` (the ``ptb_lm:awd*``
 presets do; the extension refuses a config without it, one line).
 
-Fine-tuning (the paper's second stage, 57.3 instead of 58.8 on PTB): not built as a stage
-of one run. Run a second training whose initial params are the averaged ones (e.g.
-``seqjax eval RUN --checkpoint asgd`` restores them; a user task or hook that loads them
-at step 0) with ``train.ntasgd`` on again: averaging then restarts from those params.
+Fine-tuning (the paper's second stage, 57.3 instead of 58.8 on PTB) is a second run whose
+initial params are the averaged ones (``restore_params(run, like, "asgd")`` returned by
+its task's ``init_params``; docs/awd.md), with ``train.ntasgd`` on again.
 """
 from __future__ import annotations
 

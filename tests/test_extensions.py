@@ -132,3 +132,29 @@ def test_train_state_tree_without_extensions_is_the_old_one():
     with_ext = loop.TrainState(**values, ext={"ema": {"w": 7.0}})
     assert fields(with_ext) == [*fields(Old(**values)), ".ext"]
     assert jax.tree.map(lambda x: x, with_ext) == with_ext
+
+
+def test_an_extension_brings_its_hooks():
+    """:meth:`Extension.hooks` join the loop's hooks after the built-in ones and train.hooks."""
+    import types
+
+    from seqjax.training.hooks import Hook
+
+    seen = []
+
+    class Probe(extensions.Extension):
+        name = "probe"
+
+        def hooks(self):
+            return [Hook(lambda info: seen.append(info.metrics), on="eval", name="probe_eval")]
+
+    f = lambda *a: None  # noqa: E731
+    session = types.SimpleNamespace(
+        engine=types.SimpleNamespace(total_steps=10, extensions=[Probe(None, None)]),
+        cfg=config_lib.resolve("sequences:tiny", ["train.hooks=[\"userhooks:every_two\"]"]),
+        flush_train_logs=f, log_epoch=f, run_eval=f, checkpoint=f, keep_best=f, plateau=f, early_stop=f)
+    hooks = loop._Session.builtin_hooks(session)
+    assert hooks.names("eval") == ["keep_best", "probe_eval"]
+    assert hooks.names("step") == ["log", "epoch_row", "evaluate", "every_two", "checkpoint"]
+    hooks.run("eval", types.SimpleNamespace(metrics={"loss": 1.0}))
+    assert seen == [{"loss": 1.0}]

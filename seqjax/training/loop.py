@@ -468,7 +468,8 @@ class _Session:
 
     def builtin_hooks(self) -> Hooks:
         """The loop's own step hooks (log, epoch row, evaluate, checkpoint) and eval hooks
-        (keep the best params, plateau schedule, early stopping), then ``train.hooks``."""
+        (keep the best params, plateau schedule, early stopping), then ``train.hooks``, then
+        the active extensions' hooks."""
         cfg, total = self.cfg, self.engine.total_steps
         hooks = Hooks()
         hooks.add(lambda i: self.flush_train_logs(), name="log", order=LOG,
@@ -486,6 +487,9 @@ class _Session:
             hooks.add(self.early_stop, on="eval", name="early_stop", order=300)
         for path in cfg.train.get("hooks", None) or ():
             hooks.add(path)
+        for e in self.engine.extensions:
+            for h in e.hooks():
+                hooks.add(h)
         return hooks
 
     def after_step(self) -> bool:

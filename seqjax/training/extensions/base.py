@@ -14,7 +14,9 @@ e.g. ``train.ema``). The loop (:mod:`seqjax.training.loop`) gives each active ex
 - :meth:`Extension.eval_params`: the params that evaluation, the best checkpoint and the
   final report score (e.g. the average instead of the trained params);
 - :attr:`Extension.view`: a name under which inference restores params from this
-  extension's saved state (``seqjax eval RUN --checkpoint ema``).
+  extension's saved state (``seqjax eval RUN --checkpoint ema``);
+- :meth:`Extension.hooks`: hooks (:mod:`seqjax.training.hooks`) the loop runs for it, e.g.
+  an eval hook that reads the validation metrics the jitted step does not see.
 
 With no extension active the step is the plain one: the same program as without this seam.
 """
@@ -66,6 +68,12 @@ class Extension:
     def eval_params(self, ext_state: Any, params: Any) -> Any:
         """The params evaluation scores (default: ``params``)."""
         return params
+
+    def hooks(self) -> list:
+        """:class:`~seqjax.training.hooks.Hook` objects the loop adds for this extension
+        (after ``train.hooks``); a hook changes the extension's state through
+        ``info.state = info.state.replace(ext={...})``."""
+        return []
 
     @classmethod
     def view_params(cls, saved: Any) -> Any:

@@ -61,8 +61,8 @@ Array = jax.Array
 Carry = Any
 #: ``step(params, carry, x_t) -> (carry', y_t)``: one time step of a cell, for [B, ...] rows.
 Step = Callable[[Any, Carry, Any], tuple[Carry, Array]]
-#: ``linearize(params, carry, x_t) -> (carry', blocks [B, H, k, k])``: the step's next carry
-#: and its per-unit Jacobian blocks ``blocks[b, i, p, q] = ∂carry'_p[b, i] / ∂carry_q[b, i]``.
+#: ``linearize(params, carry, x_t) -> (carry', blocks [k, k, B, H])``: the step's next carry
+#: and its per-unit Jacobian blocks ``blocks[p, q, b, i] = ∂carry'_p[b, i] / ∂carry_q[b, i]``.
 Linearize = Callable[[Any, Carry, Any], tuple[Carry, Array]]
 
 _log = logging.getLogger(__name__)
@@ -103,31 +103,38 @@ def _fell_back(kind: str, iters, err) -> None:
 
 
 def _stack(carry: Carry) -> Array:
-    """A carry of k leaves [..., H] -> [..., H, k] float32."""
-    return jnp.stack([leaf.astype(jnp.float32) for leaf in jax.tree.leaves(carry)], axis=-1)
+    """A carry of k leaves [B, H] -> [k, B, H] float32 (the units minor: element-wise work
+    vectorises over them)."""
+    return jnp.stack([leaf.astype(jnp.float32) for leaf in jax.tree.leaves(carry)], axis=0)
 
 
 def _unstack(like: Carry, s: Array) -> Carry:
-    """[..., H, k] -> a carry with the structure and dtypes of ``like``."""
+    """[k, B, H] -> a carry with the structure and dtypes of ``like``."""
     leaves, treedef = jax.tree.flatten(like)
-    return jax.tree.unflatten(treedef, [s[..., j].astype(leaf.dtype) for j, leaf in enumerate(leaves)])
+    return jax.tree.unflatten(treedef, [s[j].astype(leaf.dtype) for j, leaf in enumerate(leaves)])
 
 
 def _matvec(a: Array, v: Array) -> Array:
-    """Per-unit blocks times vectors: [..., k, k] x [..., k] -> [..., k]."""
-    if a.shape[-1] == 1:
-        return a[..., 0] * v
-    return jnp.einsum("...pq,...q->...p", a, v)
+    """Per-unit blocks times vectors: [..., k, k, B, H] x [..., k, B, H] -> [..., k, B, H]."""
+    if a.shape[-3] == 1:
+        return a[..., 0, :, :] * v
+    return jnp.einsum("...pqbh,...qbh->...pbh", a, v)
 
 
 def _matmul(a2: Array, a1: Array) -> Array:
-    if a1.shape[-1] == 1:
+    """Per-unit block products: [..., k, k, B, H] each."""
+    if a1.shape[-3] == 1:
         return a2 * a1
-    return jnp.einsum("...pr,...rq->...pq", a2, a1)
+    return jnp.einsum("...prbh,...rqbh->...pqbh", a2, a1)
 
 
 def _transpose(a: Array) -> Array:
-    return jnp.swapaxes(a, -1, -2)
+    return jnp.swapaxes(a, -4, -3)
+
+
+def _eye(k: int, dtype) -> Array:
+    """Identity blocks [k, k, 1, 1]."""
+    return jnp.eye(k, dtype=dtype)[:, :, None, None]
 
 
 def _compose(earlier, later):
@@ -147,7 +154,7 @@ def _chunked_scan(a: Array, b: Array) -> Array:
     n = -(-t // c)
     pad = n * c - t
     if pad:  # identity maps behind the end
-        eye = jnp.broadcast_to(jnp.eye(a.shape[-1], dtype=a.dtype), (pad,) + a.shape[1:])
+        eye = jnp.broadcast_to(_eye(a.shape[-3], a.dtype), (pad,) + a.shape[1:])
         a = jnp.concatenate([a, eye])
         b = jnp.concatenate([b, jnp.zeros((pad,) + b.shape[1:], b.dtype)])
     a = jnp.swapaxes(a.reshape((n, c) + a.shape[1:]), 0, 1)  # [c, n, ...]: scan over the position in a chunk
@@ -174,13 +181,13 @@ def block_linear_scan(a: Array, b: Array, h0: Array, method: str = "auto") -> Ar
     """``h_t = a_t h_{t-1} + b_t`` for t = 0..T-1, all at once.
 
     Args:
-      a: per-unit blocks [T, ..., k, k]. b: [T, ..., k]. h0: the state before t = 0 [..., k].
+      a: per-unit blocks [T, k, k, B, H]. b: [T, k, B, H]. h0: the state before t = 0 [k, B, H].
       method: "associative" (``jax.lax.associative_scan``: O(T) work in O(log T) parallel
         passes, for accelerators), "chunked" (:func:`_chunked_scan`: O(T) work in about
         2 sqrt(T) sequential vectorised steps, for CPUs) or "auto" (associative on GPU/TPU).
 
     Returns:
-      h [T, ..., k].
+      h [T, k, B, H].
     """
     b = b.at[0].add(_matvec(a[0], h0))
     if method == "auto":
@@ -198,7 +205,7 @@ class _System:
     """The recurrence of one layer in stacked form (hashed by identity: a static argument).
 
     ``step(p, s, x, ok) -> s'`` and ``lin(p, s, x, ok) -> (s', blocks)`` on stacked carries
-    [B, H, k], with the length mask applied (where not ``ok`` the carry is kept: s' = s, the
+    [k, B, H], with the length mask applied (where not ``ok`` the carry is kept: s' = s, the
     block is the identity); ``exact``: the blocks are the whole Jacobian."""
 
     step: Callable
@@ -217,7 +224,7 @@ def _prev(s0: Array, states: Array) -> Array:
 
 
 def _newton(system: _System, opts: NewtonOptions, params, xs, s0, valid):
-    """The forward iteration; returns (states [T, B, H, k], info [3]: iterations, converged,
+    """The forward iteration; returns (states [T, k, B, H], info [3]: iterations, converged,
     largest last update)."""
     t = jax.tree.leaves(xs)[0].shape[0]
     shrink = 1.0 / (1.0 + opts.damping)
@@ -265,7 +272,7 @@ def _solve_fwd(system, opts, params, xs, s0, valid):
 
 def _solve_bwd(system, opts, res, cotangents):
     params, xs, s0, valid, states = res
-    g = cotangents[0]  # [T, B, H, k]
+    g = cotangents[0]  # [T, k, B, H]
     prev = _prev(s0, states)
 
     def shifted(q):  # q_t = J_tᵀ λ_t reaches λ_{t-1}: [q_1, .., q_{T-1}, 0] (0-based: q[1:], 0)
@@ -320,13 +327,13 @@ def _masked(fn):
     def step(like, p, s, x, ok):
         new, _ = fn(p, _unstack(like, s), x)
         new = _stack(new)
-        return new if ok is None else jnp.where(ok[:, None, None], new, s)
+        return new if ok is None else jnp.where(ok[:, None], new, s)
 
     return step
 
 
 def _unit_blocks(fn_of_carry, carry: Carry) -> tuple[Carry, Array]:
-    """(fn(carry), the Jacobian of a unit-wise ``fn`` as blocks [B, H, k, k]) by k ``jvp``s of
+    """(fn(carry), the Jacobian of a unit-wise ``fn`` as blocks [k, k, B, H]) by k ``jvp``s of
     all-ones tangents on one carry leaf each (exact when unit i's output reads unit i only)."""
     out, lin = jax.linearize(fn_of_carry, carry)
     leaves, treedef = jax.tree.flatten(carry)
@@ -334,8 +341,8 @@ def _unit_blocks(fn_of_carry, carry: Carry) -> tuple[Carry, Array]:
     for q in range(len(leaves)):
         tangent = jax.tree.unflatten(treedef, [jnp.ones_like(l) if j == q else jnp.zeros_like(l)
                                                for j, l in enumerate(leaves)])
-        cols.append(_stack(lin(tangent)))
-    return out, jnp.stack(cols, axis=-1)
+        cols.append(_stack(lin(tangent)))  # [k, B, H]: column q of every unit's block
+    return out, jnp.stack(cols, axis=1)
 
 
 def _one_hot_blocks(fn_of_carry, carry: Carry) -> tuple[Carry, Array]:
@@ -349,9 +356,9 @@ def _one_hot_blocks(fn_of_carry, carry: Carry) -> tuple[Carry, Array]:
         def column(u, q=q):
             tangent = [jnp.zeros_like(l) for l in leaves]
             tangent[q] = jnp.broadcast_to(jax.nn.one_hot(u, h, dtype=leaves[q].dtype), leaves[q].shape)
-            return _stack(lin(jax.tree.unflatten(treedef, tangent)))[:, u]  # [B, k]
-        cols.append(jnp.moveaxis(jax.vmap(column)(jnp.arange(h)), 0, 1))  # [B, H, k]
-    return out, jnp.stack(cols, axis=-1)
+            return _stack(lin(jax.tree.unflatten(treedef, tangent)))[:, :, u]  # [k, B]
+        cols.append(jnp.moveaxis(jax.vmap(column)(jnp.arange(h)), 0, -1))  # [k, B, H]
+    return out, jnp.stack(cols, axis=1)
 
 
 def _system(step: Step, linearize: Linearize | None, exact: bool, like: Carry) -> _System:
@@ -366,8 +373,8 @@ def _system(step: Step, linearize: Linearize | None, exact: bool, like: Carry) -
         new = _stack(new)
         if ok is None:
             return new, blocks
-        eye = jnp.eye(blocks.shape[-1], dtype=blocks.dtype)
-        return jnp.where(ok[:, None, None], new, s), jnp.where(ok[:, None, None, None], blocks, eye)
+        on = ok[:, None]  # [B, 1]: broadcasts over [.., B, H]
+        return jnp.where(on, new, s), jnp.where(on, blocks, _eye(blocks.shape[0], blocks.dtype))
 
     return _System(partial(masked, like), lin, exact)
 

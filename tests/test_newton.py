@@ -142,12 +142,12 @@ def test_paragru_long_sequence_converges_in_a_few_iterations_damped_or_not():
 def test_block_scan():
     """Both methods of the block scan solve h_t = A_t h_{t-1} + b_t (2 x 2 blocks, T = 7)."""
     k = jax.random.split(jax.random.key(3), 3)
-    a = 0.5 * jax.random.normal(k[0], (7, 3, 2, 2))
-    b = jax.random.normal(k[1], (7, 3, 2))
-    h = h0 = jax.random.normal(k[2], (3, 2))
+    a = 0.5 * jax.random.normal(k[0], (7, 2, 2, 1, 3))  # [T, k, k, B, H]
+    b = jax.random.normal(k[1], (7, 2, 1, 3))
+    h = h0 = jax.random.normal(k[2], (2, 1, 3))
     want = []
     for t in range(7):
-        h = jnp.einsum("upq,uq->up", a[t], h) + b[t]
+        h = jnp.einsum("pqbu,qbu->pbu", a[t], h) + b[t]
         want.append(h)
     for method in ("chunked", "associative"):
         got = jax.jit(newton.block_linear_scan, static_argnums=3)(a, b, h0, method)

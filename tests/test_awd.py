@@ -3,6 +3,7 @@
 (seqjax/data/vbptt.py and its learning-rate extension) and NT-ASGD
 (seqjax/training/extensions/ntasgd.py)."""
 import json
+import types
 
 import jax
 import jax.numpy as jnp
@@ -243,6 +244,11 @@ def test_ntasgd_without_its_trigger_is_refused():
     cfg = config_lib.resolve("sequences:tiny", ["train.ntasgd=5"])
     with pytest.raises(Exception, match="train.hooks"):
         loop.build(cfg)
+    # and the trigger alone (train.ntasgd=0, as an ablation leaves it) does nothing
+    state = types.SimpleNamespace(ext={})
+    info = types.SimpleNamespace(state=state)
+    ntasgd.trigger.fn(info)
+    assert info.state is state
 
 
 def test_awd_presets_resolve_and_their_run_config_reads_back():

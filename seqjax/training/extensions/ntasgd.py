@@ -103,6 +103,8 @@ def _on_eval(info: HookInfo) -> None:
     from seqjax.training import mesh as mesh_lib
 
     state = info.state
+    if "ntasgd" not in state.ext:  # train.ntasgd=0 (e.g. an ablation that keeps the hook listed)
+        return
     ext = jax.device_get({k: v for k, v in state.ext["ntasgd"].items() if k != "avg"})
     new = observe(ext, float(info.metrics["loss"]), int(info.cfg.train.ntasgd), info.step)
     if int(new["switch_step"]) >= 0 and int(ext["switch_step"]) < 0:

@@ -289,6 +289,12 @@ def run(argv: list[str] | None = None) -> None:
         sys.exit(_supervisor.run(argv))
     tune_process()
     _drop_closed_loop_reports()
+    # warnings are whole lines that say "warning: ..." themselves; without a handler of our
+    # own, absl's first log call (orbax imports) installs logging's default
+    # "WARNING:name:" prefix in front of each of them
+    import logging
+
+    logging.basicConfig(format="%(message)s")
     sys.exit(main(argv))
 
 

@@ -257,3 +257,15 @@ def test_awd_presets_resolve_and_their_run_config_reads_back():
         assert cfg.train.extra_loss == {"seqjax.activation_reg:ar": 2.0, "seqjax.activation_reg:tar": 1.0}
         text = config_lib.to_json(cfg)  # config.json of the run directory: import paths as keys
         assert config_lib.to_json(config_lib.from_json(text)) == text
+
+
+def test_lm_dropout_rates_out_of_range_are_one_line():
+    from seqjax.errors import UsageError
+    from seqjax.models import build
+
+    for key, value in (("word_dropout", 1.5), ("input_dropout", -0.5), ("output_dropout", 1.0)):
+        with pytest.raises(UsageError, match=f"model.{key}={value}: use a dropout rate in"):
+            build.language_model(config_lib.resolve("ptb_lm:tiny", [f"model.{key}={value}"]), 100)
+    lm = build.language_model(config_lib.resolve("ptb_lm:awd"), 100)
+    assert (lm.input_dropout, lm.rnn.dropout, lm.output_dropout, lm.word_dropout, lm.rnn.weight_drop) == (
+        0.4, 0.25, 0.4, 0.1, 0.5)

@@ -101,13 +101,19 @@ def language_model(cfg: ml_collections.ConfigDict, vocab_size: int):
                          tie_weights=m.tie_weights, init_scale=m.init_scale if m.init == "uniform" else 0.0,
                          head_chunk=m.head_chunk, input_dropout=_rate(m, "input_dropout"),
                          output_dropout=_rate(m, "output_dropout"),
-                         word_dropout=float(m.get("word_dropout", 0.0)))
+                         word_dropout=_rate(m, "word_dropout") or 0.0)
 
 
 def _rate(m: Mapping[str, Any], key: str) -> float | None:
-    """An LM dropout key: None (use ``model.dropout``) when absent or negative."""
+    """An LM dropout key: None (use ``model.dropout``) when absent or -1; a UsageError
+    (one line) outside [0, 1)."""
     value = m.get(key, -1.0)
-    return None if value < 0 else float(value)
+    if value == -1:
+        return None
+    if not 0 <= value < 1:
+        also = ", or -1 for model.dropout" if key != "word_dropout" else ""
+        raise UsageError(f"model.{key}={value}: use a dropout rate in [0, 1){also}")
+    return float(value)
 
 
 def text_classifier(cfg: ml_collections.ConfigDict, vocab_size: int, num_classes: int):

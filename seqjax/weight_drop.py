@@ -28,6 +28,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -82,8 +83,6 @@ def map_cell(fn: Callable, drop: Callable[[Params], dict] | None) -> Callable:
     through ``drop`` (``flax.linen.map_variables``; the mask is drawn once, outside the loop)."""
     if drop is None:
         return fn
-    import flax.linen as nn
-
     return nn.map_variables(fn, "params", trans_in_fn=functools.partial(_drop_tree, drop), mutable=False)
 
 

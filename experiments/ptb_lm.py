@@ -29,7 +29,7 @@ AWD = {
     "model.word_dropout": 0.1, "model.weight_drop": 0.5,
     "optim.name": "sgd", "optim.lr": 30.0, "optim.clip_norm": 0.25, "optim.weight_decay": 1.2e-6,
     "schedule.name": "constant", "train.epochs": 500, "train.eval_every": 0, "train.log_every": 100,
-    "train.ntasgd": 5, "train.hooks": ["seqjax.training.extensions.ntasgd:trigger"],
+    "train.ntasgd": 5,
     "train.extra_loss": {"seqjax.activation_reg:ar": 2.0, "seqjax.activation_reg:tar": 1.0},
 }
 

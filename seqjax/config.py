@@ -292,8 +292,8 @@ SCHEMA: tuple[Option, ...] = (
     Option("train.ema", 0.0, "decay of an exponential moving average of the params, which is then evaluated, "
            "kept as best and restorable as --checkpoint ema (0: off)", min=0, below=1),
     Option("train.ntasgd", 0, "NT-ASGD (AWD-LSTM): average the params from the first evaluation whose valid "
-           "loss is worse than all before the last N; then evaluated, kept as best, --checkpoint asgd; needs "
-           "train.hooks to list seqjax.training.extensions.ntasgd:trigger (0: off)", min=0),
+           "loss is worse than all before the last N; then evaluated, kept as best, --checkpoint asgd "
+           "(0: off)", min=0),
     Option("train.accumulate", 1, "micro-batches per optimizer step (gradient accumulation): the "
            "data.batch_size rows are split into this many, one update for all of them", min=1),
     Option("train.extra_loss", {}, "extra terms of the training objective, {package.module:fn: weight}; "

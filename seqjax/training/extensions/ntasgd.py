@@ -18,9 +18,9 @@ oldest first), ``best_old`` (float32: the least loss from before them), ``evals`
 (int32). Evaluation, ``best/`` and the final report score ``avg``; ``--checkpoint asgd``
 restores it from the newest checkpoint.
 
-The trigger reads validation losses, which the jitted step does not see: the eval hook
-:data:`trigger` applies it, and the run lists it in ``train.hooks`` (the ``ptb_lm:awd*``
-presets do; the extension refuses a config without it, one line).
+The trigger reads validation losses, which the jitted step does not see: the extension
+brings the eval hook :data:`trigger` that applies it (:meth:`NTASGD.hooks`); a config
+that lists it in ``train.hooks`` too runs it once.
 
 Fine-tuning (the paper's second stage, 57.3 instead of 58.8 on PTB) is a second run whose
 initial params are the averaged ones (``restore_params(run, like, "asgd")`` returned by
@@ -32,11 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.errors import UsageError
 from seqjax.training.extensions.base import Extension, register
 from seqjax.training.hooks import Hook, HookInfo
 
-#: the ``train.hooks`` entry that runs the trigger after each evaluation
+#: the trigger's import path (a config may list it in ``train.hooks``; it then runs once)
 HOOK_PATH = "seqjax.training.extensions.ntasgd:trigger"
 
 
@@ -49,11 +48,9 @@ class NTASGD(Extension):
     def enabled(cls, cfg):
         return cfg.train.get("ntasgd", 0) > 0
 
-    def __init__(self, cfg, task):
-        super().__init__(cfg, task)
-        if HOOK_PATH not in list(cfg.train.get("hooks", [])):
-            raise UsageError(f"train.ntasgd={cfg.train.ntasgd} needs its trigger after each evaluation: add "
-                             f"{HOOK_PATH} to train.hooks")
+    def hooks(self):
+        listed = HOOK_PATH in list(self.cfg.train.get("hooks", None) or ())
+        return [] if listed else [trigger]
 
     def init(self, params):
         n = int(self.cfg.train.ntasgd)
@@ -114,5 +111,5 @@ def _on_eval(info: HookInfo) -> None:
     info.state = state.replace(ext={**state.ext, "ntasgd": {**state.ext["ntasgd"], **small}})
 
 
-#: the eval hook of ``train.ntasgd`` (``train.hooks=["seqjax.training.extensions.ntasgd:trigger"]``)
+#: the eval hook of ``train.ntasgd`` (:meth:`NTASGD.hooks`)
 trigger = Hook(_on_eval, on="eval", name="ntasgd")

@@ -178,6 +178,21 @@ def test_second_training_is_locked_out_until_the_first_dies(tmp_path, run_cli):
     lock.release()
 
 
+def test_a_filesystem_without_locks_warns_and_goes_on(tmp_path, monkeypatch):
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    said = []
+    rd = rundir.RunDir(tmp_path / "run", config_lib.resolve("sequences:tiny"), echo=said.append).prepare()
+    assert said == [f"warning: {tmp_path / 'run' / '.lock'}: this filesystem does not lock files (flock); a "
+                    "second training on this directory would not be stopped"]
+    rd.abandon()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_config_error_leaves_no_directory(tmp_path, run_cli):
     workdir = tmp_path / "a" / "b" / "run"
     code, _, err = run_cli("train", "agnews:tiny", "--workdir", str(workdir), "--set", "data.source=csv",

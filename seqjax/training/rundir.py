@@ -242,6 +242,10 @@ def _different(pid: int, theirs: str, mine: str) -> UsageError:
 # --------------------------------------------------------------------------- the lock
 
 
+#: errno values of a filesystem that does not lock (some network filesystems)
+_NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
 class Lock:
     """An exclusive ``flock`` on ``workdir/.lock``, held until :meth:`release` or the end
     of the process; the file records who holds it (pid, host, start, command line)."""
@@ -250,6 +254,7 @@ class Lock:
         self.path = pathlib.Path(workdir) / LOCK
         self.fd: int | None = None
         self.created = False
+        self.unsupported = False  # the filesystem refuses flock
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`UsageError` naming its holder."""
@@ -260,6 +265,9 @@ class Lock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
                 os.close(fd)
+                if e.errno in _NO_FLOCK:  # a filesystem without locks: train unlocked (the caller warns)
+                    self.unsupported = True
+                    return
                 if e.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 raise UsageError(f"--workdir {self.path.parent} is in use by another training ("
@@ -285,14 +293,14 @@ class Lock:
             return "its lock file gives no details"
 
     def release(self, remove: bool = False) -> None:
-        """Unlock; ``remove`` also deletes the lock file (only a file this start created)."""
-        if self.fd is None:
-            return
-        if remove:
+        """Unlock; ``remove`` also deletes the lock file (only one this start created and holds,
+        or could not lock)."""
+        if remove and self.created and (self.fd is not None or self.unsupported):
             with contextlib.suppress(OSError):
                 self.path.unlink()
-        os.close(self.fd)  # closing the last descriptor releases the flock
-        self.fd = None
+        if self.fd is not None:
+            os.close(self.fd)  # closing the last descriptor releases the flock
+            self.fd = None
 
 
 # --------------------------------------------------------------------------- provenance
@@ -416,6 +424,9 @@ class RunDir:
             raise UsageError(f"--workdir {path}: cannot write there ({e.strerror or e}); "
                              "pick a directory you can write to") from None
         self.lock.acquire()
+        if self.lock.unsupported:
+            self.echo(f"warning: {self.lock.path}: this filesystem does not lock files (flock); a second "
+                      "training on this directory would not be stopped")
         self._check()
 
     def _check(self) -> None:

@@ -212,9 +212,10 @@ def build(cfg: ml_collections.ConfigDict, data_dir: str | None = None, task: Tas
         if use_scale:
             updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
         bad = jnp.where((state.bad_step < 0) & ~jnp.isfinite(loss), state.step, state.bad_step)
+        step = state.step + 1  # traced first, as before extensions: the same program without them
         params = optax.apply_updates(state.params, updates)
         return state.replace(
-            step=state.step + 1,
+            step=step,
             params=params,
             opt_state=opt_state,
             carry=carry,

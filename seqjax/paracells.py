@@ -77,12 +77,12 @@ class ParaGRUCell(GRUCell):
         _setup(self)
 
     def input_projection(self, x: Array) -> Array:
-        """``x @ W_ih + b_ih``: [..., in] -> [..., 3H]."""
+        """``x @ W_ih + b_ih``: [..., in] -> [..., G*H] (G = 3 gates here, 4 in ParaLSTM)."""
         return self.ih(x)
 
     @nn.nowrap
     def recurrent_projection(self, h: Array, kernel: Array, bias: Array) -> Array:
-        """``hh`` from its params: h [B, H] -> [B, 3H] (:func:`diagonal_projection`)."""
+        """``hh`` from its params: h [B, H] -> [B, G*H] (:func:`diagonal_projection`)."""
         return diagonal_projection(h, kernel, bias)
 
 
@@ -95,14 +95,7 @@ class ParaLSTMCell(LSTMCell):
     cudnn: ClassVar[bool] = False
     unitwise: ClassVar[bool] = True
 
-    def setup(self):
-        _setup(self)
-
-    def input_projection(self, x: Array) -> Array:
-        """``x @ W_ih + b_ih``: [..., in] -> [..., 4H]."""
-        return self.ih(x)
-
-    @nn.nowrap
-    def recurrent_projection(self, h: Array, kernel: Array, bias: Array) -> Array:
-        """``hh`` from its params: h [B, H] -> [B, 4H] (:func:`diagonal_projection`)."""
-        return diagonal_projection(h, kernel, bias)
+    # the projections of every Para cell (G = 4 gates here)
+    setup = ParaGRUCell.setup
+    input_projection = ParaGRUCell.input_projection
+    recurrent_projection = ParaGRUCell.recurrent_projection

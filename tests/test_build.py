@@ -33,6 +33,9 @@ KEYS = {
     "recurrent_dropout": (0.2, lambda s: s.recurrent_dropout == 0.2),
     "weight_drop": (0.3, lambda s: s.weight_drop == 0.3),
     "parallel_scan": ("on", lambda s: s.parallel_scan == "on"),
+    "newton_tol": (1e-3, lambda s: s.newton.tol == 1e-3),
+    "newton_max_iters": (7, lambda s: s.newton.max_iters == 7),
+    "newton_damping": (0.5, lambda s: s.newton.damping == 0.5),
     "cell_options": ({"init_scale": 0.3}, lambda s: dict(s.cell_options)["init_scale"] == 0.3),
 }
 

@@ -190,6 +190,25 @@ def test_the_circle_scan_finds_a_circle(monkeypatch):
     assert ["seqjax.cellbase", "seqjax.mincells"] in import_circles()
 
 
+#: a file the code cites: a path below one of the repository's folders, or a top-level document
+CITED = re.compile(r"(?<![\w./-])((?:seqjax|docs|experiments|tests|benchmarks|scripts|\.ci)/[\w./-]*\.\w+"
+                   r"|[A-Z]+\.md)(?![\w/])")
+
+
+def test_every_cited_file_exists():
+    """Docstrings and comments cite files (``docs/design.md``, ``experiments/results/ptb.md``,
+    ``seqjax/recurrence.py``): each exists in the repository."""
+    repo = ROOT.parent
+    missing = []
+    for folder in ("seqjax", "tests", "benchmarks", "scripts", "experiments"):
+        for path in sorted((repo / folder).rglob("*.py")):
+            for match in CITED.finditer(path.read_text(encoding="utf-8")):
+                cited = match.group(1).rstrip(".")
+                if not (repo / cited).exists():
+                    missing.append(f"{path.relative_to(repo)} cites {cited}")
+    assert missing == []
+
+
 def test_every_document_link_resolves():
     """The relative links of README.md and docs/*.md point at files of the repository."""
     repo = ROOT.parent

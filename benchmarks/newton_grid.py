@@ -168,10 +168,11 @@ def markdown(rows: list[dict], checks: list[dict], argv: list[str], wall: float)
         for r in rows:
             lines.append(f"| {r['hidden']} | {r['length']} | {r['seq_ms']:.1f} | {r['newton_ms']:.1f} | "
                          f"{r['linear_ms']:.1f} | {r['newton_ms'] / r['seq_ms']:.2f} | {r['iters']:.0f} |")
-        lines += ["", "Crossover (smallest T of the grid where newton is faster than seq, per hidden "
-                  "size):", ""]
+        lines += ["", "Crossover (per hidden size, the smallest T of the grid from which newton is faster "
+                  "than seq at every longer T too):", ""]
         for h in sorted({r["hidden"] for r in rows}):
-            wins = [r["length"] for r in rows if r["hidden"] == h and r["newton_ms"] < r["seq_ms"]]
+            row = sorted((r["length"], r["newton_ms"] < r["seq_ms"]) for r in rows if r["hidden"] == h)
+            wins = [t for i, (t, _) in enumerate(row) if all(win for _, win in row[i:])]
             lines.append(f"- hidden {h}: " + (f"T >= {min(wins)}" if wins else "none in the grid"))
     if checks:
         lines += ["", "newton vs scan, 2-layer bidirectional stack, ragged rows, nonzero initial carry "

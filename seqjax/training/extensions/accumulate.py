@@ -27,9 +27,7 @@ from seqjax.training.extensions.base import Extension, register
 class Accumulate(Extension):
     name = "accumulate"
 
-    @classmethod
-    def enabled(cls, cfg):
-        return cfg.train.get("accumulate", 1) > 1
+    switch, off = "train.accumulate", 1
 
     def wrap_grad(self, grad_fn):
         n, task = self.cfg.train.accumulate, self.task

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import ml_collections
 
+from seqjax import config as config_lib
 from seqjax.errors import UsageError
 
 #: name -> extension class, in registration order
@@ -39,14 +40,21 @@ class Extension:
     name: ClassVar[str] = ""
     #: a ``--checkpoint`` choice restoring :meth:`view_params` of the saved state ("" if none)
     view: ClassVar[str] = ""
+    #: the config key that turns it on (e.g. ``"train.ema"``) and the value that means off:
+    #: the default :meth:`enabled` is "the key is above ``off``"
+    switch: ClassVar[str] = ""
+    off: ClassVar[float] = 0
 
     def __init__(self, cfg: ml_collections.ConfigDict, task: Any):
         self.cfg, self.task = cfg, task
 
     @classmethod
     def enabled(cls, cfg: ml_collections.ConfigDict) -> bool:
-        """Whether ``cfg`` turns this extension on."""
-        raise NotImplementedError
+        """Whether ``cfg`` turns this extension on: its :attr:`switch` key (absent: off) is
+        above :attr:`off`. An extension with another rule overrides this."""
+        if not cls.switch:
+            raise NotImplementedError(f"{cls.__name__}: set switch or override enabled()")
+        return config_lib.get(cfg, cls.switch, cls.off) > cls.off
 
     def init(self, params: Any) -> Any:
         """Its state at step 0 (a pytree of arrays, or None) from the initial params."""

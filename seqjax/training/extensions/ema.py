@@ -20,9 +20,7 @@ class EMA(Extension):
     name = "ema"
     view = "ema"
 
-    @classmethod
-    def enabled(cls, cfg):
-        return cfg.train.get("ema", 0.0) > 0
+    switch = "train.ema"
 
     def init(self, params):
         return jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), params)

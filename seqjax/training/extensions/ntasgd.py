@@ -44,9 +44,7 @@ class NTASGD(Extension):
     name = "ntasgd"
     view = "asgd"
 
-    @classmethod
-    def enabled(cls, cfg):
-        return cfg.train.get("ntasgd", 0) > 0
+    switch = "train.ntasgd"
 
     def hooks(self):
         listed = HOOK_PATH in list(self.cfg.train.get("hooks", None) or ())

@@ -28,9 +28,7 @@ from seqjax.training.extensions.base import Extension, register
 class VariableBPTT(Extension):
     name = "variable_bptt"
 
-    @classmethod
-    def enabled(cls, cfg):
-        return cfg.data.get("variable_bptt", 0) > 0
+    switch = "data.variable_bptt"
 
     def wrap_grad(self, grad_fn):
         bptt, clip = float(self.cfg.data.bptt), float(self.cfg.optim.clip_norm)

@@ -42,6 +42,18 @@ EVENTS = ("step", "eval", "checkpoint", "end")
 LOG, EPOCH_ROW, EVALUATE, USER, CHECKPOINT = 100, 200, 300, 500, 900
 
 
+def _session_attr(path: str, doc: str) -> property:
+    """A read-only :class:`HookInfo` attribute: the loop session's ``path`` (dotted)."""
+
+    def get(self):
+        obj = self._session
+        for part in path.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    return property(get, doc=doc)
+
+
 class HookInfo:
     """What a hook receives: where the run is and what it may change.
 
@@ -67,32 +79,20 @@ class HookInfo:
 
     @property
     def state(self):
+        """The current ``TrainState``; assign a new one and the loop continues from it."""
         return self._session.state
 
     @state.setter
     def state(self, value) -> None:
         self._session.state = value
 
-    @property
-    def progress(self):
-        return self._session.prog
-
-    @property
-    def cfg(self):
-        return self._session.cfg
-
-    @property
-    def engine(self):
-        """The compiled task: ``engine.evaluate(params, split)``, ``engine.task``."""
-        return self._session.engine
-
-    @property
-    def workdir(self):
-        return self._session.workdir
-
-    @property
-    def total_steps(self) -> int:
-        return self._session.engine.total_steps
+    progress = _session_attr("prog", "The loop's counters (epoch, position, best so far, ...), saved "
+                             "with each checkpoint.")
+    cfg = _session_attr("cfg", "The run's config (``ml_collections.ConfigDict``).")
+    engine = _session_attr("engine", "The compiled task: ``engine.evaluate(params, split)``, "
+                           "``engine.task``.")
+    workdir = _session_attr("workdir", "The run directory.")
+    total_steps = _session_attr("engine.total_steps", "Optimizer steps the run trains in all (int).")
 
     @property
     def epoch_done(self) -> bool:

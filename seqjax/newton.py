@@ -452,17 +452,9 @@ def _tile(h: Array, n: int) -> Array:
     return jnp.tile(h, (1,) * (h.ndim - 1) + (n // h.shape[-1],))
 
 
-def cell_recurrence(
-    cell,
-    params: Any,
-    x: Array,
-    carry: Carry,
-    valid: Array | None = None,
-    *,
-    reverse: bool = False,
-    mask: Any = None,
-    options: NewtonOptions = NewtonOptions(),
-) -> tuple[Carry, Array, Array]:
+def cell_recurrence(cell, params: Any, x: Array, carry: Carry, valid: Array | None = None, *,
+                    reverse: bool = False, mask: Any = None,
+                    options: NewtonOptions = NewtonOptions()) -> tuple[Carry, Array, Array]:
     """A seqjax layer's cell run by :func:`newton_recurrence`.
 
     Args:

@@ -92,6 +92,7 @@ def train(
     data_dir: str | None = None,
     echo: Callable[[str], None] = print,
     hooks: Iterable = (),
+    move_aside: bool = False,
 ) -> dict:
     """Train (or resume, on the same ``workdir``) like ``seqjax train``; returns the run's
     summary (as in ``summary.json``, with ``"workdir"``).
@@ -107,12 +108,14 @@ def train(
       hooks: callbacks the loop runs besides ``train.hooks``: callables ``fn(info)`` (after
         every step) or :class:`seqjax.training.hooks.Hook` objects (``Hook(fn, every=N)``,
         ``on="eval" | "checkpoint" | "end"``); docs/hooks.md.
+      move_aside: a run of another config in ``workdir`` is moved into
+        ``workdir/previous-<time>/`` instead of refused (``seqjax train --move-aside``).
     """
     from seqjax.training import loop
 
     cfg = config(spec_or_cfg, overrides, task=task)
     workdir = pathlib.Path(workdir) if workdir else loop.default_workdir(cfg)
-    summary = loop.train(cfg, workdir, data_dir, echo=echo, hooks=hooks)
+    summary = loop.train(cfg, workdir, data_dir, echo=echo, hooks=hooks, move_aside=move_aside)
     return {"workdir": str(workdir), **summary}
 
 

@@ -72,3 +72,13 @@ def test_bad_task_and_unimportable_path():
 
     with pytest.raises(UsageError, match=r"task='nowhere\.mod:Task': cannot import it"):
         task_class("nowhere.mod:Task")
+
+
+def test_train_passes_move_aside_and_hooks_to_the_loop(tmp_path, monkeypatch):
+    from seqjax.training import loop
+
+    seen = {}
+    monkeypatch.setattr(loop, "train", lambda cfg, workdir, data_dir, **kw: seen.update(kw) or {"steps": 0})
+    out = api.train("sequences:tiny", workdir=tmp_path / "w", move_aside=True, hooks=[print])
+    assert out == {"workdir": str(tmp_path / "w"), "steps": 0}
+    assert seen["move_aside"] is True and list(seen["hooks"]) == [print]

@@ -104,6 +104,13 @@ def test_unknown_checkpoint_view_and_registry():
         extensions.view_of("emma")
 
 
+def test_ema_refuses_averaging_it_with_trained_checkpoints(run_cli, tmp_path):
+    code, _, err = run_cli("train", "sequences:tiny", "--workdir", str(tmp_path / "w"),
+                           "--set", "train.ema=0.9", "--set", "train.final_params=average")
+    assert code == 2 and err.strip().splitlines()[-1].endswith("set train.final_params=best")
+    assert not (tmp_path / "w").exists()
+
+
 def test_train_state_tree_without_extensions_is_the_old_one():
     """With no extension active the checkpointed tree is key for key the one of the train
     state before extensions existed (a flax.struct dataclass without ``ext``), so run

@@ -5,13 +5,15 @@ State ``TrainState.ext["ema"]``: a params-shaped float32 tree, the initial param
 jitted step, so it is checkpointed and resumes exactly). Evaluation, the best checkpoint
 (``best/``) and the final report score the EMA instead of the trained params;
 ``--checkpoint ema`` restores the EMA of the newest checkpoint and ``--checkpoint latest``
-the trained params.
+the trained params. ``train.final_params=average`` is refused beside it: the mean of
+``best/`` (an EMA) and the kept checkpoints (trained params) would mix the two.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
+from seqjax.errors import UsageError
 from seqjax.training.extensions.base import Extension, register
 
 
@@ -21,6 +23,12 @@ class EMA(Extension):
     view = "ema"
 
     switch = "train.ema"
+
+    def __init__(self, cfg, task):
+        super().__init__(cfg, task)
+        if cfg.train.get("final_params", "best") == "average":
+            raise UsageError("train.ema with train.final_params=average would average the EMA of best/ with "
+                             "the trained params of the kept checkpoints; set train.final_params=best")
 
     def init(self, params):
         return jax.tree.map(lambda p: jnp.array(p, jnp.float32, copy=True), params)

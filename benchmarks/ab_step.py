@@ -23,9 +23,9 @@ import time
 import jax
 import numpy as np
 
-from seqjax import bench
 from seqjax import config as config_lib
-from seqjax.cli import tune_process
+from seqjax.app import bench
+from seqjax.app.cli import tune_process
 from seqjax.training import loop
 from seqjax.training import mesh as mesh_lib
 

@@ -108,9 +108,9 @@ def seqjax_cmd(variant, steps, extra=()):
 
 
 def compile_cmd(sets):
-    """seqjax's train/eval step compile time alone (seqjax.bench.compile_times), PTB-small shapes."""
+    """seqjax's train/eval step compile time alone (seqjax.app.bench.compile_times), PTB-small shapes."""
     code = (
-        "import json, sys; from seqjax import bench, config; "
+        "import json, sys; from seqjax import config; from seqjax.app import bench; "
         "cfg = config.resolve(bench.DEFAULT_CONFIG, [*bench.DEFAULT_OVERRIDES, *sys.argv[1:]]); "
         "print(json.dumps(bench.compile_times(cfg)))"
     )
@@ -346,7 +346,8 @@ def main() -> int:
         base = statistics.median(r["compile_s"] for r in rows[35])
         out.append(
             f"**compile time vs sequence length** (PTB-small LSTM train and eval steps, "
-            f"`seqjax.bench.compile_times` with data.bptt=T; medians of {args.rounds} interleaved rounds; "
+            f"`seqjax.app.bench.compile_times` with data.bptt=T; medians of {args.rounds} interleaved "
+            f"rounds; "
             f"load avg {l0} -> {load()})\n"
         )
         out.append(

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax import config as config_lib
-from seqjax import layers
-from seqjax.bench import synthetic_task
+from seqjax.app.bench import synthetic_task
+from seqjax.core import layers
 from seqjax.training import loop
 from seqjax.training import mesh as mesh_lib
 

@@ -29,9 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import newton
-from seqjax.cells import make_cell
-from seqjax.layers import Recurrent, Stacked
+from seqjax.core import newton
+from seqjax.core.cells import make_cell
+from seqjax.core.layers import Recurrent, Stacked
 
 RESULTS = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "results" / "longrange.md"
 BEGIN, END = "<!-- newton_grid:begin -->", "<!-- newton_grid:end -->"

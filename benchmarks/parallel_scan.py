@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 from timing import interleaved_ms  # benchmarks/timing.py (same directory)
 
-from seqjax.layers import Recurrent
-from seqjax.mincells import MinGRUCell
+from seqjax.core.layers import Recurrent
+from seqjax.core.mincells import MinGRUCell
 
 
 def step_fn(layer):

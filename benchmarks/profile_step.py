@@ -7,7 +7,7 @@ summed per XLA op (thunk) and per step.
     PYTHONPATH=/tmp/old python benchmarks/profile_step.py   # another checkout (git archive)
     python benchmarks/profile_step.py --overlap ynn_fusion.24   # what ran beside that op
 
-Same synthetic batches and steps as ``seqjax bench`` (``seqjax.bench.synthetic_task`` and
+Same synthetic batches and steps as ``seqjax bench`` (``seqjax.app.bench.synthetic_task`` and
 ``seqjax.training.loop.build``). Prints the wall time per step and the ``--top`` ops by
 time per step with their call counts; look an op name up in the optimized HLO
 (``--hlo FILE`` writes it). On CPU, Eigen dots run asynchronously, so their own rows
@@ -29,9 +29,9 @@ import time
 import jax
 import numpy as np
 
-from seqjax import bench
 from seqjax import config as config_lib
-from seqjax.cli import tune_process
+from seqjax.app import bench
+from seqjax.app.cli import tune_process
 from seqjax.training import loop
 from seqjax.training import mesh as mesh_lib
 

@@ -1,8 +1,8 @@
 """Micro-benchmark of the LM read-out: plain (materialised logits + optax cross-entropy) vs
-the fused, chunked :func:`seqjax.losses.linear_cross_entropy`, at PTB-small shapes.
+the fused, chunked :func:`seqjax.core.losses.linear_cross_entropy`, at PTB-small shapes.
 
     python benchmarks/readout.py [--rounds 15] [--chunks 50,150,350,700]
-    git show 8ded8c0:seqjax/losses.py > /tmp/old_losses.py
+    git show 8ded8c0:seqjax/core/losses.py > /tmp/old_losses.py
     python benchmarks/readout.py --chunks 150 --baseline "8ded8c0=/tmp/old_losses.py"
 
 Times, in one process and interleaved round by round (median ms over rounds):
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from seqjax.losses import linear_cross_entropy
+from seqjax.core.losses import linear_cross_entropy
 
 H, V = 200, 10_000
 

@@ -4,11 +4,11 @@
     python benchmarks/readout_probes.py [--rounds 20]
 
 - ``inner dim``: the three products of a chunk (``[350, K] x [K, 10000]``, ``d Wᵀ``,
-  ``xᵀ d``) in one jitted function for K = 200, 201 (the bias row of :mod:`seqjax.losses`'
+  ``xᵀ d``) in one jitted function for K = 200, 201 (the bias row of :mod:`seqjax.core.losses`'
   augmented kernel), 208; and as three calls, one after the other (XLA:CPU runs the
   products of one function side by side: they do not depend on each other);
 - ``chunk``: loss and both gradient products of one 350-row chunk as
-  :mod:`seqjax.losses` computes them ("current": ``exp`` in the log-sum-exp and again in
+  :mod:`seqjax.core.losses` computes them ("current": ``exp`` in the log-sum-exp and again in
   the softmax gradient), with the ``exp`` computed once and kept, and with the weight
   gradient's ``xᵀ`` made an explicit transposed copy (XLA then gives that product to
   YNNPACK instead of Eigen).

@@ -6,8 +6,8 @@ process (median ms over rounds), at PTB-small's LSTM shapes (T 35, batch 20, hid
 - ``chains``: one LSTM loop; two independent LSTM chains in one loop; the two as two
   loops one after the other (forward only, written out with ``lax.scan``);
 - ``stack``: a 2-layer stack with seqjax's own kernels, layer by layer
-  (:func:`seqjax.recurrence.recurrence` per layer) against one loop
-  (:func:`seqjax.recurrence.stacked_recurrence`), forward alone and forward + gradients.
+  (:func:`seqjax.core.recurrence.recurrence` per layer) against one loop
+  (:func:`seqjax.core.recurrence.stacked_recurrence`), forward alone and forward + gradients.
 
 Results: the step analyses in the history of experiments/results/bench.md (git log -p).
 """
@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from timing import interleaved_ms, print_table  # benchmarks/timing.py (same directory)
 
-from seqjax.cells import make_cell
-from seqjax.recurrence import recurrence, stacked_recurrence
+from seqjax.core.cells import make_cell
+from seqjax.core.recurrence import recurrence, stacked_recurrence
 
 T, B, H = 35, 20, 200
 

@@ -9,7 +9,7 @@ Measured side by side in one process, on the first ``--sentences`` test sources:
   ``decode.batch_size`` sentences, one ``lax.while_loop`` per batch, compiled once);
 * ``python-greedy``: per sentence, per token a jitted ``Seq2Seq.decode_step`` call and a
   host ``argmax`` (the seed's ``decode_sequence``);
-* ``python-beam5``: per sentence, per token a jitted ``seqjax.decoding.beam_step`` and a host
+* ``python-beam5``: per sentence, per token a jitted ``seqjax.core.decoding.beam_step`` and a host
   check of ``beam_done`` (the same algorithm as ``jit-beam5``, without the ``while_loop``).
 
 Each path is warmed up (compiled) first; times exclude compilation. The paths are timed
@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax import decoding
+from seqjax.core import decoding
 from seqjax.data import tatoeba
 from seqjax.models.seq2seq import Seq2Seq
 from seqjax.training.inference import load_run

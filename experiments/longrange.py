@@ -8,7 +8,7 @@
 Every report carries ``baseline``, the loss of the trivial predictor: adding 1/6 (MSE),
 copy 10 log 8 / (T + 20) (cross-entropy over all steps), selective-copy log 8 (per answer
 symbol). seqjax/tasks/longrange.py defines the problems; backend=newton solves the
-recurrence parallel in time (seqjax/newton.py); results: experiments/results/longrange.md.
+recurrence parallel in time (seqjax/core/newton.py); results: experiments/results/longrange.md.
 
 Keys beyond the shared ones (seqjax/config.py SCHEMA):
   data.problem    adding | copy | selective-copy

@@ -30,7 +30,7 @@ AWD = {
     "optim.name": "sgd", "optim.lr": 30.0, "optim.clip_norm": 0.25, "optim.weight_decay": 1.2e-6,
     "schedule.name": "constant", "train.epochs": 500, "train.eval_every": 0, "train.log_every": 100,
     "train.ntasgd": 5,
-    "train.extra_loss": {"seqjax.activation_reg:ar": 2.0, "seqjax.activation_reg:tar": 1.0},
+    "train.extra_loss": {"seqjax.core.activation_reg:ar": 2.0, "seqjax.core.activation_reg:tar": 1.0},
 }
 
 PRESETS = {

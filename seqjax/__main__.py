@@ -1,3 +1,3 @@
-from seqjax.cli import run
+from seqjax.app.cli import run
 
 run()

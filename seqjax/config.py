@@ -36,10 +36,11 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
-from seqjax import cells
+from seqjax import importpath
+from seqjax.core import cells
+from seqjax.core.layers import BACKENDS, PARALLEL_SCANS
+from seqjax.core.newton import NewtonOptions
 from seqjax.errors import UsageError
-from seqjax.layers import BACKENDS, PARALLEL_SCANS
-from seqjax.newton import NewtonOptions
 
 # --------------------------------------------------------------------------- the schema
 
@@ -141,7 +142,7 @@ def _import_error(paths: Iterable[str]) -> str | None:
         if not (sep and module and attr):
             return f"{path!r} is not an import path; write package.module:name"
         try:
-            obj = importlib.import_module(module)
+            obj = importpath.import_module(module)
         except Exception as e:  # noqa: BLE001 — ImportError, or any error the module raises
             return f"cannot import {module!r} ({type(e).__name__}: {e}); is it on the Python path?"
         for part in attr.split("."):
@@ -197,7 +198,7 @@ SCHEMA: tuple[Option, ...] = (
            "Ghahramani 2016); training only; the wavefront and cuDNN then fall back to the layer scan",
            min=0, below=1),
     Option("model.weight_drop", 0.0, "DropConnect on the recurrent weights W_hh, one mask per batch "
-           "(AWD-LSTM's weight-drop, seqjax/weight_drop.py); training only", min=0, below=1),
+           "(AWD-LSTM's weight-drop, seqjax/core/weight_drop.py); training only", min=0, below=1),
     Option("model.init", "torch", "weight init: torch (U(+-1/sqrt(H))) | uniform (U(+-model.init_scale)); "
            "a cell without a weight_init field keeps its own initializers", choices=cells.INITS),
     Option("model.init_scale", 0.1, "half-width of the uniform init when model.init=uniform", above=0),
@@ -210,7 +211,7 @@ SCHEMA: tuple[Option, ...] = (
     Option("model.backend", "scan", "recurrent kernel: scan (everywhere; dW_hh as one matmul after the "
            "time loop) | flax_scan (nn.scan with plain autodiff) | cudnn (forward LSTM layers as one cuDNN "
            "kernel on a GPU, scan elsewhere) | newton (all time steps at once by Newton iterations, each a "
-           "parallel scan; seqjax/newton.py)", choices=BACKENDS),
+           "parallel scan; seqjax/core/newton.py)", choices=BACKENDS),
     Option("model.remat", False, "recompute each time step in the backward pass instead of storing its "
            "activations: memory of long sequences drops to the carries, one more forward step per step"),
     Option("model.wavefront", False, "a unidirectional stack of 2+ layers runs as one time loop, layer l "

@@ -49,7 +49,7 @@ def data_dir_or_skip(name: str) -> pathlib.Path:
 @pytest.fixture
 def run_cli(capsys):
     """Run ``seqjax ARGS...`` in-process: returns (exit code, stdout, stderr)."""
-    from seqjax.cli import main
+    from seqjax.app.cli import main
 
     def run(*args: str):
         code = main(list(args))

@@ -1,4 +1,4 @@
-"""seqjax/api.py: README's snippet as written, a user-defined task in the one loop, lazy export."""
+"""seqjax/app/api.py: README's snippet as written, a user-defined task in the one loop, lazy export."""
 
 import json
 import re
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import seqjax
-from seqjax import api
+from seqjax.app import api
 from seqjax.errors import UsageError
 from seqjax.tasks.sequences import SequenceTask
 
@@ -18,7 +18,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_import_seqjax_does_not_load_the_api():
-    code = "import sys, seqjax; print('seqjax.api' in sys.modules, 'seqjax.training.loop' in sys.modules)"
+    code = "import sys, seqjax; print('seqjax.app.api' in sys.modules, 'seqjax.training.loop' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
     assert seqjax.train is api.train and seqjax.load_run is api.load_run

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from seqjax.attention import BahdanauAttention
+from seqjax.core.attention import BahdanauAttention
 
 B, S, DQ, DK, DV, F = 3, 5, 4, 6, 2, 7
 MASK = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=bool)

@@ -1,5 +1,5 @@
-"""AWD-LSTM's pieces, each a plug-in: weight-drop (seqjax/weight_drop.py), embedding dropout
-(seqjax/embedding_dropout.py), AR/TAR (seqjax/activation_reg.py), variable BPTT
+"""AWD-LSTM's pieces, each a plug-in: weight-drop (seqjax/core/weight_drop.py), embedding dropout
+(seqjax/core/embedding_dropout.py), AR/TAR (seqjax/core/activation_reg.py), variable BPTT
 (seqjax/data/vbptt.py and its learning-rate extension) and NT-ASGD
 (seqjax/training/extensions/ntasgd.py)."""
 import json
@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax import activation_reg, embedding_dropout
 from seqjax import config as config_lib
-from seqjax import weight_drop as wd
-from seqjax.cells import make_cell
+from seqjax.core import activation_reg, embedding_dropout
+from seqjax.core import weight_drop as wd
+from seqjax.core.cells import make_cell
+from seqjax.core.layers import Recurrent
 from seqjax.data import vbptt
-from seqjax.layers import Recurrent
 from seqjax.training import hooks as hooks_lib
 from seqjax.training import loop
 from seqjax.training.checkpoint import restore_params
@@ -255,7 +255,8 @@ def test_ntasgd_brings_its_trigger_once():
 def test_awd_presets_resolve_and_their_run_config_reads_back():
     for preset in ("awd", "awd-small", "awd-wt2"):
         cfg = config_lib.resolve(f"ptb_lm:{preset}")
-        assert cfg.train.extra_loss == {"seqjax.activation_reg:ar": 2.0, "seqjax.activation_reg:tar": 1.0}
+        assert cfg.train.extra_loss == {"seqjax.core.activation_reg:ar": 2.0,
+                                        "seqjax.core.activation_reg:tar": 1.0}
         text = config_lib.to_json(cfg)  # config.json of the run directory: import paths as keys
         assert config_lib.to_json(config_lib.from_json(text)) == text
 

@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from seqjax import bench, config
-from seqjax.cli import main
-from seqjax.layers import hidden_sizes
+from seqjax import config
+from seqjax.app import bench
+from seqjax.app.cli import main
+from seqjax.core.layers import hidden_sizes
 
 NUMBERS = ("train_tokens_per_s", "eval_tokens_per_s", "compile_s", "step_ms", "peak_memory_mb")
 
@@ -32,7 +33,7 @@ def test_cli_prints_one_json_object_without_datasets_or_torch():
     """The CLI path in a fresh interpreter where `import datasets` / `import torch` fail."""
     code = (
         "import sys; sys.modules['datasets'] = None; sys.modules['torch'] = None\n"
-        "from seqjax.cli import run; run(['bench', 'sequences:tiny', '--steps', '2'])"
+        "from seqjax.app.cli import run; run(['bench', 'sequences:tiny', '--steps', '2'])"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "SEQJAX_TUNING")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
@@ -122,7 +123,7 @@ def test_cudnn_path_matches_the_scan(monkeypatch):
     import numpy as np
     from jax.experimental import rnn
 
-    from seqjax import layers
+    from seqjax.core import layers
 
     def fake_lstm(x, h0, c0, w, seq_lengths, input_size, hidden_size, num_layers, dropout, bidirectional):
         W_ih, W_hh, b_ih, b_hh = rnn.unpack_lstm_weights(
@@ -179,8 +180,8 @@ def test_backend_key_reaches_the_recurrent_layers(spec, monkeypatch):
     import jax
     from jax.experimental import rnn
 
-    from seqjax import layers
-    from seqjax.bench import synthetic_task
+    from seqjax.app.bench import synthetic_task
+    from seqjax.core import layers
 
     seen = []
     monkeypatch.setattr(
@@ -202,7 +203,7 @@ def test_gpu_bench_and_the_real_cudnn_kernel():
     import jax.numpy as jnp
     import numpy as np
 
-    from seqjax import layers
+    from seqjax.core import layers
 
     out = bench.run_bench(config.resolve("ptb_lm:tiny", ["data.bptt=12"]), steps=2)
     _check(out)

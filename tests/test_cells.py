@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax.cells import ElmanCell, GRUCell, LSTMCell, make_cell
+from seqjax.core.cells import ElmanCell, GRUCell, LSTMCell, make_cell
 
 IN, H, B = 5, 4, 3
 
@@ -174,7 +174,7 @@ def test_registry_import_paths_and_capabilities():
     """Names and import paths build cells; capabilities follow the math, not the class name."""
     from flax import linen as nn
 
-    from seqjax import cells
+    from seqjax.core import cells
 
     assert {"mingru", "minlstm", "flax_optimized_lstm", "flax_mgu"} <= set(cells.CELLS)
     assert isinstance(make_cell("flax_optimized_lstm", H), nn.OptimizedLSTMCell)

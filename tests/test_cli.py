@@ -1,4 +1,4 @@
-"""seqjax.cli: `main` is pure; the executable (`run`, `python -m seqjax`) applies the
+"""seqjax.app.cli: `main` is pure; the executable (`run`, `python -m seqjax`) applies the
 process-wide CPU settings unless SEQJAX_TUNING=0; errors are one line with their exit code."""
 
 import os
@@ -7,15 +7,16 @@ import sys
 
 import pytest
 
-from seqjax import _malloc, _xla_flags, cli
+from seqjax.app import cli
+from seqjax.runtime import malloc, xla_flags
 
 
 @pytest.fixture
 def calls(monkeypatch):
     """Records the two process-wide settings instead of applying them."""
     seen = []
-    monkeypatch.setattr(_malloc, "keep_freed_memory", lambda: seen.append("malloc") or True)
-    monkeypatch.setattr(_xla_flags, "prefer_depth_first_schedule", lambda: seen.append("xla") or True)
+    monkeypatch.setattr(malloc, "keep_freed_memory", lambda: seen.append("malloc") or True)
+    monkeypatch.setattr(xla_flags, "prefer_depth_first_schedule", lambda: seen.append("xla") or True)
     return seen
 
 
@@ -47,7 +48,7 @@ def test_python_dash_m_is_the_executable():
     )
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "SEQJAX_TUNING")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.stdout.splitlines()[-1] == f"0 {_xla_flags.FLAG}=false", out.stderr
+    assert out.stdout.splitlines()[-1] == f"0 {xla_flags.FLAG}=false", out.stderr
 
 
 def test_errors_are_one_line_with_their_exit_code(capsys):

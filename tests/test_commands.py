@@ -1,13 +1,13 @@
-"""seqjax.commands: the inference commands' own behaviour (the end-to-end runs are in
+"""seqjax.app.commands: the inference commands' own behaviour (the end-to-end runs are in
 tests/test_task_*.py and tests/test_lm.py): wrong kind of run, stdin, the heatmap."""
 
 import io
 
 import numpy as np
 
-from seqjax import commands
 from seqjax import config as config_lib
-from seqjax.cli import main
+from seqjax.app import commands
+from seqjax.app.cli import main
 
 
 def _run_dir(tmp_path, spec):

@@ -5,8 +5,8 @@ import pathlib
 import pytest
 
 from seqjax import config as config_lib
+from seqjax.core.layers import hidden_sizes
 from seqjax.errors import UsageError
-from seqjax.layers import hidden_sizes
 
 
 def test_short_and_path_forms_resolve_the_same():

@@ -134,7 +134,7 @@ def test_fetch_extracts_and_verifies(tmp_path, monkeypatch):
 def test_data_check_reports_checksum_status(tmp_path, capsys):
     import hashlib
 
-    from seqjax import cli
+    from seqjax.app import cli
     from seqjax.data import fetch as fetch_mod
 
     (tmp_path / "spa-eng").mkdir()

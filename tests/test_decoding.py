@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax import decoding
+from seqjax.core import decoding
 from seqjax.models.seq2seq import Seq2Seq
 
 PAD, SOS, EOS, A, B, C = 0, 1, 2, 3, 4, 5

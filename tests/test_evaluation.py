@@ -1,8 +1,8 @@
-"""seqjax.evaluation: corpus BLEU/chrF with one or several references per hypothesis."""
+"""seqjax.core.evaluation: corpus BLEU/chrF with one or several references per hypothesis."""
 
 import pytest
 
-from seqjax import evaluation
+from seqjax.core import evaluation
 
 HYPS = ["estoy cansado .", "el gato come ."]
 

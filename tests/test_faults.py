@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from seqjax import cli
+from seqjax.app import cli
 from seqjax.data import sources
 from seqjax.data.textclass import load_text_classes
 from seqjax.errors import DataError
@@ -81,7 +81,7 @@ def test_inference_leaves_the_run_directory_byte_identical(trained, tmp_path, ru
     assert _snapshot(run) == before
 
 
-# orbax's closed event loop after a failed read (the executable drops it: cli._drop_closed_loop_reports)
+# orbax's closed event loop after a failed read (the executable drops it: seqjax/runtime/logs.py)
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_unreadable_checkpoints_fall_back_with_one_line_each(trained, tmp_path, run_cli):
     """Corrupt best params -> the latest checkpoint; a newest checkpoint with a file missing

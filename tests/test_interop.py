@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from seqjax.interop import (
+from seqjax.models.interop import (
     MODES,
     carries_to_torch_state,
     from_torch_state_dict,
@@ -100,7 +100,7 @@ def _fixture_maker():
 @pytest.mark.parametrize("mode", list(MODES))
 def test_live_torch_modules(mode):
     torch = pytest.importorskip("torch")
-    from seqjax.interop import from_torch
+    from seqjax.models.interop import from_torch
 
     maker = _fixture_maker()
     torch.manual_seed(1)

@@ -1,12 +1,13 @@
 """The package's layering runs one way (docs/design.md): every module imports alone, and no module
 imports one above it, function-level imports included.
 
-    cli / commands / bench / sweep / api -> training -> tasks -> models -> layers -> cells / recurrence
+    app/ -> training/ -> tasks/ -> models/ -> config -> core/layers -> core/ (cells, time loops)
 
-``data``, ``losses``, ``attention``, ``decoding`` and ``evaluation`` are leaves: anything may
-import them, and they import only ``errors`` and their own package. ``config`` (the option
-schema) sits between ``layers`` and ``models``: its choices come from the cell registry and
-the layers, and the models' recurrent spec takes its defaults from it.
+``data/`` and the core's ``losses``, ``activation_reg``, ``attention``, ``decoding`` and
+``evaluation`` are leaves: anything may import them, and they import only the base
+(``errors``, ``importpath``, ``runtime/``) and their own group. ``config`` (the option schema)
+sits between the layers and ``models/``: its choices come from the cell registry and the
+layers, and the models' recurrent spec takes its defaults from it.
 """
 
 from __future__ import annotations
@@ -24,23 +25,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "seqjax"
 
 #: group -> (rank, module prefixes); a module may import lower ranks and its own group
 LAYERS = {
-    "base": (0, ("seqjax.errors", "seqjax._malloc", "seqjax._xla_flags", "seqjax._supervisor")),
+    # errors, the import-path table and the process plumbing of seqjax/runtime/
+    "base": (0, ("seqjax.errors", "seqjax.importpath", "seqjax.runtime")),
     "data": (1, ("seqjax.data",)),
-    "losses": (1, ("seqjax.losses", "seqjax.activation_reg")),
-    "attention": (1, ("seqjax.attention",)),
-    "decoding": (1, ("seqjax.decoding",)),
-    "evaluation": (1, ("seqjax.evaluation",)),
-    "cells": (2, ("seqjax.cellbase", "seqjax.cells", "seqjax.mincells", "seqjax.paracells",
-                  "seqjax.recurrence", "seqjax.newton", "seqjax.weight_drop", "seqjax.embedding_dropout")),
-    "layers": (3, ("seqjax.layers",)),
+    "losses": (1, ("seqjax.core.losses", "seqjax.core.activation_reg")),
+    "attention": (1, ("seqjax.core.attention",)),
+    "decoding": (1, ("seqjax.core.decoding",)),
+    "evaluation": (1, ("seqjax.core.evaluation",)),
+    "cells": (2, ("seqjax.core", "seqjax.core.cellbase", "seqjax.core.cells", "seqjax.core.mincells",
+                  "seqjax.core.paracells", "seqjax.core.recurrence", "seqjax.core.newton",
+                  "seqjax.core.weight_drop", "seqjax.core.embedding_dropout")),
+    "layers": (3, ("seqjax.core.layers",)),
     "config": (4, ("seqjax.config",)),  # the option schema: choices from cells and layers
-    "models": (5, ("seqjax.models", "seqjax.interop")),  # the spec's defaults come from config
+    "models": (5, ("seqjax.models",)),  # the spec's defaults come from config
     "tasks": (6, ("seqjax.tasks",)),
     "training": (7, ("seqjax.training",)),
-    "top": (
-        8,
-        ("seqjax.cli", "seqjax.commands", "seqjax.bench", "seqjax.sweep", "seqjax.api", "seqjax.__main__"),
-    ),
+    "app": (8, ("seqjax.app", "seqjax.__main__")),
 }
 LEAVES = {"data", "losses", "attention", "decoding", "evaluation"}
 
@@ -108,8 +108,8 @@ def test_import_order(module):
 
 def test_the_scan_sees_function_level_imports():
     """The AST scan finds imports inside functions (the ones a lazy import would hide)."""
-    assert "seqjax.training.inference" in imports("seqjax.commands")
-    assert "seqjax.tasks" in imports("seqjax.bench")
+    assert "seqjax.training.inference" in imports("seqjax.app.commands")
+    assert "seqjax.tasks" in imports("seqjax.app.bench")
     assert group("seqjax.data.vocab") == "data" and group("seqjax.models.seq2seq") == "models"
 
 
@@ -174,7 +174,7 @@ def import_circles() -> list[list[str]]:
 
 
 def test_no_import_circle_between_modules():
-    """Registries live in base modules (seqjax.cellbase, seqjax.data.synthetic,
+    """Registries live in base modules (seqjax.core.cellbase, seqjax.data.synthetic,
     seqjax.models.spec): a module that registers imports the registry, never the reverse."""
     # the package's __init__ imports its public names; no module imports the package back
     assert import_circles() == []
@@ -184,10 +184,10 @@ def test_the_circle_scan_finds_a_circle(monkeypatch):
     real = imports
 
     def fake(module):
-        return real(module) | ({"seqjax.mincells"} if module == "seqjax.cellbase" else set())
+        return real(module) | ({"seqjax.core.mincells"} if module == "seqjax.core.cellbase" else set())
 
     monkeypatch.setitem(globals(), "imports", fake)
-    assert ["seqjax.cellbase", "seqjax.mincells"] in import_circles()
+    assert ["seqjax.core.cellbase", "seqjax.core.mincells"] in import_circles()
 
 
 #: a file the code cites: a path below one of the repository's folders, or a top-level document
@@ -197,7 +197,7 @@ CITED = re.compile(r"(?<![\w./-])((?:seqjax|docs|experiments|tests|benchmarks|sc
 
 def test_every_cited_file_exists():
     """Docstrings and comments cite files (``docs/design.md``, ``experiments/results/ptb.md``,
-    ``seqjax/recurrence.py``): each exists in the repository."""
+    ``seqjax/core/recurrence.py``): each exists in the repository."""
     repo = ROOT.parent
     missing = []
     for folder in ("seqjax", "tests", "benchmarks", "scripts", "experiments"):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from seqjax.cells import GRUCell, LSTMCell, make_cell
-from seqjax.layers import Bidirectional, Recurrent, Stacked, hidden_sizes, zero_carry
+from seqjax.core.cells import GRUCell, LSTMCell, make_cell
+from seqjax.core.layers import Bidirectional, Recurrent, Stacked, hidden_sizes, zero_carry
 
 B, T, IN, H = 4, 7, 3, 5
 LENGTHS = np.array([7, 3, 0, 3])  # few distinct lengths: few compilations

@@ -6,14 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import data_dir_or_skip
 
 from seqjax import config as config_lib
+from seqjax.core.layers import zero_carry
 from seqjax.data.lm import LMCorpus
 from seqjax.data.vocab import Vocab
-from seqjax.layers import zero_carry
 from seqjax.models.language_model import LanguageModel
 from seqjax.tasks.lm import LanguageModelTask, sample
-from tests.conftest import data_dir_or_skip
 
 
 def toy_task(*overrides):

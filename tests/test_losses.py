@@ -1,12 +1,12 @@
-"""seqjax.losses: the fused, chunked read-out cross-entropy equals the plain one."""
+"""seqjax.core.losses: the fused, chunked read-out cross-entropy equals the plain one."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from seqjax.layers import zero_carry
-from seqjax.losses import default_chunk, even_chunk, linear_cross_entropy
+from seqjax.core.layers import zero_carry
+from seqjax.core.losses import default_chunk, even_chunk, linear_cross_entropy
 from seqjax.models.language_model import LanguageModel
 
 

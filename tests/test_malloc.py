@@ -1,4 +1,4 @@
-"""seqjax._malloc: glibc keeps freed memory, and an LM train step stops page-faulting."""
+"""seqjax.runtime.malloc: glibc keeps freed memory, and an LM train step stops page-faulting."""
 
 import os
 import subprocess
@@ -6,16 +6,16 @@ import sys
 
 import pytest
 
-from seqjax import _malloc
+from seqjax.runtime import malloc
 
 STEP_FAULTS = r"""
 import resource, sys
 import jax, numpy as np
 if sys.argv[1] == "1":
-    from seqjax._malloc import keep_freed_memory
+    from seqjax.runtime.malloc import keep_freed_memory
     assert keep_freed_memory()
 from seqjax import config as config_lib
-from seqjax.bench import synthetic_task
+from seqjax.app.bench import synthetic_task
 from seqjax.training import loop, mesh as mesh_lib
 cfg = config_lib.resolve("ptb_lm:zaremba-small", ["data.bptt=35"])
 task, make_batch = synthetic_task(cfg)
@@ -35,7 +35,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 8)
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_settings_accepted():
-    assert _malloc.keep_freed_memory() is True
+    assert malloc.keep_freed_memory() is True
 
 
 @pytest.mark.slow

@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax.layers import Recurrent, Stacked
-from seqjax.mincells import MinGRUCell, MinLSTMCell
-from seqjax.recurrence import linear_recurrence
+from seqjax.core.layers import Recurrent, Stacked
+from seqjax.core.mincells import MinGRUCell, MinLSTMCell
+from seqjax.core.recurrence import linear_recurrence
 
 B, T, IN, H = 3, 9, 4, 5
 LENGTHS = np.array([9, 4, 0])

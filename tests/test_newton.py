@@ -1,4 +1,4 @@
-"""backend="newton" (seqjax/newton.py) against the sequential loop: outputs, final carries and
+"""backend="newton" (seqjax/core/newton.py) against the sequential loop: outputs, final carries and
 gradients of the same parameters, reached by the Newton iterations themselves (no fall-back)."""
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax import newton
-from seqjax.cells import make_cell
-from seqjax.layers import Recurrent, Stacked
-from seqjax.newton import NewtonOptions
+from seqjax.core import newton
+from seqjax.core.cells import make_cell
+from seqjax.core.layers import Recurrent, Stacked
+from seqjax.core.newton import NewtonOptions
 
 CELLS = ("rnn", "gru", "lstm", "paragru", "paralstm")
 EXACT = ("paragru", "paralstm")  # unit-wise cells: exact Newton
@@ -104,12 +104,12 @@ def test_reversed_ragged_layers_match_scan_and_fall_back_once(caplog):
         return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(params, x, carries)
 
     newton.FALLBACKS.clear()
-    with caplog.at_level(logging.WARNING, logger="seqjax.newton"):
+    with caplog.at_level(logging.WARNING, logger="seqjax.core.newton"):
         (_, want), grads0 = run("scan")
         (_, got), grads1 = run("newton")
         jax.block_until_ready(grads1)
     assert newton.FALLBACKS == {"forward": 1, "adjoint": 1}
-    lines = [r.getMessage() for r in caplog.records if r.name == "seqjax.newton"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "seqjax.core.newton"]
     assert len(lines) == 2 and all("sequential loop" in line for line in lines)
     assert _max_diff([w[:2] for w in want], [g[:2] for g in got]) < 1e-4  # outputs, final carries
     assert _max_diff(grads0, grads1) < 1e-4  # d params, d inputs, d initial carries

@@ -11,13 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax import cells, layers
 from seqjax import config as config_lib
+from seqjax.core import cells, layers
 from seqjax.errors import UsageError
 from seqjax.models import build
 from seqjax.models.classifier import TextClassifier
 from seqjax.models.language_model import LanguageModel
-from seqjax.models.regressor import ManyToOne
+from seqjax.models.many_to_one import ManyToOne
 from seqjax.models.seq2seq import Seq2Seq
 from seqjax.models.spec import RecurrentSpec
 

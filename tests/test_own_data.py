@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqjax import cli
+from seqjax.app import cli
 
 README = Path(__file__).resolve().parent.parent / "docs" / "data.md"
 WORDS = {

@@ -1,4 +1,4 @@
-"""seqjax.recurrence: the time loop with dW_hh computed after the loop equals plain
+"""seqjax.core.recurrence: the time loop with dW_hh computed after the loop equals plain
 autodiff of the same loop (values and gradients), masked, reversed, unrolled, bf16."""
 from functools import partial
 
@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax import cells, layers
-from seqjax.recurrence import recurrence
+from seqjax.core import cells, layers
+from seqjax.core.recurrence import recurrence
 
 T, B, H = 9, 4, 5
 

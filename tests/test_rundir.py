@@ -34,7 +34,7 @@ RUN = ("train", "sequences:tiny", "--set", "train.steps=4", "--set", "train.eval
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
-    from seqjax.cli import main
+    from seqjax.app.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

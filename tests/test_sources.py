@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from seqjax import cli
+from seqjax.app import cli
 from seqjax.data import fetch, sources
 from seqjax.errors import DataError, UsageError
 
@@ -218,7 +218,7 @@ def test_empty_split_after_filtering(tmp_path, capsys):
 
 def test_hub_without_network_names_local_keys(tmp_path):
     code = (
-        "import sys; from seqjax import cli; sys.exit(cli.main(['train', 'agnews:tiny', '--workdir', "
+        "import sys; from seqjax.app import cli; sys.exit(cli.main(['train', 'agnews:tiny', '--workdir', "
         f"'{tmp_path}/run', '--set', 'data.source=hub:someone/some-data']))"
     )
     env = {

@@ -1,8 +1,8 @@
-"""seqjax/_supervisor.py: JAX's fatal block on a survivor becomes one line; other output,
+"""seqjax/runtime/supervisor.py: JAX's fatal block on a survivor becomes one line; other output,
 absl errors that are not fatal included, is relayed byte for byte."""
 import io
 
-from seqjax import _supervisor
+from seqjax.runtime import supervisor
 
 FATAL = (
     b"E1202 00:48:15.363812   21174 coordination_service.cc:1549] [23] Use error polling to propagate "
@@ -14,9 +14,9 @@ FATAL = (
 )
 
 
-def relay(*chunks: bytes) -> tuple[_supervisor._Relay, bytes]:
+def relay(*chunks: bytes) -> tuple[supervisor._Relay, bytes]:
     out = io.BytesIO()
-    r = _supervisor._Relay(out)
+    r = supervisor._Relay(out)
     for c in chunks:
         r.feed(c)
     return r, out.getvalue()
@@ -42,14 +42,14 @@ def test_other_absl_errors_and_progress_bars_are_relayed_unchanged(monkeypatch):
     warn = b"E1202 00:48:15.363812   21174 some.cc:12] a harmless error\ncontinued\n"
     r, out = relay(b"10%|#   \r20%|##  \r", warn)
     assert out == b"10%|#   \r20%|##  \r" and not r.fatal()  # held while it may still turn fatal
-    monkeypatch.setattr(_supervisor, "HOLD_S", 0.0)
+    monkeypatch.setattr(supervisor, "HOLD_S", 0.0)
     r.tick()
     r.feed(b"step 4\n")
     assert r.out.getvalue() == b"10%|#   \r20%|##  \r" + warn + b"step 4\n"
 
 
 def test_only_multi_process_commands_are_supervised():
-    assert _supervisor.wanted(["train", "sequences:tiny", "--distributed"], {})
-    assert _supervisor.wanted(["train"], {"JAX_COORDINATOR_ADDRESS": "h:1"})
-    assert not _supervisor.wanted(["train", "sequences:tiny"], {})
-    assert not _supervisor.wanted(["train", "--distributed"], {_supervisor.CHILD_ENV: "1"})
+    assert supervisor.wanted(["train", "sequences:tiny", "--distributed"], {})
+    assert supervisor.wanted(["train"], {"JAX_COORDINATOR_ADDRESS": "h:1"})
+    assert not supervisor.wanted(["train", "sequences:tiny"], {})
+    assert not supervisor.wanted(["train", "--distributed"], {supervisor.CHILD_ENV: "1"})

@@ -6,8 +6,8 @@ import statistics
 
 import pytest
 
-from seqjax import sweep
-from seqjax.cli import main
+from seqjax.app import sweep
+from seqjax.app.cli import main
 from seqjax.errors import UsageError
 
 

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from seqjax import cli
 from seqjax import config as config_lib
+from seqjax.app import cli
 from seqjax.errors import UsageError
 from seqjax.tasks.classify import ClassifyTask, boundaries
 from seqjax.training.inference import load_run

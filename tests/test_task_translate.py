@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from seqjax import config as config_lib
-from seqjax.cli import main
+from seqjax.app.cli import main
 from seqjax.tasks.translate import EXAMPLE_SENTENCES, TranslateTask
 
 WORDS = {"cat": "gato", "dog": "perro", "house": "casa", "car": "coche", "book": "libro", "tree": "árbol"}

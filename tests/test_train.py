@@ -243,7 +243,7 @@ def test_average_checkpoint_is_the_mean_of_best_and_kept(tmp_path):
     import contextlib
     import io
 
-    from seqjax import cli
+    from seqjax.app import cli
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from seqjax import cli
 from seqjax import config as config_lib
+from seqjax.app import cli
 from seqjax.training import loop
 
 CELL = "model.cell=mycells:MyCell"

@@ -1,10 +1,10 @@
-"""seqjax._xla_flags: the executable's XLA:CPU schedule flag, and the user's choice wins."""
+"""seqjax.runtime.xla_flags: the executable's XLA:CPU schedule flag, and the user's choice wins."""
 
 import os
 
 import pytest
 
-from seqjax import _xla_flags
+from seqjax.runtime import xla_flags
 
 FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
 
@@ -26,5 +26,5 @@ def test_adds_the_flag_unless_the_user_chose(monkeypatch, before, after, changed
         monkeypatch.delenv("XLA_FLAGS", raising=False)
     else:
         monkeypatch.setenv("XLA_FLAGS", before)
-    assert _xla_flags.prefer_depth_first_schedule() is changed
+    assert xla_flags.prefer_depth_first_schedule() is changed
     assert os.environ["XLA_FLAGS"] == after

@@ -1,1 +1,2 @@
-"""Models built from the recurrent core: language model, classifier, seq2seq, regressor."""
+"""Models built from the recurrent core: language model, classifier, many-to-one, seq2seq, and
+torch weights in and out (``interop``)."""

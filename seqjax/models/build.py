@@ -2,7 +2,7 @@
 
 :func:`recurrent_spec` builds the :class:`~seqjax.models.spec.RecurrentSpec` from ``cfg.model``
 (rejecting, with one line, an option the chosen cell cannot take); every model takes it
-whole, and :meth:`RecurrentSpec.stacked` hands it on to :class:`seqjax.layers.Stacked`. A new
+whole, and :meth:`RecurrentSpec.stacked` hands it on to :class:`seqjax.core.layers.Stacked`. A new
 recurrent option is an ``Option`` in ``seqjax.config.SCHEMA``, a field of ``RecurrentSpec``,
 a line here and the layer that uses it. The model-specific keys (``model.embed``,
 ``model.pooling``, ``model.attention``, ...) are read here too, by the model's builder.
@@ -15,16 +15,16 @@ from typing import Any
 import jax.numpy as jnp
 import ml_collections
 
-from seqjax import cells as cells_lib
 from seqjax.config import default
+from seqjax.core import cells as cells_lib
+from seqjax.core.layers import hidden_sizes
+from seqjax.core.newton import NewtonOptions
 from seqjax.errors import UsageError
-from seqjax.layers import hidden_sizes
 from seqjax.models.classifier import POOLINGS, TextClassifier
 from seqjax.models.language_model import LanguageModel
-from seqjax.models.regressor import ManyToOne
+from seqjax.models.many_to_one import ManyToOne
 from seqjax.models.seq2seq import ATTENTIONS, Seq2Seq
 from seqjax.models.spec import RecurrentSpec, resolve_spec
-from seqjax.newton import NewtonOptions
 
 __all__ = ["CELL_OPTIONS", "RecurrentSpec", "cell_options", "language_model", "many_to_one",
            "recurrent_spec", "resolve_spec", "seq2seq", "text_classifier"]
@@ -127,7 +127,7 @@ def text_classifier(cfg: ml_collections.ConfigDict, vocab_size: int, num_classes
 
 
 def many_to_one(cfg: ml_collections.ConfigDict, out_features: int):
-    """The sequence model of ``cfg`` (``seqjax.models.regressor.ManyToOne``)."""
+    """The sequence model of ``cfg`` (``seqjax.models.many_to_one.ManyToOne``)."""
     return ManyToOne(out_features=out_features, rnn=recurrent_spec(cfg))
 
 

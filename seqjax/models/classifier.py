@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqjax.models.regressor import last_valid
+from seqjax.models.many_to_one import last_valid
 from seqjax.models.spec import RecurrentSpec, resolve_spec
 
 POOLINGS = ("last", "mean", "max")

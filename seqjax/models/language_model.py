@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqjax import embedding_dropout
-from seqjax.losses import linear_cross_entropy, resolve_chunk
+from seqjax.core import embedding_dropout
+from seqjax.core.losses import linear_cross_entropy, resolve_chunk
 from seqjax.models.spec import RecurrentSpec, resolve_spec
 
 
@@ -36,13 +36,13 @@ class LanguageModel(nn.Module):
         layer's outputs (AWD-LSTM's ``dropouti`` and ``dropout``; None: ``dropout``). With
         ``rnn.variational`` they are locked dropout (one mask per sequence).
       word_dropout: embedding dropout: whole words dropped from the embedding matrix per
-        batch, kept ones rescaled (AWD-LSTM's ``dropoute``; ``seqjax.embedding_dropout``).
+        batch, kept ones rescaled (AWD-LSTM's ``dropoute``; ``seqjax.core.embedding_dropout``).
       tie_weights: the softmax reuses the embedding matrix (needs E == last hidden size).
       init_scale: if > 0, embedding and softmax weights ~ U(+-init_scale) (the cells'
         own init comes from cell_kwargs); otherwise flax defaults.
       head_chunk: how the loss is computed when ``targets`` are given: 0 = materialise the
         ``[B, T, V]`` logits, then softmax cross-entropy; N > 0 = the fused read-out of
-        :func:`seqjax.losses.linear_cross_entropy` in chunks of N rows (same numbers, no
+        :func:`seqjax.core.losses.linear_cross_entropy` in chunks of N rows (same numbers, no
         logits in memory, faster on CPU, where the memory traffic over the logits dominates:
         ``python benchmarks/readout.py``); -1 = fused with a cache-sized chunk on CPU,
         materialised on GPU/TPU.

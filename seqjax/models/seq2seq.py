@@ -5,7 +5,7 @@ Shapes: ``B`` batch, ``S`` source length, ``T`` target length, ``V`` target voca
 encoder is bidirectional), ``A`` attention size.
 
 Encoder: token embedding (or one-hot, ``embed=0``, as in the Keras character example)
--> :class:`seqjax.layers.Stacked` (any cell, optionally bidirectional), masked by the
+-> :class:`seqjax.core.layers.Stacked` (any cell, optionally bidirectional), masked by the
 source lengths, so padding never changes a result.
 
 Bridge: the encoder's final carry of layer ``l`` starts decoder layer ``l``. When the
@@ -29,12 +29,12 @@ embedding half (``cell.input_projection``) is one matmul over all target positio
 the time loop, only ``c @ W_c`` (``Decoder.context_in``, no bias) is inside it. The keys
 are projected once per source (``BahdanauAttention.project_keys``). Without attention the
 step is ``h_t = cell(h_{t-1}, emb(y_{t-1}))``, ``logits_t = W_o h_t + b_o``, and the whole
-layer-0 input projection is hoisted. That split needs a fused cell (``seqjax.cells``);
+layer-0 input projection is hoisted. That split needs a fused cell (``seqjax.core.cells``);
 any other cell reads ``[emb; c]`` (or ``emb``) through its own ``__call__``.
 
 Training uses teacher forcing: ``Seq2Seq.__call__`` scans ``Decoder.step`` over the gold
 target inputs with ``nn.scan``; the readout (the ``[.., V]`` matmul) is outside the scan,
-over all positions at once. Decoding (``seqjax.decoding``) calls ``Seq2Seq.encode`` once and
+over all positions at once. Decoding (``seqjax.core.decoding``) calls ``Seq2Seq.encode`` once and
 ``Seq2Seq.decode_step`` per token, which runs the very same ``Decoder.step``.
 
 Dropout (``dropout``): on source and target embeddings, between encoder layers
@@ -50,9 +50,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqjax.attention import BahdanauAttention
-from seqjax.cells import supports
-from seqjax.losses import linear_cross_entropy, resolve_chunk
+from seqjax.core.attention import BahdanauAttention
+from seqjax.core.cells import supports
+from seqjax.core.losses import linear_cross_entropy, resolve_chunk
 from seqjax.models.spec import RecurrentSpec, resolve_spec
 
 Array = jax.Array
@@ -182,7 +182,7 @@ class Decoder(nn.Module):
             deterministic: bool = True) -> tuple[Array, Array]:
         """``h [N, H]``, ``context [N, De]``, ``targets [N]``, ``weights [N]`` ->
         ``(Σ weights·NLL, Σ weights·[argmax == target])`` through the fused read-out
-        (:func:`seqjax.losses.linear_cross_entropy`, ``chunk`` rows at a time)."""
+        (:func:`seqjax.core.losses.linear_cross_entropy`, ``chunk`` rows at a time)."""
         feat = self._features(h, context, deterministic)
         if self.is_initializing():  # create the read-out's parameters
             self.readout(feat[:1])

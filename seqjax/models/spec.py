@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from seqjax import cells as cells_lib
 from seqjax.config import default
-from seqjax.layers import Stacked, hidden_sizes, zero_carry
-from seqjax.newton import NewtonOptions
+from seqjax.core import cells as cells_lib
+from seqjax.core.layers import Stacked, hidden_sizes, zero_carry
+from seqjax.core.newton import NewtonOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,14 +27,14 @@ class RecurrentSpec:
       variational: one dropout mask per sequence, reused at every step.
       bidirectional: each layer a forward and a backward ``Recurrent``.
       recurrent_dropout: on the recurrent state, one mask per sequence (Gal & Ghahramani).
-      weight_drop: DropConnect on the recurrent weights, one mask per batch (``seqjax.weight_drop``).
+      weight_drop: DropConnect on the recurrent weights, one mask per batch (``seqjax.core.weight_drop``).
       unroll, eval_unroll: scan unroll of train steps and of eval steps (0: ``unroll``).
       dtype: compute dtype (None: float32); parameters stay float32.
-      backend: "scan" | "flax_scan" | "cudnn" (``seqjax.layers.Recurrent``).
+      backend: "scan" | "flax_scan" | "cudnn" (``seqjax.core.layers.Recurrent``).
       remat: recompute time steps in the backward pass.
       wavefront, eval_wavefront: a unidirectional stack as one loop in train / eval steps.
       parallel_scan: "auto" | "on" | "off" for linear cells (minGRU, minLSTM).
-      newton: tolerance, iterations and damping of backend "newton" (``seqjax.newton``).
+      newton: tolerance, iterations and damping of backend "newton" (``seqjax.core.newton``).
     """
 
     cell: Any = default("model.cell")
@@ -64,7 +64,7 @@ class RecurrentSpec:
 
     @property
     def cell_kwargs(self) -> dict:
-        """Keyword arguments of ``seqjax.cells.make_cell``: the options plus ``dtype``."""
+        """Keyword arguments of ``seqjax.core.cells.make_cell``: the options plus ``dtype``."""
         kw = dict(self.cell_options)
         if self.dtype is not None:
             kw["dtype"] = self.dtype
@@ -86,7 +86,7 @@ class RecurrentSpec:
         )
 
     def zero_carry(self, batch: int) -> tuple:
-        """Zero carries of the stack for ``batch`` rows (``seqjax.layers.zero_carry``)."""
+        """Zero carries of the stack for ``batch`` rows (``seqjax.core.layers.zero_carry``)."""
         return zero_carry(self.cell, self.hidden, batch, self.bidirectional, cell_kwargs=self.cell_kwargs)
 
 

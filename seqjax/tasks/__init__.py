@@ -4,8 +4,7 @@ Task modules are imported lazily so that ``import seqjax`` stays light.
 """
 from __future__ import annotations
 
-import importlib
-
+from seqjax import importpath
 from seqjax.errors import DataError, UsageError
 
 #: ``cfg.task`` -> "module:Class" (or the class itself, see :func:`register`); ``cfg.task`` may
@@ -29,7 +28,7 @@ def register(cls: type) -> str:
 
 def task_class(name: str):
     """The Task subclass registered as ``name``, or at the import path ``package.module:Class``."""
-    target = TASKS.get(name, name if ":" in name else None)
+    target = TASKS.get(name) or TASKS.get(importpath.current_path(name), name if ":" in name else None)
     if target is None:
         raise UsageError(f"task={name!r}: choose one of {', '.join(t for t in TASKS if ':' not in t)} "
                          "or give a Task subclass as package.module:ClassName")
@@ -37,11 +36,11 @@ def task_class(name: str):
         return target
     module, _, attr = target.partition(":")
     try:
-        obj = importlib.import_module(module)
+        obj = importpath.import_module(module)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as err:
-        raise UsageError(f"task={name!r}: cannot import it ({err}); pass the class to seqjax.api.train / "
+        raise UsageError(f"task={name!r}: cannot import it ({err}); pass the class to seqjax.app.api.train / "
                          "load_run(task=...) or make the module importable") from None
     return obj
 

@@ -12,9 +12,9 @@ Loss: token cross-entropy averaged over the real (non-padding) target tokens of 
 
 At the end of training (:meth:`TranslateTask.final_report`) the best parameters translate
 the held-out test split with greedy decoding and beam search (``decode.beam``), both
-batched and jit-compiled (``seqjax.decoding``); sacrebleu gives corpus BLEU and chrF
+batched and jit-compiled (``seqjax.core.decoding``); sacrebleu gives corpus BLEU and chrF
 against the references (lowercased on both sides at word level, where the model's
-vocabulary is lowercase; :mod:`seqjax.evaluation`), and the wall time per sentence is
+vocabulary is lowercase; :mod:`seqjax.core.evaluation`), and the wall time per sentence is
 recorded. The sentences of the Keras example (:data:`EXAMPLE_SENTENCES`) are translated too.
 
 The run directory gets ``src_vocab.json`` and ``tgt_vocab.json``, so ``seqjax translate
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from seqjax import decoding, evaluation
+from seqjax.core import decoding, evaluation
 from seqjax.data import sources, tatoeba
 from seqjax.data.batching import pad_batch
 from seqjax.data.vocab import EOS, PAD, SOS, UNK, Vocab

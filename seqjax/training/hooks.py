@@ -30,10 +30,10 @@ which then runs after every step)::
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from seqjax import importpath
 from seqjax.errors import UsageError
 
 #: the events the loop fires
@@ -177,7 +177,7 @@ def import_object(path: str, key: str) -> Any:
     if not sep or not module or not attr:
         raise UsageError(f"{key}: {path!r} is not an import path; write package.module:name")
     try:
-        obj = importlib.import_module(module)
+        obj = importpath.import_module(module)
     except Exception as e:  # noqa: BLE001 — ImportError, or any error the module raises
         raise UsageError(f"{key}: cannot import {module!r} ({type(e).__name__}: {e}); "
                          "is it on the Python path?") from None

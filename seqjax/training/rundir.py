@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from seqjax import config as config_lib
+from seqjax import importpath
 from seqjax.errors import SeqjaxError, TrainingError, UsageError
 
 #: Config keys that may differ between a run's recorded ``config.json`` and a resumed
@@ -148,8 +149,11 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 def normalized(config_json: str) -> dict[str, Any]:
     """A config's flat ``{key: value}`` as ``config.json`` records it (through
     :func:`seqjax.config.from_json`, so a file from an older seqjax gains the defaults of
-    keys added since)."""
-    return flatten(json.loads(config_lib.to_json(config_lib.from_json(config_json))))
+    keys added since), with import paths by their modules' names today
+    (:func:`seqjax.importpath.current_paths`: a run started as ``model.cell=seqjax.cells:LSTMCell``
+    compares equal to ``seqjax.core.cells:LSTMCell``)."""
+    recorded = json.loads(config_lib.to_json(config_lib.from_json(config_json)))
+    return flatten(importpath.current_paths(recorded))
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -3,7 +3,7 @@
 torch is not a dependency: ``from_torch`` imports it lazily, and everything
 else works on NumPy arrays (e.g. a saved ``state_dict``).
 
-The result is a ``seqjax.layers.Stacked`` whose ``apply(variables, x,
+The result is a ``seqjax.core.layers.Stacked`` whose ``apply(variables, x,
 seq_lengths)`` on batch-major ``x`` [batch, time, features] reproduces the
 torch module's outputs (zero past each length, as ``pad_packed_sequence``
 gives them) and final states. A time-major torch module
@@ -28,8 +28,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.cells import make_cell
-from seqjax.layers import Stacked
+from seqjax.core.cells import make_cell
+from seqjax.core.layers import Stacked
 
 MODES = {"RNN_TANH": "rnn", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}
 

@@ -12,7 +12,7 @@ with ``g(v) = v + 0.5`` for ``v >= 0`` and ``σ(v)`` below (the paper's positive
 which lets the whole recurrence run in log space). Each cell declares ``linear = True``
 and gives ``coefficients(x) -> (log a, log b)`` with ``h' = a * h + b``: a layer computes
 them for all time steps in one matmul and runs the recurrence either as a sequential scan
-or parallel in time (``seqjax.recurrence.linear_recurrence``). Carry: h [batch, H]; the
+or parallel in time (``seqjax.core.recurrence.linear_recurrence``). Carry: h [batch, H]; the
 output is h.
 
 Parameters: one ``ih`` Dense, ``kernel [in, G*H]`` and ``bias [G*H]``, gates in the order
@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from seqjax.cellbase import SeqjaxCell, _uniform, register_cell
+from seqjax.core.cellbase import SeqjaxCell, _uniform, register_cell
 
 Array = jax.Array
 
@@ -38,7 +38,7 @@ def log_g(v: Array) -> Array:
 
 class _MinCell(SeqjaxCell):
     """Shared parts of the min cells (see the module docstring); the fields are
-    :class:`seqjax.cells.SeqjaxCell`'s (``dtype`` is that of the input projection: the
+    :class:`seqjax.core.cells.SeqjaxCell`'s (``dtype`` is that of the input projection: the
     recurrence itself runs in float32)."""
 
     linear: ClassVar[bool] = True

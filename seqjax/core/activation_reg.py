@@ -4,8 +4,8 @@ AWD-LSTM (Merity, McCann & Socher 2017), as extra loss terms of the training obj
 Both read the language model's last-layer outputs that it sows (``outputs``: before its
 output dropout, ``dropped_outputs``: after), ``[B, T, H]`` each, captured in the train step
 (:func:`seqjax.tasks.base.capture_outputs`). They are ``train.extra_loss`` functions, each
-weighted by its entry (AWD-LSTM on PTB: ``{"seqjax.activation_reg:ar": 2.0,
-"seqjax.activation_reg:tar": 1.0}``, i.e. alpha 2, beta 1):
+weighted by its entry (AWD-LSTM on PTB: ``{"seqjax.core.activation_reg:ar": 2.0,
+"seqjax.core.activation_reg:tar": 1.0}``, i.e. alpha 2, beta 1):
 
 - ``ar = mean(dropped_outputs ** 2)``: the L2 of the dropped outputs (mean over B, T, H);
 - ``tar = mean((outputs[:, 1:] - outputs[:, :-1]) ** 2)``: the L2 of the difference of

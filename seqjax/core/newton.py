@@ -16,7 +16,7 @@ k leaves: k = 1 for h, 2 for an LSTM's (c, h)) is linearised in unit i's carry o
 k × k block per unit and time step. That is
 
 - exact for cells whose step is unit-wise (diagonal recurrent weights: ``paragru``,
-  ``paralstm`` of ``seqjax.paracells``, which declare ``unitwise = True``): Newton proper,
+  ``paralstm`` of ``seqjax.core.paracells``, which declare ``unitwise = True``): Newton proper,
   quadratic convergence, a handful of iterations (ParaRNN, Danieli et al. 2025);
 - for cells with dense recurrent weights (``rnn``, ``gru``, ``lstm``) the unit blocks of the
   true Jacobian (its diagonal for one-leaf carries): quasi-Newton (quasi-DEER, Gonzalez et
@@ -54,8 +54,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from seqjax.cells import supports
-from seqjax.recurrence import project
+from seqjax.core.cells import supports
+from seqjax.core.recurrence import project
 
 Array = jax.Array
 Carry = Any
@@ -96,7 +96,7 @@ def _fell_back(kind: str, iters, err) -> None:
     if FALLBACKS[kind] == 1:
         _log.warning("newton: the %s pass did not converge in %d iterations (largest update %.3g); it ran "
                      "the sequential loop (raise model.newton_max_iters or model.newton_damping; later "
-                     "fall-backs are counted in seqjax.newton.FALLBACKS)", kind, int(iters), float(err))
+                     "fall-backs are counted in seqjax.core.newton.FALLBACKS)", kind, int(iters), float(err))
 
 
 # ---------------------------------------------------------------------- stacked carries
@@ -458,9 +458,9 @@ def cell_recurrence(cell, params: Any, x: Array, carry: Carry, valid: Array | No
     """A seqjax layer's cell run by :func:`newton_recurrence`.
 
     Args:
-      cell: the (bound) cell. Cells with gates — fused (``seqjax.cells``: ``gates``,
+      cell: the (bound) cell. Cells with gates — fused (``seqjax.core.cells``: ``gates``,
         ``recurrent_input``, a dense ``hh``) or with diagonal recurrent weights
-        (``seqjax.paracells``: ``recurrent_projection``) — have their input projection
+        (``seqjax.core.paracells``: ``recurrent_projection``) — have their input projection
         hoisted out of the iterations and their Jacobian blocks from the gate math; any
         other cell runs as ``cell(carry, x)`` with one-hot blocks (exact ones if it
         declares ``unitwise``).
@@ -491,7 +491,7 @@ def cell_recurrence(cell, params: Any, x: Array, carry: Carry, valid: Array | No
         def read(c, p):  # (the carry the gates see, the h the projection reads)
             if mask is None:
                 return c, cell.recurrent_input(c)
-            if fused:  # as seqjax.recurrence: the mask scales h before W_hh only
+            if fused:  # as seqjax.core.recurrence: the mask scales h before W_hh only
                 h = cell.recurrent_input(c)
                 return c, h * p["mask"].astype(h.dtype)
             c = jax.tree.map(lambda a, m: a * m.astype(a.dtype), c, p["mask"])  # as the generic scan

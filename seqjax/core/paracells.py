@@ -1,7 +1,7 @@
 """ParaGRU and ParaLSTM (Danieli et al. 2025, "ParaRNN"): GRU and LSTM gates with diagonal
 recurrent weights, so that each unit's next state reads only its own state.
 
-The gate math is that of ``seqjax.cells.GRUCell`` / ``LSTMCell`` (PyTorch's), with the
+The gate math is that of ``seqjax.core.cells.GRUCell`` / ``LSTMCell`` (PyTorch's), with the
 recurrent matmul ``h @ W_hh + b_hh`` replaced by the element-wise ``h ⊙ a + b`` per gate::
 
     ParaGRU:   r = σ(x_r + a_r ⊙ h + b_r)    z = σ(x_z + a_z ⊙ h + b_z)
@@ -12,7 +12,7 @@ recurrent matmul ``h @ W_hh + b_hh`` replaced by the element-wise ``h ⊙ a + b`
 
 (``x_*``: the input projection ``x @ W_ih + b_ih``.) Their state Jacobian is therefore
 diagonal (ParaGRU) or a 2 × 2 block per unit over (c, h) (ParaLSTM): the cells declare
-``unitwise = True`` and ``backend="newton"`` (``seqjax.newton``) solves them by exact
+``unitwise = True`` and ``backend="newton"`` (``seqjax.core.newton``) solves them by exact
 Newton in a few iterations. On the sequential backends they run through the generic scan
 over the cell.
 
@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from seqjax.cells import GRUCell, LSTMCell, _uniform, register_cell
+from seqjax.core.cells import GRUCell, LSTMCell, _uniform, register_cell
 
 Array = jax.Array
 
@@ -70,7 +70,7 @@ def _setup(cell) -> None:
 class ParaGRUCell(GRUCell):
     """ParaGRU: ``GRUCell``'s gates with diagonal recurrent weights (module docstring)."""
 
-    fused: ClassVar[bool] = False  # no dense W_hh for seqjax.recurrence
+    fused: ClassVar[bool] = False  # no dense W_hh for seqjax.core.recurrence
     unitwise: ClassVar[bool] = True  # unit i's next state reads unit i's state only
 
     def setup(self):

@@ -13,7 +13,7 @@ A step is split in two so that a layer can hoist the input half out of its
 time loop: ``input_projection(x)`` computes ``x @ W_ih + b_ih`` (for all time
 steps at once) and ``step(carry, xp)`` does only the recurrent matmul
 ``h @ W_hh + b_hh`` (of ``recurrent_input(carry)``) and the gate math, ``gates(carry,
-xp, hh)``, which touches no parameters (``seqjax.recurrence`` runs it with its own
+xp, hh)``, which touches no parameters (``seqjax.core.recurrence`` runs it with its own
 backward pass). ``cell(carry, x)`` chains the two, as ``flax.linen`` cells do.
 
 Carries start at zero. A step returns its new carry in the dtype of the carry
@@ -21,9 +21,9 @@ it was given, so a low-precision ``dtype`` (e.g. ``jnp.bfloat16``) speeds up
 the matmuls while the state stays in the carry's dtype (float32 by default).
 
 The faster loops a cell may declare (``fused``, ``cudnn``, ``linear``, ...) and the registry
-are :mod:`seqjax.cellbase`'s; this module re-exports them (``make_cell``, ``register_cell``,
+are :mod:`seqjax.core.cellbase`'s; this module re-exports them (``make_cell``, ``register_cell``,
 ``supports``, ...). Registered names: ``rnn``, ``rnn_relu``, ``lstm``, ``gru`` (here),
-flax.linen's cells as ``flax_*``, and those of ``seqjax.mincells`` and ``seqjax.paracells``.
+flax.linen's cells as ``flax_*``, and those of ``seqjax.core.mincells`` and ``seqjax.core.paracells``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from seqjax.cellbase import (  # noqa: F401  (re-exported: the cell API of seqjax.cells)
+from seqjax.core.cellbase import (  # noqa: F401  (re-exported: the cell API of seqjax.core.cells)
     BUILTIN_MODULES,
     INITS,
     SeqjaxCell,
@@ -215,7 +215,7 @@ class GRUCell(_FusedCell):
         return h, h
 
 
-# seqjax.mincells and seqjax.paracells register their own cells; seqjax.cellbase loads them by
+# seqjax.core.mincells and seqjax.core.paracells register their own cells; seqjax.core.cellbase loads them by
 # name (BUILTIN_MODULES): importing them here would make an import circle (they import this).
 register_cell("rnn")(ElmanCell)
 register_cell("rnn_relu", activation="relu")(ElmanCell)
@@ -230,6 +230,6 @@ register_cell("flax_mgu")(nn.MGUCell)
 
 
 def __getattr__(name: str):
-    if name == "CELLS":  # the registered names, built-ins loaded (seqjax.cellbase.registered_cells)
+    if name == "CELLS":  # the registered names, built-ins loaded (seqjax.core.cellbase.registered_cells)
         return registered_cells()
-    raise AttributeError(f"module 'seqjax.cells' has no attribute {name!r}")
+    raise AttributeError(f"module 'seqjax.core.cells' has no attribute {name!r}")

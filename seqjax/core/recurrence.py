@@ -14,7 +14,7 @@ iteration k, so that the layers' steps of one iteration are independent and run 
 side (the section below).
 
 :func:`linear_recurrence` runs ``h_t = a_t * h_{t-1} + b_t`` (the min cells of
-``seqjax.mincells``) as a sequential scan or parallel in time in log space.
+``seqjax.core.mincells``) as a sequential scan or parallel in time in log space.
 
 The numbers are those of plain autodiff up to float summation order (tests/test_recurrence.py).
 Being ``jax.custom_vjp``s, they support reverse mode (``jax.grad``, ``jax.vjp``) but not

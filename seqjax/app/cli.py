@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir")
-    p.set_defaults(func=lambda a: _lazy("seqjax.commands", "sample_command")(a))
+    p.set_defaults(func=lambda a: _lazy("seqjax.app.commands", "sample_command")(a))
 
     p = sub.add_parser("translate", help="translate with a seq2seq run (stdin lines when no TEXT)")
     p.add_argument("workdir")
@@ -92,19 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-attention", metavar="PNG", help="write an attention heatmap of the first input")
     _add_checkpoint_arg(p)
     p.add_argument("--data-dir")
-    p.set_defaults(func=lambda a: _lazy("seqjax.commands", "translate_command")(a))
+    p.set_defaults(func=lambda a: _lazy("seqjax.app.commands", "translate_command")(a))
 
     p = sub.add_parser("classify", help="classify texts with a classifier run (stdin lines when no TEXT)")
     p.add_argument("workdir")
     p.add_argument("text", nargs="*")
     p.add_argument("--data-dir")
-    p.set_defaults(func=lambda a: _lazy("seqjax.commands", "classify_command")(a))
+    p.set_defaults(func=lambda a: _lazy("seqjax.app.commands", "classify_command")(a))
 
     p = sub.add_parser("bench", help="throughput / compile time / memory of a train and eval step (JSON)")
     _add_config_args(p, required=False)
     p.set_defaults(config=None)
     p.add_argument("--steps", type=int, default=20, help="timed steps")
-    p.set_defaults(func=lambda a: _lazy("seqjax.bench", "bench_command")(a))
+    p.set_defaults(func=lambda a: _lazy("seqjax.app.bench", "bench_command")(a))
 
     p = sub.add_parser("sweep", help="run a grid of configs x seeds; results.csv, results.md, a plot")
     _add_config_args(p, required=True)
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--sweep-dir", help="default: ckpt/sweep-<config>-<preset>")
     p.add_argument("--metric", help="metric shown in the table and plot (default: the task's main metric)")
-    p.set_defaults(func=lambda a: _lazy("seqjax.sweep", "sweep_command")(a))
+    p.set_defaults(func=lambda a: _lazy("seqjax.app.sweep", "sweep_command")(a))
 
     p = sub.add_parser("data", help="datasets: fetch NAME | check")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -268,12 +268,12 @@ def _stdout_to_devnull() -> None:
 def tune_process() -> dict[str, bool]:
     """The ``seqjax`` executable's process-wide CPU settings, unless ``SEQJAX_TUNING=0``:
     glibc keeps freed memory (faster steps; the resident size stays at its peak, see
-    seqjax/_malloc.py) and XLA:CPU schedules depth-first (seqjax/_xla_flags.py; a choice in
+    seqjax/runtime/malloc.py) and XLA:CPU schedules depth-first (seqjax/runtime/xla_flags.py; a choice in
     ``XLA_FLAGS`` wins). Call it before JAX starts its backend. Returns what was applied."""
     if os.environ.get("SEQJAX_TUNING", "1") == "0":
         return {"malloc": False, "xla_schedule": False}
-    from seqjax._malloc import keep_freed_memory
-    from seqjax._xla_flags import prefer_depth_first_schedule
+    from seqjax.runtime.malloc import keep_freed_memory
+    from seqjax.runtime.xla_flags import prefer_depth_first_schedule
 
     return {"malloc": keep_freed_memory(), "xla_schedule": prefer_depth_first_schedule()}
 
@@ -281,37 +281,16 @@ def tune_process() -> dict[str, bool]:
 def run(argv: list[str] | None = None) -> None:
     """Entry point of the ``seqjax`` executable and ``python -m seqjax``: :func:`tune_process`,
     then :func:`main`; exits with its code. A multi-process command runs under
-    seqjax/_supervisor.py, which turns JAX's abort when a peer dies into one line."""
-    from seqjax import _supervisor
+    seqjax/runtime/supervisor.py, which turns JAX's abort when a peer dies into one line."""
+    from seqjax.runtime import logs, supervisor
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    if _supervisor.wanted(argv):
-        sys.exit(_supervisor.run(argv))
+    if supervisor.wanted(argv):
+        sys.exit(supervisor.run(argv))
     tune_process()
-    _drop_closed_loop_reports()
-    # warnings are whole lines that say "warning: ..." themselves; without a handler of our
-    # own, absl's first log call (orbax imports) installs logging's default
-    # "WARNING:name:" prefix in front of each of them
-    import logging
-
-    logging.basicConfig(format="%(message)s")
+    logs.drop_closed_loop_reports()
+    logs.plain_lines()
     sys.exit(main(argv))
-
-
-def _drop_closed_loop_reports() -> None:
-    """After a checkpoint write fails (a full disk), TensorStore's write threads still call
-    back into orbax's event loop, which is closed by then; each callback reports
-    ``RuntimeError('Event loop is closed')`` as an unraisable exception, a traceback per
-    pending write, around the run's one error line that already says what happened. This
-    hook drops exactly that report and passes every other one on."""
-    previous = sys.unraisablehook
-
-    def hook(report):
-        if report.exc_type is RuntimeError and str(report.exc_value) == "Event loop is closed":
-            return
-        previous(report)
-
-    sys.unraisablehook = hook
 
 
 if __name__ == "__main__":

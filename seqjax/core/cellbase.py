@@ -1,24 +1,24 @@
 """The cell protocol and the cell registry: what the recurrent layers need of a cell.
 
-Any ``flax.linen.RNNCellBase`` runs in ``seqjax.layers``; a cell *declares* the faster
+Any ``flax.linen.RNNCellBase`` runs in ``seqjax.core.layers``; a cell *declares* the faster
 loops it supports with class attributes, which the layers read (never its name):
 
 - ``fused = True``: it has ``input_projection``, ``gates``, ``recurrent_input`` and an
-  ``hh`` Dense (``seqjax.recurrence.recurrence`` and the wavefront stack run it);
+  ``hh`` Dense (``seqjax.core.recurrence.recurrence`` and the wavefront stack run it);
 - ``cudnn = True``: its math is exactly ``torch.nn.LSTM``'s (cuDNN's kernel computes it);
 - ``linear = True``: its recurrence is ``h' = a(x) * h + b(x)`` with ``b > 0`` and it has
-  ``coefficients(x) -> (log a, log b)`` (``seqjax.recurrence.linear_recurrence``, also
-  parallel in time; the min cells of ``seqjax.mincells``);
+  ``coefficients(x) -> (log a, log b)`` (``seqjax.core.recurrence.linear_recurrence``, also
+  parallel in time; the min cells of ``seqjax.core.mincells``);
 - ``unitwise = True``: unit i's next carry reads only unit i's carry (diagonal recurrent
   weights), so its state Jacobian is one k × k block per unit (k carry leaves) and
-  ``backend="newton"`` is exact Newton (the Para cells of ``seqjax.paracells``).
+  ``backend="newton"`` is exact Newton (the Para cells of ``seqjax.core.paracells``).
 
 A subclass that overrides the methods a capability relies on loses it unless it declares
 it again (an ``LSTMCell`` with other gate math does not run under cuDNN).
 
 Cells are built by registered name or import path (:func:`make_cell`); ``@register_cell``
-adds a name. This module is the base of the cell modules (``seqjax.cells``, ``seqjax.mincells``,
-``seqjax.paracells``, a user's): they import it to register, and it imports none of them
+adds a name. This module is the base of the cell modules (``seqjax.core.cells``, ``seqjax.core.mincells``,
+``seqjax.core.paracells``, a user's): they import it to register, and it imports none of them
 (the built-ins are loaded by name on the registry's first lookup, :data:`BUILTIN_MODULES`).
 docs/design.md states the protocol with the rest of the plug-in points.
 """
@@ -35,6 +35,8 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+
+from seqjax import importpath
 
 Array = jax.Array
 Carry = Any
@@ -56,7 +58,7 @@ def _uniform(scale: float, offset: float = 0.0, offset_slice: slice | None = Non
 
 class SeqjaxCell(nn.RNNCellBase):
     """The fields every seqjax cell shares (the fused cells here, the min cells in
-    seqjax/mincells.py) and their check.
+    seqjax/core/mincells.py) and their check.
 
     Attributes:
       features: hidden size H.
@@ -134,7 +136,7 @@ _REGISTRY: dict[str, tuple[Callable[..., nn.RNNCellBase], dict]] = {}
 
 #: the modules that register the built-in cells; the registry imports them (by name) on its
 #: first lookup, so they may import this module and each other without a circle
-BUILTIN_MODULES = ("seqjax.cells", "seqjax.mincells", "seqjax.paracells")
+BUILTIN_MODULES = ("seqjax.core.cells", "seqjax.core.mincells", "seqjax.core.paracells")
 
 
 def _load_builtins() -> None:
@@ -179,7 +181,7 @@ def resolve_cell(cell: str | Callable[..., nn.RNNCellBase]) -> tuple[Callable[..
                          f"got {cell!r}")
     module, _, attr = cell.partition(":")
     try:
-        factory = getattr(importlib.import_module(module), attr)
+        factory = getattr(importpath.import_module(module), attr)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"cannot import {attr} from {module} ({e}); is it on PYTHONPATH?") from e
     except Exception as e:  # noqa: BLE001 — the module itself fails: SyntaxError, NameError, ...

@@ -1,6 +1,6 @@
 """Weight-drop: DropConnect on the recurrent weights (Wan et al. 2013; AWD-LSTM, Merity et al. 2018).
 
-A :class:`seqjax.layers.Recurrent` with ``weight_drop = p > 0`` (``model.weight_drop``)
+A :class:`seqjax.core.layers.Recurrent` with ``weight_drop = p > 0`` (``model.weight_drop``)
 draws, once per call, one 0/1 mask over each recurrent matrix (``W_hh [H, G*H]``): each
 entry is kept with probability ``1 - p`` and the kept ones are scaled by ``1 / (1 - p)``.
 The whole batch and every time step of the call use the same masked matrix (one mask per
@@ -11,7 +11,7 @@ weights as they are. The gradient reaches the kept entries only, scaled by ``1 /
 Where the mask is applied:
 
 - fused cells (``lstm``, ``gru``, ``rnn``): the masked ``W_hh`` is what the layer hands to
-  the time loop (:func:`seqjax.recurrence.recurrence`, the Newton backend), so the fast
+  the time loop (:func:`seqjax.core.recurrence.recurrence`, the Newton backend), so the fast
   loop and its one-matmul ``dW_hh`` are kept;
 - any other cell (the generic ``nn.scan`` path, ``backend=flax_scan``): the cell runs under
   ``flax.linen.map_variables``, which hands it its params with the recurrent kernels masked.

@@ -7,12 +7,12 @@ each sequence run alone. With ``seq_lengths=None`` every row is full length
 and the time loop does no masking work at all.
 
 Any ``flax.linen.RNNCellBase`` runs in these layers. ``Recurrent`` picks the loop by what
-the cell declares (``seqjax.cells``): a fused cell runs in ``seqjax.recurrence.recurrence``
+the cell declares (``seqjax.core.cells``): a fused cell runs in ``seqjax.core.recurrence.recurrence``
 (or cuDNN, for exactly-LSTM cells), a linear cell (minGRU, minLSTM) in
 ``linear_recurrence``, any other cell in an ``nn.scan`` over its ``__call__``, all with the
 same length semantics. Carries come from ``cell.initialize_carry``.
 
-Parameter layout of ``Stacked`` (cells as in ``seqjax.cells``)::
+Parameter layout of ``Stacked`` (cells as in ``seqjax.core.cells``)::
 
     params["layer_0"]["cell"]["ih"|"hh"]["kernel"|"bias"]               unidirectional
     params["layer_0"]["forward"|"backward"]["cell"]["ih"|"hh"][...]     bidirectional
@@ -30,11 +30,11 @@ import numpy as np
 from flax import linen as nn
 from flax.core import FrozenDict
 
-from seqjax import newton as newton_lib
-from seqjax import weight_drop as weight_drop_lib
-from seqjax.cells import make_cell, supports
-from seqjax.newton import NewtonOptions
-from seqjax.recurrence import NEG_LOG, linear_recurrence, project, recurrence, stacked_recurrence
+from seqjax.core import newton as newton_lib
+from seqjax.core import weight_drop as weight_drop_lib
+from seqjax.core.cells import make_cell, supports
+from seqjax.core.newton import NewtonOptions
+from seqjax.core.recurrence import NEG_LOG, linear_recurrence, project, recurrence, stacked_recurrence
 
 Array = jax.Array
 Carry = Any
@@ -152,7 +152,7 @@ class Recurrent(nn.Module):
     The input projection ``x @ W_ih + b_ih`` of all time steps is one matmul
     before the scan; only the recurrent step is inside it, and with the default
     backend the recurrent weight gradient is one matmul after it
-    (``seqjax.recurrence``). Parameters are broadcast across time, so compile time
+    (``seqjax.core.recurrence``). Parameters are broadcast across time, so compile time
     does not grow with sequence length.
 
     Attributes:
@@ -165,14 +165,14 @@ class Recurrent(nn.Module):
       unroll: scan unroll factor.
       backend: "scan" (everywhere): a ``lax.scan`` over the cell's step whose backward
         pass computes ``dW_hh`` as one matmul after the time loop
-        (``seqjax.recurrence``); "flax_scan": ``nn.scan`` over the cell with plain
+        (``seqjax.core.recurrence``); "flax_scan": ``nn.scan`` over the cell with plain
         autodiff (the reference: the same numbers up to float summation order; it
         accumulates ``dW_hh`` inside the backward loop, which is slower at large H);
         "cudnn": on a GPU, a forward ``LSTMCell`` layer runs as one cuDNN kernel
         (``jax.experimental.rnn.lstm``) with the same parameters and results (up to
         float rounding); anything else (CPU/TPU, other cells, ``reverse``, a cell
         ``dtype``) falls back to "scan"; "newton": all time steps at once by Newton
-        iterations, each a parallel scan (``seqjax.newton``; linear cells run their parallel
+        iterations, each a parallel scan (``seqjax.core.newton``; linear cells run their parallel
         scan, which is their one Newton step), with the same results (to the tolerance
         ``newton``) and gradients by the implicit function theorem.
       remat: recompute each time step in the backward pass instead of storing its
@@ -181,7 +181,7 @@ class Recurrent(nn.Module):
       recurrent_dropout: Gal & Ghahramani's dropout on the recurrent state: one mask per
         sequence on what the step reads of the carry (h for fused and linear cells, every
         carry leaf for other cells; an LSTM's c too), reused at every step; training only.
-      weight_drop: DropConnect on the recurrent weights (``seqjax.weight_drop``): one mask
+      weight_drop: DropConnect on the recurrent weights (``seqjax.core.weight_drop``): one mask
         over ``W_hh`` per call, shared by the batch and every step; training only.
       parallel_scan: linear cells only: "on" runs the recurrence parallel in time (log
         space), "off" as a sequential scan, "auto" parallel on GPU/TPU only.
@@ -387,7 +387,7 @@ def zero_carry(
     cell_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[Carry, ...]:
     """Zero carries with the structure that ``Stacked`` returns, from each layer's
-    ``cell.initialize_carry`` (``cell`` as in ``seqjax.cells.make_cell``).
+    ``cell.initialize_carry`` (``cell`` as in ``seqjax.core.cells.make_cell``).
 
     One entry per layer: the cell's carry for [batch, H] (h; (c, h) for an LSTM), or a
     (fwd, bwd) pair of those when bidirectional.
@@ -409,7 +409,7 @@ class Stacked(nn.Module):
 
     Attributes:
       cell: a registered cell name ("rnn", "lstm", "gru", "mingru", "flax_gru", ...), an
-        import path "package.module:ClassName" or a cell class (``seqjax.cells.make_cell``).
+        import path "package.module:ClassName" or a cell class (``seqjax.core.cells.make_cell``).
       hidden: hidden size of every layer, or one size per layer.
       layers: number of layers when ``hidden`` is an int.
       dropout: dropout rate on the inputs of layers 2..L (not on the output).
@@ -422,7 +422,7 @@ class Stacked(nn.Module):
       backend: "scan", "flax_scan", "cudnn" (GPU LSTM layers) or "newton" (see ``Recurrent``).
       remat: recompute time steps in the backward pass (see ``Recurrent``).
       wavefront: run the layers of a unidirectional stack in one time loop, layer l at
-        time step k - l in iteration k (``seqjax.recurrence.stacked_recurrence``): the
+        time step k - l in iteration k (``seqjax.core.recurrence.stacked_recurrence``): the
         same numbers up to float rounding, and the layers' steps run side by side.
         Applies with ``backend="scan"``, 2+ layers of a fused cell, no ``bidirectional``
         and no recurrent dropout; otherwise the layers run one after the other.

@@ -2,7 +2,7 @@
 
 Each loads a run directory read-only (config, assets, checkpoint; no dataset, nothing
 written: :func:`seqjax.training.inference.load_run`), calls the task's own inference method
-and prints one line per input. ``args`` is the :mod:`argparse` namespace of :mod:`seqjax.cli`.
+and prints one line per input. ``args`` is the :mod:`argparse` namespace of :mod:`seqjax.app.cli`.
 """
 
 from __future__ import annotations

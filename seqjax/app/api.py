@@ -34,7 +34,7 @@ __all__ = ["Run", "evaluate", "load_run", "train", "tune"]
 def tune() -> dict[str, bool]:
     """The ``seqjax`` executable's CPU settings for this process (see the module docstring);
     returns what was applied. ``SEQJAX_TUNING=0`` turns them off, as for the CLI."""
-    from seqjax.cli import tune_process
+    from seqjax.app.cli import tune_process
 
     return tune_process()
 

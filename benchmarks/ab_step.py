@@ -44,7 +44,7 @@ def build(config: str, sets: list[str], eval_step: bool):
     sets, options = _compiler_options(sets)
     cfg = config_lib.resolve(config, sets)
     task, make_batch = bench.synthetic_task(cfg)
-    engine = loop.build(cfg, task=task)
+    engine = loop.make_engine(cfg, task=task)
     batch = mesh_lib.shard_batch(
         make_batch(np.random.default_rng(0), "valid" if eval_step else "train"), engine.mesh
     )

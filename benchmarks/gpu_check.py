@@ -107,7 +107,7 @@ def check_stacked(calls) -> None:
 def _engine(overrides):
     cfg = config_lib.resolve("ptb_lm:zaremba-small", ["data.bptt=35", "data.eval_batch_size=64", *overrides])
     task, make_batch = synthetic_task(cfg)
-    return loop.build(cfg, task=task), task, make_batch
+    return loop.make_engine(cfg, task=task), task, make_batch
 
 
 def check_train_step(calls) -> None:

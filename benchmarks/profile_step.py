@@ -8,7 +8,7 @@ summed per XLA op (thunk) and per step.
     python benchmarks/profile_step.py --overlap ynn_fusion.24   # what ran beside that op
 
 Same synthetic batches and steps as ``seqjax bench`` (``seqjax.app.bench.synthetic_task`` and
-``seqjax.training.loop.build``). Prints the wall time per step and the ``--top`` ops by
+``seqjax.training.loop.make_engine``). Prints the wall time per step and the ``--top`` ops by
 time per step with their call counts; look an op name up in the optimized HLO
 (``--hlo FILE`` writes it). On CPU, Eigen dots run asynchronously, so their own rows
 understate them; the per-step wall time is the figure to compare.
@@ -56,7 +56,7 @@ def main() -> None:
     sets = list(bench.DEFAULT_OVERRIDES) + args.sets if args.config == bench.DEFAULT_CONFIG else args.sets
     cfg = config_lib.resolve(args.config, sets)
     task, make_batch = bench.synthetic_task(cfg)
-    engine = loop.build(cfg, task=task)
+    engine = loop.make_engine(cfg, task=task)
     batch = mesh_lib.shard_batch(
         make_batch(np.random.default_rng(0), "valid" if args.eval else "train"), engine.mesh
     )

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax.core import decoding
-from seqjax.data import tatoeba
+from seqjax.data import pairs
 from seqjax.models.seq2seq import Seq2Seq
 from seqjax.training.inference import load_run
 
@@ -47,7 +47,7 @@ def main() -> None:
     run = load_run(args.workdir, task="translate")
     task, params = run.task, run.params
     cfg = task.cfg
-    data = tatoeba.load_translation(cfg.data, args.data_dir, cfg.seed)
+    data = pairs.load_translation(cfg.data, args.data_dir, cfg.seed)
     assert data.src_vocab == task.src_vocab, "the dataset's vocabulary differs from the run's"
     src = [s for s, _ in data.test[: args.sentences]]
     model, v, d = task.model(), task.tgt_vocab, cfg.decode

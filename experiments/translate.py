@@ -9,7 +9,7 @@ Data: ``$SEQJAX_DATA/por-eng/por.txt`` (default, the Keras example's pair) or
 ``--set data.pair=spa-eng`` (``spa-eng/spa.txt``, the TensorFlow attention tutorial's
 file). The files are sorted by length, so ``data.max_pairs`` keeps the shortest pairs,
 as the Keras example (num_samples=10000) and the tutorial (num_examples=30000) do. Pairs
-are split by source sentence (no test source is seen in training; seqjax/data/tatoeba.py).
+are split by source sentence (no test source is seen in training; seqjax/data/pairs.py).
 Results: experiments/results/translate.md.
 
 Presets: ``char-lstm`` is the Keras character-level seq2seq notebook (EN->PT) at its own

@@ -27,6 +27,8 @@ MOVED: dict[str, str] = {
     "seqjax._malloc": "seqjax.runtime.malloc",
     "seqjax._xla_flags": "seqjax.runtime.xla_flags",
     "seqjax._supervisor": "seqjax.runtime.supervisor",
+    "seqjax.data.tatoeba": "seqjax.data.pairs",
+    "seqjax.tasks.sequences": "seqjax.tasks.many_to_one",
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 import seqjax
 from seqjax.app import api
 from seqjax.errors import UsageError
-from seqjax.tasks.sequences import SequenceTask
+from seqjax.tasks.many_to_one import SequenceTask
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

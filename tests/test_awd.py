@@ -201,7 +201,7 @@ def run(workdir, record=None, stop_after=None):
 
 
 def restore(workdir, which):
-    like = jax.eval_shape(loop.build(tiny()).task.init_params, jax.random.PRNGKey(0))
+    like = jax.eval_shape(loop.make_engine(tiny()).task.init_params, jax.random.PRNGKey(0))
     return jax.device_get(restore_params(workdir, like, which)[0])
 
 
@@ -222,7 +222,7 @@ def test_ntasgd_averages_the_iterates_since_the_switch(straight):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         assert not np.allclose(b, p)
     # evaluation scored the average: the last valid row is its loss
-    engine = loop.build(tiny())
+    engine = loop.make_engine(tiny())
     valid = engine.evaluate(loop.mesh_lib.replicate(avg, engine.mesh), "valid")
     rows = [json.loads(ln) for ln in (workdir / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in rows if r["split"] == "valid"][-1]
@@ -240,7 +240,7 @@ def test_ntasgd_resumes_exactly_across_the_switch(straight, tmp_path):
 
 
 def test_ntasgd_brings_its_trigger_once():
-    engine = loop.build(config_lib.resolve("sequences:tiny", ["train.ntasgd=5"]))
+    engine = loop.make_engine(config_lib.resolve("sequences:tiny", ["train.ntasgd=5"]))
     (ext,) = [e for e in engine.extensions if e.name == "ntasgd"]
     assert ext.hooks() == [ntasgd.trigger]
     listed = config_lib.resolve("sequences:tiny", ["train.ntasgd=5", f"train.hooks=['{ntasgd.HOOK_PATH}']"])

@@ -35,7 +35,7 @@ def test_four_micro_batches_of_five_equal_one_batch_of_twenty(task):
     micro-batches from one step to the next."""
     runs = {}
     for n in (1, 4):
-        engine = loop.build(lm(f"train.accumulate={n}"), task=task)
+        engine = loop.make_engine(lm(f"train.accumulate={n}"), task=task)
         state = engine.init_state()
         objectives = []
         for batch in list(engine.task.train_batches(0))[:3]:
@@ -72,7 +72,7 @@ def temporal_l2(params, batch, outputs, rng, train):
 @pytest.mark.slow
 def test_extra_loss_adds_exactly_its_value(task):
     terms = '{"test_extensions:l2_params": 0.5, "test_extensions:temporal_l2": 2.0}'
-    engine = loop.build(lm(f"train.extra_loss={terms}"), task=task)
+    engine = loop.make_engine(lm(f"train.extra_loss={terms}"), task=task)
     (ext,) = [e for e in engine.extensions if e.name == "extra_loss"]
     state = engine.init_state()
     batch = next(iter(task.train_batches(0)))
@@ -92,7 +92,7 @@ def test_extra_loss_adds_exactly_its_value(task):
     # inside the jitted step (traced under grad) the term changes the update
     sharded = loop.mesh_lib.shard_batch(batch, engine.mesh)
     with_terms = jax.device_get(engine.train_step(engine.init_state(), sharded).params)
-    plain_engine = loop.build(lm(), task=task)
+    plain_engine = loop.make_engine(lm(), task=task)
     without = jax.device_get(plain_engine.train_step(plain_engine.init_state(), sharded).params)
     assert not np.allclose(with_terms["embed"]["embedding"], without["embed"]["embedding"])
 

@@ -33,7 +33,7 @@ def rows(workdir):
 
 
 def restore(workdir, which):
-    like = jax.eval_shape(loop.build(tiny()).task.init_params, jax.random.PRNGKey(0))
+    like = jax.eval_shape(loop.make_engine(tiny()).task.init_params, jax.random.PRNGKey(0))
     return jax.device_get(restore_params(workdir, like, which)[0])
 
 
@@ -41,7 +41,7 @@ def restore(workdir, which):
 def straight(tmp_path_factory):
     """One uninterrupted run with recording hooks on every event: (workdir, summary, seen,
     [initial params, params after step 1, ...])."""
-    seen, params = [], [jax.device_get(loop.build(tiny()).init_state().params)]
+    seen, params = [], [jax.device_get(loop.make_engine(tiny()).init_state().params)]
     record = lambda on: lambda info: seen.append((on, info.step))  # noqa: E731
     hooks = [
         hooks_lib.Hook(record("every3"), every=3),
@@ -90,7 +90,7 @@ def test_ema_equals_the_hand_computed_average_and_is_evaluated(straight):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         assert not np.allclose(b, p)  # the EMA is not the trained params
     valid = [r for r in rows(workdir) if r["split"] == "valid"]
-    engine = loop.build(tiny())
+    engine = loop.make_engine(tiny())
     on_ema = engine.evaluate(loop.mesh_lib.replicate(ema, engine.mesh), "valid")
     assert valid[-1]["step"] == 8 and valid[-1]["loss"] == pytest.approx(on_ema["loss"], abs=2e-6)
     if summary["best"]["step"] == 8:  # best/ holds the EMA of the best step

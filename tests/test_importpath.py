@@ -20,6 +20,7 @@ from seqjax.training.hooks import import_object
 def test_old_paths_resolve_to_the_moved_modules():
     assert importpath.current("seqjax.cells") == "seqjax.core.cells"
     assert importpath.current("seqjax.models.regressor") == "seqjax.models.many_to_one"
+    assert importpath.current("seqjax.data.tatoeba") == "seqjax.data.pairs"
     assert importpath.current("seqjax.config") == "seqjax.config"  # did not move
     assert importpath.current("seqjax.cellsx") == "seqjax.cellsx"  # a prefix is no module
     assert importpath.current_path("seqjax._malloc:keep_freed_memory") == (
@@ -31,7 +32,7 @@ def test_old_paths_resolve_to_the_moved_modules():
     # each place that imports a path from a config
     assert type(cells.make_cell("seqjax.cells:GRUCell", 4)) is cells.GRUCell
     assert import_object("seqjax.activation_reg:ar", "train.extra_loss") is activation_reg.ar
-    assert tasks.task_class("seqjax.models.many_to_one:ManyToOne").__name__ == "ManyToOne"
+    assert tasks.task_class("seqjax.tasks.sequences:SequenceTask") is tasks.task_class("sequences")
     cfg = config_lib.resolve("sequences:tiny", ['train.extra_loss={"seqjax.activation_reg:tar": 1.0}'])
     assert dict(cfg.train.extra_loss) == {"seqjax.activation_reg:tar": 1.0}
     with pytest.raises(UsageError, match="has no 'nope'"):

@@ -19,7 +19,7 @@ from seqjax.app.bench import synthetic_task
 from seqjax.training import loop, mesh as mesh_lib
 cfg = config_lib.resolve("ptb_lm:zaremba-small", ["data.bptt=35"])
 task, make_batch = synthetic_task(cfg)
-engine = loop.build(cfg, task=task)
+engine = loop.make_engine(cfg, task=task)
 batch = mesh_lib.shard_batch(make_batch(np.random.default_rng(0), "train"), engine.mesh)
 state = engine.init_state()
 for _ in range(3):

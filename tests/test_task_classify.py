@@ -93,9 +93,9 @@ def test_train_batches_resume_and_depend_on_epoch(data_dir):
 
 
 def test_train_step_changes_params(data_dir):
-    from seqjax.training.loop import build
+    from seqjax.training.loop import make_engine
 
-    engine = build(config_lib.resolve("agnews:tiny", ["model.cell=rnn"]), str(data_dir))
+    engine = make_engine(config_lib.resolve("agnews:tiny", ["model.cell=rnn"]), str(data_dir))
     state = engine.init_state()
     before = jax.tree.map(np.array, state.params)
     batch = next(iter(engine.task.train_batches(0)))

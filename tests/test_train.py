@@ -21,7 +21,7 @@ def tiny(*overrides):
 
 
 def test_train_step_changes_params_and_lowers_loss():
-    engine = loop.build(tiny("optim.lr=0.01"))
+    engine = loop.make_engine(tiny("optim.lr=0.01"))
     state = engine.init_state()
     batch = next(iter(engine.task.train_batches(0)))
     sharded = loop.mesh_lib.shard_batch(batch, engine.mesh)
@@ -37,7 +37,7 @@ def test_train_step_changes_params_and_lowers_loss():
 
 
 def _final_params(workdir, cfg):
-    like = jax.eval_shape(loop.build(cfg).task.init_params, jax.random.PRNGKey(0))
+    like = jax.eval_shape(loop.make_engine(cfg).task.init_params, jax.random.PRNGKey(0))
     params, _ = restore_params(workdir, like, which="latest")
     return jax.device_get(params)
 
@@ -96,7 +96,7 @@ def test_nonfinite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
     saved = ck.latest.all_steps()
     ck.close()
     assert saved and max(saved) < bad
-    like = jax.eval_shape(loop.build(cfg).task.init_params, jax.random.PRNGKey(0))
+    like = jax.eval_shape(loop.make_engine(cfg).task.init_params, jax.random.PRNGKey(0))
     params, _ = restore_params(tmp_path, like, which="latest")
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(params)))
 
@@ -122,9 +122,9 @@ def test_signal_inside_a_step_loses_nothing(tmp_path, monkeypatch):
     import dataclasses
     import signal
 
-    real_build = loop.build
+    real_build = loop.make_engine
 
-    def build(*args, **kwargs):
+    def make_engine(*args, **kwargs):
         engine = real_build(*args, **kwargs)
         calls = []
 
@@ -137,14 +137,14 @@ def test_signal_inside_a_step_loses_nothing(tmp_path, monkeypatch):
 
         return dataclasses.replace(engine, train_step=step)
 
-    monkeypatch.setattr(loop, "build", build)
+    monkeypatch.setattr(loop, "make_engine", make_engine)
     messages = []
     with pytest.raises(KeyboardInterrupt):
         loop.train(tiny("train.steps=50", "train.checkpoint_every=1000"), tmp_path, echo=messages.append)
     assert any("checkpoint saved" in m for m in messages), messages
     steps = [int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
     assert max(steps) == 3
-    monkeypatch.setattr(loop, "build", real_build)
+    monkeypatch.setattr(loop, "make_engine", real_build)
     resumed = []
     summary = loop.train(tiny("train.steps=5", "train.checkpoint_every=1000"), tmp_path, echo=resumed.append)
     assert summary["steps"] == 5 and any("step 3" in m for m in resumed), resumed
@@ -212,7 +212,7 @@ def test_average_checkpoint_is_the_mean_of_best_and_kept(tmp_path):
     checkpoint's params; ``seqjax eval`` reports which steps it averaged."""
     cfg = tiny("train.epochs=3", "train.checkpoint_every=3", "train.keep_checkpoints=2", "optim.lr=0.01")
     loop.train(cfg, tmp_path, echo=lambda s: None)
-    like = jax.eval_shape(loop.build(cfg).task.init_params, jax.random.PRNGKey(0))
+    like = jax.eval_shape(loop.make_engine(cfg).task.init_params, jax.random.PRNGKey(0))
     best, best_meta = restore_params(tmp_path, like, which="best")
     ck = Checkpoints(tmp_path)
     kept = sorted(ck.latest.all_steps())
@@ -257,7 +257,7 @@ def test_eval_unroll_changes_speed_not_numbers():
     """``model.eval_unroll`` unrolls the eval step's scan only: same metrics as unroll 1."""
     reports = {}
     for u in (0, 3):
-        engine = loop.build(tiny(f"model.eval_unroll={u}"))
+        engine = loop.make_engine(tiny(f"model.eval_unroll={u}"))
         params = engine.init_state().params
         assert engine.task.step_model(False).rnn.unroll == (u or engine.task.model().rnn.unroll)
         assert engine.task.step_model(True).rnn.unroll == engine.task.model().rnn.unroll

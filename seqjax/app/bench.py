@@ -9,7 +9,7 @@ eval steps, on synthetic batches.
 The experiment's task is built on synthetic data (every task's ``synthetic`` and
 ``synthetic_batch``: a synthetic vocabulary and random batches of the real shapes) instead
 of its dataset, so the command needs neither the data files nor ``datasets`` nor ``torch``.
-The step that is timed is the engine's own (:func:`seqjax.training.loop.build`): the
+The step that is timed is the engine's own (:func:`seqjax.training.loop.make_engine`): the
 jit-compiled, state-donating ``train_step`` that ``seqjax train`` runs (forward, backward,
 clipping, optimizer update, metric sums) and the ``eval_step`` of ``seqjax eval``.
 
@@ -106,7 +106,7 @@ def run_bench(cfg, steps: int = 20) -> dict[str, Any]:
     if steps < 1:
         raise UsageError(f"--steps {steps}: must be >= 1")
     task, make_batch = synthetic_task(cfg)
-    engine = loop.build(cfg, task=task)
+    engine = loop.make_engine(cfg, task=task)
     mesh = engine.mesh
     rng = np.random.default_rng(cfg.seed)
     shard = lambda b: mesh_lib.shard_batch(b, mesh)  # noqa: E731
@@ -188,7 +188,7 @@ def compile_times(cfg) -> dict[str, Any]:
     from seqjax.training import mesh as mesh_lib
 
     task, make_batch = synthetic_task(cfg)
-    engine = loop.build(cfg, task=task)
+    engine = loop.make_engine(cfg, task=task)
     rng = np.random.default_rng(cfg.seed)
     state = engine.init_state()
     host = make_batch(rng, "train")

@@ -34,11 +34,11 @@ import numpy as np
 
 Array = jax.Array
 Carry = Any
-#: ``update(carry, xp_t, hh_t) -> (carry', y_t)``: the cell's gate math, given the input
+#: ``gates(carry, xp_t, hh_t) -> (carry', y_t)``: the cell's gate math, given the input
 #: projection ``xp_t`` [B, G*H] and the recurrent projection ``hh_t = h @ W_hh + b_hh``.
-Update = Callable[[Carry, Array, Array], tuple[Carry, Array]]
-#: ``hidden(carry) -> h`` [B, H]: the part of the carry that multiplies ``W_hh``.
-Hidden = Callable[[Carry], Array]
+Gates = Callable[[Carry, Array, Array], tuple[Carry, Array]]
+#: ``recurrent_input(carry) -> h`` [B, H]: the part of the carry that multiplies ``W_hh``.
+RecurrentInput = Callable[[Carry], Array]
 
 
 def project(h: Array, kernel: Array, bias: Array, dtype) -> Array:
@@ -48,7 +48,8 @@ def project(h: Array, kernel: Array, bias: Array, dtype) -> Array:
     return jnp.dot(h.astype(dt), kernel.astype(dt)) + bias.astype(dt)
 
 
-def _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask, taps=None):
+def _loop(gates, recurrent_input, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask,
+          taps=None):
     """The time loop. With ``taps`` ([T, B, G*H] zeros, added to ``hh_t``) it also returns
     the stacked ``h_{t-1}`` (times ``mask``): the cotangent of ``taps`` is then ``dZ``.
     ``remat``: the backward pass recomputes each step from its carry instead of storing its
@@ -56,11 +57,11 @@ def _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry
 
     def step(carry, xs):
         x, ok, tap = xs
-        h = hidden(carry)
+        h = recurrent_input(carry)
         if mask is not None:
             h = h * mask.astype(h.dtype)
         hh = project(h, kernel, bias, dtype)
-        new_carry, y = update(carry, x, hh if tap is None else hh + tap)
+        new_carry, y = gates(carry, x, hh if tap is None else hh + tap)
         if ok is not None:  # past a row's end: carry frozen, output zero
             ok = ok[:, None]
             new_carry = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_carry, carry)
@@ -74,24 +75,26 @@ def _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4, 5))
-def _recurrence(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask):
-    carry, ys, _ = _loop(update, hidden, reverse, unroll, dtype, False, kernel, bias, xp, carry, valid, mask)
+def _recurrence(gates, recurrent_input, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask):
+    carry, ys, _ = _loop(gates, recurrent_input, reverse, unroll, dtype, False, kernel, bias, xp, carry,
+                         valid, mask)
     return carry, ys
 
 
-def _fwd(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask):
-    hh = jax.eval_shape(partial(project, dtype=dtype), hidden(carry), kernel, bias)  # dtype only, no matmul
+def _fwd(gates, recurrent_input, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask):
+    # the dtype only, no matmul
+    hh = jax.eval_shape(partial(project, dtype=dtype), recurrent_input(carry), kernel, bias)
     taps = jnp.zeros(xp.shape[:2] + bias.shape, hh.dtype)
 
     def loop(xp, carry, taps):  # kernel and bias are constants here: no dW in the backward loop
-        return _loop(update, hidden, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid, mask,
-                     taps)
+        return _loop(gates, recurrent_input, reverse, unroll, dtype, remat, kernel, bias, xp, carry, valid,
+                     mask, taps)
 
     (carry, ys, h_prev), vjp = jax.vjp(loop, xp, carry, taps)
     return (carry, ys), (vjp, h_prev, kernel, bias, mask)
 
 
-def _bwd(update, hidden, reverse, unroll, dtype, remat, res, cotangents):
+def _bwd(gates, recurrent_input, reverse, unroll, dtype, remat, res, cotangents):
     vjp, h_prev, kernel, bias, mask = res
     d_carry, d_ys = cotangents
     d_xp, d_carry0, d_z = vjp((d_carry, d_ys, jnp.zeros_like(h_prev)))
@@ -107,8 +110,8 @@ _recurrence.defvjp(_fwd, _bwd)
 
 
 def recurrence(
-    update: Update,
-    hidden: Hidden,
+    gates: Gates,
+    recurrent_input: RecurrentInput,
     kernel: Array,
     bias: Array,
     xp: Array,
@@ -121,11 +124,11 @@ def recurrence(
     remat: bool = False,
     mask: Array | None = None,
 ) -> tuple[Carry, Array]:
-    """Runs ``carry, y_t = update(carry, xp_t, (hidden(carry) * mask) @ kernel + bias)`` over time.
+    """Runs ``carry, y_t = gates(carry, xp_t, (recurrent_input(carry) * mask) @ kernel + bias)`` over time.
 
     Args:
-      update: the cell's gate math (see :data:`Update`); must not close over params.
-      hidden: picks ``h`` [B, H] out of the carry.
+      gates: the cell's gate math (see :data:`Gates`); must not close over params.
+      recurrent_input: picks ``h`` [B, H] out of the carry.
       kernel: ``W_hh`` [H, G*H]. bias: ``b_hh`` [G*H].
       xp: input projections [T, B, G*H] (time-major).
       carry: the initial carry (pytree of [B, ...]).
@@ -142,8 +145,8 @@ def recurrence(
     Returns:
       (final carry, outputs [T, B, H]).
     """
-    return _recurrence(update, hidden, reverse, unroll, dtype, bool(remat), kernel, bias, xp, carry, valid,
-                       mask)
+    return _recurrence(gates, recurrent_input, reverse, unroll, dtype, bool(remat), kernel, bias, xp, carry,
+                       valid, mask)
 
 
 # --------------------------------------------------------------------------------------
@@ -259,7 +262,8 @@ def _where(on, new, old):
     return jax.tree.map(lambda a, b: jnp.where(on, a, b), new, old)
 
 
-def _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carries, active, masks, keep):
+def _wave_loop(gates, recurrent_inputs, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carries, active, masks,
+               keep):
     """The wavefront loop over K = T + L - 1 iterations.
 
     ``xp`` [K, B, G*H_0] (layer 0, zero-padded behind), ``active`` [K, L] or [K, L, B] bools
@@ -268,15 +272,15 @@ def _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carr
     ``keep`` per layer the stacked carries before each step, the inputs of layers 1..
     and, for ``keep == "all"``, the pre-activations ``x_l`` and ``hh_l``).
     """
-    n = len(updates)
-    first_inputs = tuple(jnp.zeros_like(hiddens[l](carries[l])) for l in range(n - 1))
+    n = len(gates)
+    first_inputs = tuple(jnp.zeros_like(recurrent_inputs[l](carries[l])) for l in range(n - 1))
 
     def step(state, xs):
         carries, prev_y = state
         x0, ok, mask = xs
         new_carries, ys, ins, xs_pre, hhs = [], [], [], [], []
         for l in range(n):
-            hh = project(hiddens[l](carries[l]), hh_k[l], hh_b[l], dtype)
+            hh = project(recurrent_inputs[l](carries[l]), hh_k[l], hh_b[l], dtype)
             if l == 0:
                 x = x0
             else:
@@ -284,7 +288,7 @@ def _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carr
                        else prev_y[l - 1] * mask[l - 1].astype(prev_y[l - 1].dtype))
                 x = project(inp, ih_k[l - 1], ih_b[l - 1], dtype)
                 ins.append(inp)
-            new, y = updates[l](carries[l], x, hh)
+            new, y = gates[l](carries[l], x, hh)
             new_carries.append(_where(ok[l], new, carries[l]))
             ys.append(_where(ok[l], y, jnp.zeros_like(y)))
             xs_pre.append(x)
@@ -299,15 +303,16 @@ def _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carr
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
-def _wave(updates, hiddens, unroll, dtype, remat, hh_k, hh_b, ih_k, ih_b, xp, carries, active, masks):
-    carries, ys, _ = _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carries, active,
-                                masks, None)
+def _wave(gates, recurrent_inputs, unroll, dtype, remat, hh_k, hh_b, ih_k, ih_b, xp, carries, active, masks):
+    carries, ys, _ = _wave_loop(gates, recurrent_inputs, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carries,
+                                active, masks, None)
     return carries, ys
 
 
-def _wave_fwd(updates, hiddens, unroll, dtype, remat, hh_k, hh_b, ih_k, ih_b, xp, carries, active, masks):
-    carries, ys, kept = _wave_loop(updates, hiddens, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp, carries,
-                                   active, masks, "carries" if remat else "all")
+def _wave_fwd(gates, recurrent_inputs, unroll, dtype, remat, hh_k, hh_b, ih_k, ih_b, xp, carries, active,
+              masks):
+    carries, ys, kept = _wave_loop(gates, recurrent_inputs, unroll, dtype, hh_k, hh_b, ih_k, ih_b, xp,
+                                   carries, active, masks, "carries" if remat else "all")
     return (carries, ys), (kept, xp, active, masks, hh_k, hh_b, ih_k, ih_b)
 
 
@@ -318,17 +323,17 @@ def _outer(a, dz):
                    preferred_element_type=jnp.float32)
 
 
-def _layer_bwd(update, hidden, unroll, dtype, kernel, bias, prev, x, hh, ok, d_carry, d_ys):
+def _layer_bwd(gates, recurrent_input, unroll, dtype, kernel, bias, prev, x, hh, ok, d_carry, d_ys):
     """One layer's backward loop (reverse time): state gradient in the carry, the gates
     recomputed from ``prev`` (stacked carries), ``x`` and ``hh`` (pre-activations, [K, B,
     G*H]). Returns (d initial carry, dx [K, B, G*H], dhh [K, B, G*H])."""
 
     def step(dc, xs):
         c, x_t, hh_t, on, dy = xs
-        _, update_vjp = jax.vjp(update, c, x_t, hh_t)
-        dc_new, dx, dhh = update_vjp((_where(on, dc, jax.tree.map(jnp.zeros_like, dc)),
+        _, gates_vjp = jax.vjp(gates, c, x_t, hh_t)
+        dc_new, dx, dhh = gates_vjp((_where(on, dc, jax.tree.map(jnp.zeros_like, dc)),
                                       _where(on, dy, jnp.zeros_like(dy))))
-        _, project_vjp = jax.vjp(lambda c: project(hidden(c), kernel, bias, dtype), c)
+        _, project_vjp = jax.vjp(lambda c: project(recurrent_input(c), kernel, bias, dtype), c)
         (dc_hh,) = project_vjp(dhh)
         kept = _where(on, jax.tree.map(jnp.zeros_like, dc), dc)  # where the step did not run
         return jax.tree.map(lambda a, b, e: a + b + e, dc_new, dc_hh, kept), (dx, dhh)
@@ -336,21 +341,21 @@ def _layer_bwd(update, hidden, unroll, dtype, kernel, bias, prev, x, hh, ok, d_c
     return jax.lax.scan(step, d_carry, (prev, x, hh, ok, d_ys), reverse=True, unroll=unroll)
 
 
-def _wave_bwd(updates, hiddens, unroll, dtype, remat, res, cotangents):
+def _wave_bwd(gates, recurrent_inputs, unroll, dtype, remat, res, cotangents):
     kept, xp, active, masks, hh_k, hh_b, ih_k, ih_b = res
     prevs, ins = kept[:2]
     d_carries, d_ys = cotangents
-    n = len(updates)
+    n = len(gates)
     d_hh_k, d_hh_b, d_ih_k, d_ih_b, d_carries0 = ([None] * n, [None] * n, [None] * (n - 1), [None] * (n - 1),
                                                   [None] * n)
     for l in reversed(range(n)):
-        h_prev = jax.vmap(hiddens[l])(prevs[l])  # [K, B, H_l]
+        h_prev = jax.vmap(recurrent_inputs[l])(prevs[l])  # [K, B, H_l]
         if remat:  # the pre-activations again: one large matmul each
             x = xp if l == 0 else project(ins[l - 1], ih_k[l - 1], ih_b[l - 1], dtype)
             hh = project(h_prev, hh_k[l], hh_b[l], dtype)
         else:
             x, hh = kept[2][l], kept[3][l]
-        d_carries0[l], (dx, dhh) = _layer_bwd(updates[l], hiddens[l], unroll, dtype, hh_k[l], hh_b[l],
+        d_carries0[l], (dx, dhh) = _layer_bwd(gates[l], recurrent_inputs[l], unroll, dtype, hh_k[l], hh_b[l],
                                               prevs[l], x, hh, active[:, l], d_carries[l], d_ys)
         d_hh_k[l] = _outer(h_prev, dhh).astype(hh_k[l].dtype)
         d_hh_b[l] = jnp.sum(dhh, axis=(0, 1), dtype=jnp.float32).astype(hh_b[l].dtype)
@@ -375,8 +380,8 @@ _wave.defvjp(_wave_fwd, _wave_bwd)
 
 
 def stacked_recurrence(
-    updates: tuple[Update, ...],
-    hiddens: tuple[Hidden, ...],
+    gates: tuple[Gates, ...],
+    recurrent_inputs: tuple[RecurrentInput, ...],
     hh_kernels: tuple[Array, ...],
     hh_biases: tuple[Array, ...],
     ih_kernels: tuple[Array, ...],
@@ -393,11 +398,11 @@ def stacked_recurrence(
     """L stacked forward layers in one time loop: the same numbers as running them one
     after the other (each with :func:`recurrence`), up to float summation order.
 
-    Layer l's step is ``carry_l, y_l = update_l(carry_l, x_l, hidden_l(carry_l) @ W_hh_l +
+    Layer l's step is ``carry_l, y_l = gates_l(carry_l, x_l, recurrent_input_l(carry_l) @ W_hh_l +
     b_hh_l)`` with ``x_0 = xp`` and ``x_l = (y_{l-1} * mask_l) @ W_ih_l + b_ih_l``.
 
     Args:
-      updates, hiddens: per layer, as in :func:`recurrence`.
+      gates, recurrent_inputs: per layer, as in :func:`recurrence`.
       hh_kernels, hh_biases: per layer, ``W_hh`` [H_l, G*H_l] and ``b_hh`` [G*H_l].
       ih_kernels, ih_biases: for layers 1..L-1, ``W_ih`` [H_{l-1}, G*H_l] and ``b_ih``.
       xp: layer 0's input projection [T, B, G*H_0] (time-major).
@@ -415,8 +420,8 @@ def stacked_recurrence(
     Returns:
       (the L final carries, top-layer outputs [T, B, H_{L-1}]).
     """
-    n, t = len(updates), xp.shape[0]
-    if not (len(hiddens) == len(hh_kernels) == len(hh_biases) == len(carries) == n
+    n, t = len(gates), xp.shape[0]
+    if not (len(recurrent_inputs) == len(hh_kernels) == len(hh_biases) == len(carries) == n
             and len(ih_kernels) == len(ih_biases) == n - 1 and n >= 1):
         raise ValueError(f"stacked_recurrence: {n} layers need {n} of each per-layer argument "
                          f"and {n - 1} input kernels")
@@ -431,7 +436,7 @@ def stacked_recurrence(
         if len(masks) != n - 1:
             raise ValueError(f"stacked_recurrence: {n} layers take {n - 1} input masks, got {len(masks)}")
         masks = tuple(_shift(m, l + 1, n - 2 - l) for l, m in enumerate(masks))
-    carries, ys = _wave(tuple(updates), tuple(hiddens), unroll, dtype, bool(remat), tuple(hh_kernels),
+    carries, ys = _wave(tuple(gates), tuple(recurrent_inputs), unroll, dtype, bool(remat), tuple(hh_kernels),
                         tuple(hh_biases), tuple(ih_kernels), tuple(ih_biases), _shift(xp, 0, n - 1),
                         tuple(carries), active, masks)
     return carries, ys[n - 1:]

@@ -8,7 +8,7 @@ Submodules:
 - ``vocab``     :class:`Vocab` and :func:`build_vocab`
 - ``lm``        word/char language-modelling corpora, ``batchify``, BPTT windows
 - ``agnews``    AG News text classification
-- ``tatoeba``   Tatoeba sentence pairs for translation
+- ``pairs``     sentence pairs for translation (any source; Tatoeba built in)
 - ``batching``  length buckets and padding for variable-length examples
 
 All arrays are numpy; token ids are ``int32``, weights ``float32``.

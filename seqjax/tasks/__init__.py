@@ -10,7 +10,7 @@ from seqjax.errors import DataError, UsageError
 #: ``cfg.task`` -> "module:Class" (or the class itself, see :func:`register`); ``cfg.task`` may
 #: also be any ``package.module:ClassName`` import path of a Task subclass
 TASKS: dict[str, str | type] = {
-    "sequences": "seqjax.tasks.sequences:SequenceTask",
+    "sequences": "seqjax.tasks.many_to_one:SequenceTask",
     "lm": "seqjax.tasks.lm:LanguageModelTask",
     "classify": "seqjax.tasks.classify:ClassifyTask",
     "translate": "seqjax.tasks.translate:TranslateTask",

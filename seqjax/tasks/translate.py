@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 
 from seqjax.core import decoding, evaluation
-from seqjax.data import sources, tatoeba
+from seqjax.data import pairs, sources
 from seqjax.data.batching import pad_batch
 from seqjax.data.vocab import EOS, PAD, SOS, UNK, Vocab
 from seqjax.errors import UsageError
@@ -80,7 +80,7 @@ class TranslateTask(BucketedTask):
             self.data = None
             self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
             return
-        self.data = tatoeba.load_translation(d, data_dir, cfg.seed)
+        self.data = pairs.load_translation(d, data_dir, cfg.seed)
         if self.data.dropped_long:
             sources.log.warning(f"warning: data.source={d.source}: {self.data.dropped_long} pairs longer "
                                 f"than data.max_len={d.max_len} tokens left out")
@@ -203,7 +203,7 @@ class TranslateTask(BucketedTask):
         (``warn(message)`` is called for each truncated text)."""
         out, max_len = [], self.cfg.data.max_len
         for i, text in enumerate(texts):
-            ids = tatoeba.encode_source(text, self.src_vocab, self.level)
+            ids = pairs.encode_source(text, self.src_vocab, self.level)
             if len(ids) > max_len:
                 if warn is not None:
                     warn(f"input {i + 1} has {len(ids)} {self.level} tokens; "
@@ -237,7 +237,7 @@ class TranslateTask(BucketedTask):
         return decoding.Decoded(*(np.concatenate(p)[inverse] for p in zip(*parts)), steps=0)
 
     def detokenize(self, ids) -> str:
-        return tatoeba.decode_target(ids, self.tgt_vocab, self.level)
+        return pairs.decode_target(ids, self.tgt_vocab, self.level)
 
     def translate(self, params, texts: Sequence[str], beam: int = 1,
                   warn=None) -> tuple[list[str], decoding.Decoded]:

@@ -62,9 +62,9 @@ class Run:
     def engine(self):
         """The task with its data, compiled for this process's devices (built on first use;
         reads the dataset)."""
-        from seqjax.training.loop import build
+        from seqjax.training.loop import make_engine
 
-        return build(self.cfg, self.data_dir, task=None if self.from_assets else self.task)
+        return make_engine(self.cfg, self.data_dir, task=None if self.from_assets else self.task)
 
     def evaluate(self, split: str = "valid") -> dict:
         """The task's metrics of ``split`` (``valid`` or ``test``) with these params, the

@@ -178,7 +178,8 @@ class Engine:
         return out
 
 
-def build(cfg: ml_collections.ConfigDict, data_dir: str | None = None, task: Task | None = None) -> Engine:
+def make_engine(cfg: ml_collections.ConfigDict, data_dir: str | None = None,
+                task: Task | None = None) -> Engine:
     """Task + optimizer + jitted steps for ``cfg`` on all devices."""
     task = task or make_task(cfg, data_dir)
     task.model()  # the builder's checks of model.* (one line, exit 2) before the run begins
@@ -365,7 +366,7 @@ def train(
     """
     rundir = prepare_workdir(cfg, workdir, move_aside=move_aside, echo=echo)
     with rundir_lib.starting(rundir):  # a start that fails here leaves nothing behind
-        engine = build(cfg, data_dir)
+        engine = make_engine(cfg, data_dir)
         rundir.commit()
     workdir, session, done, outcome = rundir.path, None, False, "failed"
     try:
@@ -389,7 +390,7 @@ def train(
                     raise KeyboardInterrupt from None
                 done = True
                 return {"interrupted_at": session.step, "workdir": str(workdir)}
-        summary, done, outcome = session.finish(), True, "finished"
+        summary, done, outcome = session.evaluate_and_summarize(), True, "finished"
         return summary
     finally:
         try:
@@ -602,16 +603,17 @@ class _Session:
             return f"checkpoint saved in {self.workdir}"
         return f"the last checkpoint in {self.workdir} stands"  # a second signal inside a step
 
-    def finish(self) -> dict:
+    def evaluate_and_summarize(self) -> dict:
         """Final evaluations, the test row of metrics.jsonl and summary.json."""
         self.bar.close()
         self.prog.wall_s = self.wall0 + time.perf_counter() - self.t_session
         self.ckpt.wait()
         summary: dict = {}
         try:
-            finish(self.engine, self.scored_state(), self.prog, self.ckpt, self.workdir, into=summary)
+            final_evaluation(self.engine, self.scored_state(), self.prog, self.ckpt, self.workdir,
+                             into=summary)
         except Exception as e:  # noqa: BLE001 — what was measured lands, then one line
-            raise self.failed_finish(summary, e) from (e if os.environ.get("SEQJAX_DEBUG") else None)
+            raise self.failed_evaluation(summary, e) from (e if os.environ.get("SEQJAX_DEBUG") else None)
         test = (summary.get("average") or summary["best"]).get("test", {})
         self.logger.write(self.step, self.prog.epoch + 1, "test", test)
         self.write_summary(summary, outcome="finished")
@@ -625,7 +627,7 @@ class _Session:
         elif self.is_main:
             rundir_lib.atomic_write_json(self.workdir / rundir_lib.SUMMARY, summary)
 
-    def failed_finish(self, summary: dict, error: Exception) -> Exception:
+    def failed_evaluation(self, summary: dict, error: Exception) -> Exception:
         """A final evaluation that failed: summary.json still gets what was measured and the
         error; the trained model stays in the checkpoints. Returns the one-line error to
         raise (a SeqjaxError keeps its exit code, anything else exits 1)."""
@@ -654,7 +656,7 @@ class _Session:
                 raise
 
 
-def finish(
+def final_evaluation(
     engine: Engine, state: TrainState, prog: Progress, ckpt: Checkpoints, workdir: pathlib.Path,
     into: dict | None = None,
 ) -> dict:

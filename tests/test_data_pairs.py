@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqjax.data.tatoeba import (
+from seqjax.data.pairs import (
     decode_target,
     detokenize,
     encode_source,

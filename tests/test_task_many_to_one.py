@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from seqjax import config as config_lib
-from seqjax.tasks.sequences import SequenceTask, make_ar, make_parity
+from seqjax.tasks.many_to_one import SequenceTask, make_ar, make_parity
 
 
 def test_parity_labels_and_padding():

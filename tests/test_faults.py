@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from seqjax.app import cli
-from seqjax.data import sources
+from seqjax.data import arrays
 from seqjax.data.textclass import load_text_classes
 from seqjax.errors import DataError
 
@@ -176,8 +176,8 @@ def test_bad_labels_are_one_line_with_file_and_row(tmp_path):
     np.savez(far, x=x, y=y)
     with pytest.raises(DataError, match=r"far\.npz\): row 8: label y=100000 is far outside the range of the "
                                         r"2 distinct labels .* or set data\.num_classes=100001"):
-        sources.load_sequences({"source": "npz", "files": {"train": str(far)}})
-    out = sources.load_sequences({"source": "npz", "files": {"train": str(far)}, "num_classes": 100001})
+        arrays.load_sequences({"source": "npz", "files": {"train": str(far)}})
+    out = arrays.load_sequences({"source": "npz", "files": {"train": str(far)}, "num_classes": 100001})
     assert sum(len(s["y"]) for s in out.values()) == 40
 
 

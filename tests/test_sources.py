@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from seqjax.app import cli
-from seqjax.data import fetch, sources
+from seqjax.data import arrays, carving, fetch, sources
 from seqjax.errors import DataError, UsageError
 
 CSV = "text,label\nsun is bright,sunny\nrain is cold,gloomy\nwarm light,sunny\ngrey sky,gloomy\n"
@@ -75,26 +75,26 @@ def test_disk_source(tmp_path):
 
 def test_carve_rows_and_groups():
     rng = lambda: np.random.default_rng(3)  # noqa: E731
-    a = sources.carve(10, {"valid": 3}, rng())
+    a = carving.carve(10, {"valid": 3}, rng())
     assert len(a["valid"]) == 3 and len(a["train"]) == 7
     assert sorted(np.concatenate([a["valid"], a["train"]]).tolist()) == list(range(10))
     np.testing.assert_array_equal(a["valid"], np.random.default_rng(3).permutation(10)[:3])
     groups = [0, 0, 1, 2, 2, 2, 3, 4, 5, 5]
-    g = sources.carve(10, {"test": 2, "valid": 2}, rng(), groups)
+    g = carving.carve(10, {"test": 2, "valid": 2}, rng(), groups)
     for split in g.values():
         for other in g.values():
             if split is not other:
                 assert not {groups[i] for i in split} & {groups[i] for i in other}
     assert len(g["test"]) >= 2 and len(g["valid"]) >= 2
-    assert sources.count(0.25, 10, "valid_fraction") == 2 and sources.count(4.0, 10, "valid_fraction") == 4
+    assert carving.count(0.25, 10, "valid_fraction") == 2 and carving.count(4.0, 10, "valid_fraction") == 4
     with pytest.raises(UsageError, match="leave no training rows"):
-        sources.carve(3, {"valid": 3}, rng())
+        carving.carve(3, {"valid": 3}, rng())
 
 
 def test_npz_arrays_and_carve(tmp_path):
     x = np.arange(40, dtype=np.float32).reshape(10, 4)
     np.savez(tmp_path / "s.npz", x=x, y=np.arange(10) % 2)
-    out = sources.load_sequences(
+    out = arrays.load_sequences(
         {"source": "npz", "files": _files(tmp_path / "s.npz"), "valid_fraction": 2, "test_fraction": 0.3}
     )
     assert {k: len(v["y"]) for k, v in out.items()} == {"train": 5, "valid": 2, "test": 3}
@@ -103,7 +103,7 @@ def test_npz_arrays_and_carve(tmp_path):
     assert sorted(rows.tolist()) == x[:, 0].tolist()
     np.savez(tmp_path / "bad.npz", x=x)
     with pytest.raises(DataError, match=r"bad\.npz: no array 'y' \(arrays found: x\)"):
-        sources.load_arrays(tmp_path / "bad.npz", "train")
+        arrays.load_arrays(tmp_path / "bad.npz", "train")
 
 
 def test_sequences_from_array_columns_equal_npz(tmp_path):
@@ -117,8 +117,8 @@ def test_sequences_from_array_columns_equal_npz(tmp_path):
         str(tmp_path / "saved")
     )
     common = {"valid_fraction": 3, "test_fraction": 2}
-    a = sources.load_sequences({"source": "npz", "files": _files(tmp_path / "s.npz"), **common}, seed=4)
-    b = sources.load_sequences({"source": "disk", "files": _files(tmp_path / "saved"), **common}, seed=4)
+    a = arrays.load_sequences({"source": "npz", "files": _files(tmp_path / "s.npz"), **common}, seed=4)
+    b = arrays.load_sequences({"source": "disk", "files": _files(tmp_path / "saved"), **common}, seed=4)
     for split in ("train", "valid", "test"):
         for key in ("x", "y", "lengths"):
             np.testing.assert_array_equal(a[split][key], b[split][key])

@@ -55,7 +55,7 @@ def test_expand_grid_product_times_seeds():
     assert runs[5].point_name == "model.cell=gru,model.hidden=8_4"
     for r in runs:
         assert "/" not in r.name and " " not in r.name
-        assert sweep.parse_run_name(r.name) == ([(k, sweep._safe(v)) for k, v in r.point], r.seed)
+        assert sweep.parse_run_name(r.name) == ([(k, sweep.safe_value(v)) for k, v in r.point], r.seed)
     # numbers parse as numbers
     (r,) = sweep.expand_grid(["optim.lr=3e-3"], 1)
     assert r.values == {"optim.lr": 0.003} and r.name == "optim.lr=3e-3,seed=0"
@@ -303,7 +303,7 @@ def test_plot_second_axis_is_a_series_with_a_legend(tmp_path):
 
     plt.Figure.savefig = spy
     try:
-        written = sweep._plot(table, tmp_path / "results.png")
+        written = sweep.plot_table(table, tmp_path / "results.png")
     finally:
         plt.Figure.savefig = real_savefig
     assert [p.name for p in written] == ["results.png", "results.pdf", "results.svg"]
@@ -325,6 +325,6 @@ def test_plot_without_matplotlib_names_no_picture(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     table = {"metric": "acc", "keys": ["model.cell"], "points": [_point("gru", "8", [0.5, 0.6])],
              "experiment": "x:y"}
-    assert sweep._plot(table, tmp_path / "results.png") == []
+    assert sweep.plot_table(table, tmp_path / "results.png") == []
     assert "matplotlib not installed; no plot" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from seqjax.data import sources
+from seqjax.data import carving, corpora, sources
 from seqjax.data.synthetic import TOY_SENTENCES  # noqa: F401  (the toy corpus: data.source=toy)
 from seqjax.data.vocab import EOS, UNK, Vocab, build_vocab
 from seqjax.errors import DataError, UsageError
@@ -103,8 +103,8 @@ def _tokens(texts: list[str], unit: str) -> list[str]:
 
 def corpus_unit(data: Mapping[str, Any]) -> dict:
     """``{"level", "unit", "space"}`` of ``data.source`` without reading it: a built-in
-    corpus's own (:data:`seqjax.data.sources.CORPORA`), else ``data.level``'s."""
-    ex = sources.CORPORA.get(sources.corpus_name(data), sources.Corpus("", "", {})).extras
+    corpus's own (:data:`seqjax.data.corpora.CORPORA`), else ``data.level``'s."""
+    ex = corpora.CORPORA.get(corpora.corpus_name(data), corpora.Corpus("", "", {})).extras
     level = ex.get("level") or data.get("level") or "word"
     if level not in ("word", "char"):
         raise UsageError(f"data.level={level!r}: choose word or char")
@@ -153,7 +153,7 @@ def load_lm_corpus(
     missing = [s for s in ("valid", "test") if s not in tokens]
     if missing:
         n = len(tokens["train"])
-        sizes = {s: sources.count(data.get(f"{s}_fraction", 0.1), n, f"{s}_fraction") for s in missing}
+        sizes = {s: carving.count(data.get(f"{s}_fraction", 0.1), n, f"{s}_fraction") for s in missing}
         # data.test_fraction=0 with no test file: no test split of its own, the test report
         # scores valid (nanoGPT's 90/10 split of tinyshakespeare has no test split)
         test_is_valid = "test" in missing and "valid" in missing and sizes["test"] == 0

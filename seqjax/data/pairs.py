@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from seqjax.data import sources
+from seqjax.data import carving, corpora, sources
 from seqjax.data.vocab import EOS, PAD, SOS, UNK, Vocab, build_vocab
 from seqjax.errors import DataError, UsageError
 
@@ -135,7 +135,7 @@ def load_translation(
     splits = sources.load_splits(data, data_dir, seed)
     max_pairs, max_len = data.get("max_pairs") or None, data.get("max_len") or None
     with _gc_paused():
-        given = [s for s in sources.SPLITS if splits.rows[s] is not None]
+        given = [s for s in corpora.SPLITS if splits.rows[s] is not None]
         examples, dropped = {}, 0
         for s in given:
             src, tgt = splits.column(s, "source_column"), splits.column(s, "target_column")
@@ -151,11 +151,11 @@ def load_translation(
         train = examples["train"]
         missing = [s for s in ("test", "valid") if s not in given]
         sizes = {
-            s: sources.count(data.get(f"{s}_fraction", 0.1), len(train), f"{s}_fraction") for s in missing
+            s: carving.count(data.get(f"{s}_fraction", 0.1), len(train), f"{s}_fraction") for s in missing
         }
         keys: dict[str, int] = {}
         groups = [keys.setdefault(ex[2].lower(), len(keys)) for ex in train]
-        idx = sources.carve(len(train), sizes, np.random.default_rng(seed), groups)
+        idx = carving.carve(len(train), sizes, np.random.default_rng(seed), groups)
         for s in missing:
             examples[s] = [train[i] for i in idx[s]]
         examples["train"] = [train[i] for i in idx["train"]]

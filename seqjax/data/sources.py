@@ -2,7 +2,7 @@
 
 ``data.source`` (docs/design.md, documented in seqjax/config.py SCHEMA) says where rows come from:
 
-- a built-in corpus (:data:`CORPORA`: ``ptb``, ``ptb_char``, ``shakespeare``, ``ag_news``,
+- a built-in corpus (seqjax/data/corpora.py: ``ptb``, ``ptb_char``, ``shakespeare``, ``ag_news``,
   ``tatoeba``): a named preset of this mechanism -- a builder, files relative to the data
   directory, its columns and a few loader options -- not a separate code path;
 - a ``datasets`` builder for local files: ``text``, ``csv`` (TSV: ``data.delimiter``),
@@ -12,10 +12,10 @@
   ``train``/``validation``/``test``, or one ``Dataset`` used as train);
 - ``hub:NAME`` or ``hub:NAME/CONFIG``: ``load_dataset(NAME, CONFIG)`` (needs the network);
 - a generated source (:data:`GENERATED`: ``toy``, ``synthetic``), no files;
-- ``npz`` (sequence basics): read by :func:`load_arrays`, not by this module's row loaders.
+- ``npz`` (sequence basics): read by seqjax/data/arrays.py, not by this module's row loaders.
 
 :func:`load_splits` returns one ``datasets.Dataset`` (or ``None``) per split; a missing
-valid/test split is carved from train by the task with :func:`carve` (a deterministic,
+valid/test split is carved from train by the task (seqjax/data/carving.py: a deterministic,
 seeded choice of rows, or of groups of rows). Every failure a user can fix is one
 :class:`~seqjax.errors.DataError` line naming the file, row, key or column.
 """
@@ -34,102 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from seqjax.data.corpora import BUILDERS, COLUMNS, CORPORA, HF_SPLIT, LOCAL_KEYS, SPLITS, corpus_name
 from seqjax.data.fetch import data_dir as resolve_data_dir
 from seqjax.data.fetch import require
 from seqjax.data.synthetic import GENERATED, register_generated  # noqa: F401  (re-exported)
 from seqjax.errors import DataError, UsageError
 
-SPLITS = ("train", "valid", "test")
-#: local-file builders of ``datasets`` (TSV is ``csv`` with ``data.delimiter``)
-BUILDERS = ("text", "csv", "json", "parquet")
-#: the split names of ``datasets`` for ours (the Hub and ``save_to_disk`` say ``validation``)
-HF_SPLIT = {"train": "train", "valid": "validation", "test": "test"}
-LOCAL_KEYS = (
-    "--set data.source=csv|json|text|parquet --set data.files.train=PATH "
-    "[--set data.files.valid=PATH --set data.files.test=PATH]"
-)
-
 log = logging.getLogger("seqjax.data")
-#: the column keys and their defaults
-COLUMNS = {
-    "text_column": "text",
-    "label_column": "label",
-    "source_column": "source",
-    "target_column": "target",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Corpus:
-    """A built-in corpus: a preset of the file mechanism.
-
-    Attributes:
-      fetch: its ``seqjax data fetch NAME``.
-      builder: the ``datasets`` builder reading its files.
-      files: split -> path relative to the data directory.
-      columns: the column keys it implies (``text_column``, ``label_column``, ...).
-      options: keyword arguments of ``load_dataset`` for its files.
-      extras: loader options of its task (e.g. the LM's token unit, a class-names file).
-    """
-
-    fetch: str
-    builder: str
-    files: Mapping[str, str]
-    columns: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-
-_DOCUMENT = {"sample_by": "document"}  # one row per file: the LM keeps a file's exact text
-_TATOEBA = {
-    "delimiter": "\t",
-    "header": None,
-    "column_names": ["source", "target"],
-    "usecols": [0, 1],
-    "quoting": 3,
-    "na_filter": False,
-}
-
-CORPORA: dict[str, Corpus] = {
-    "ptb": Corpus(
-        "ptb",
-        "text",
-        {s: f"ptb/ptb.{s}.txt" for s in SPLITS},
-        options=_DOCUMENT,
-        extras={"level": "word", "specials": ("<eos>", "<unk>")},
-    ),
-    "ptb_char": Corpus(
-        "ptb-char",
-        "text",
-        {s: f"ptb_char/ptb.char.{s}.txt" for s in SPLITS},
-        options=_DOCUMENT,
-        extras={"level": "char", "unit": "symbols", "specials": ("<eos>",), "space": "_"},
-    ),
-    "shakespeare": Corpus(
-        "shakespeare",
-        "text",
-        {"train": "tinyshakespeare/input.txt"},
-        options=_DOCUMENT,
-        extras={"level": "char"},
-    ),
-    "ag_news": Corpus(
-        "ag-news",
-        "csv",
-        {"train": "ag_news/train.csv", "test": "ag_news/test.csv"},
-        columns={"text_column": "title,description", "label_column": "label"},
-        options={"header": None, "column_names": ["label", "title", "description"], "na_filter": False},
-        extras={"label_names": "ag_news/classes.txt", "label_values": (1, 2, 3, 4)},
-    ),
-    "tatoeba/por-eng": Corpus("tatoeba-por", "csv", {"train": "por-eng/por.txt"}, options=_TATOEBA),
-    "tatoeba/spa-eng": Corpus("tatoeba-spa", "csv", {"train": "spa-eng/spa.txt"}, options=_TATOEBA),
-}
-ALIASES = {"ptb-char": "ptb_char", "ag-news": "ag_news", "agnews": "ag_news"}
-
-
-def corpus_name(data: Mapping[str, Any]) -> str:
-    """The :data:`CORPORA` key of ``data.source`` (``tatoeba`` picks its file by ``data.pair``)."""
-    name = ALIASES.get(data["source"], data["source"])
-    return f"tatoeba/{data.get('pair', 'por-eng')}" if name == "tatoeba" else name
 
 
 def _generated(name: str):
@@ -460,185 +371,6 @@ def load_splits(data: Mapping[str, Any], data_dir: str | os.PathLike | None = No
         if ds is not None and len(ds) == 0:
             raise DataError(f"{where[s]}: no rows; it needs at least one")
     return Splits(rows, where, columns, extras, whole)
-
-
-# ----------------------------------------------------------------------------- carve-out
-
-
-def count(size: int | float, total: int, key: str) -> int:
-    """``size`` as a number of rows of ``total``: a float in (0, 1) is a fraction (rounded), else a count."""
-    n = round(size * total) if isinstance(size, float) and 0 < size < 1 else int(size)
-    if n < 0:
-        raise UsageError(f"data.{key}={size}: must be >= 0 (a fraction < 1 or a count)")
-    return n
-
-
-def carve(
-    n: int, sizes: Mapping[str, int], rng: np.random.Generator, groups: Sequence[int] | None = None
-) -> dict[str, np.ndarray]:
-    """Split row indices ``0..n-1`` into train and the missing splits of ``sizes``.
-
-    Rows (or whole groups of rows, ``groups[i]`` = row ``i``'s group id: all rows of a group
-    land in one split, e.g. every translation of one source sentence) are taken in the
-    order of ``rng.permutation``; the splits of ``sizes`` are filled in the order given,
-    each until it holds at least its size, the rest is train. With ``groups=None`` a split
-    gets exactly its size. Each split's indices come back sorted when grouped, in the
-    permutation's order otherwise.
-
-    Returns:
-      ``{"train": int [n_train], <split>: int [n_split], ...}``.
-    """
-    names = list(sizes)
-    if groups is None:
-        order = rng.permutation(n)
-        out, start = {}, 0
-        for s in names:
-            out[s] = order[start : start + sizes[s]]
-            start += sizes[s]
-        out["train"] = order[start:]
-    else:
-        members: dict[int, list[int]] = {}
-        for i, g in enumerate(groups):
-            members.setdefault(g, []).append(i)
-        keys = list(members)
-        parts: dict[str, list[int]] = {s: [] for s in [*names, "train"]}
-        for k in rng.permutation(len(keys)).tolist():
-            target = next((s for s in names if len(parts[s]) < sizes[s]), "train")
-            parts[target] += members[keys[k]]
-        out = {s: np.sort(np.asarray(v, np.int64)) for s, v in parts.items()}
-    if len(out["train"]) == 0:
-        raise UsageError(
-            f"data.valid_fraction / data.test_fraction leave no training rows ({n} rows); "
-            "lower them or give data.files.valid / data.files.test"
-        )
-    return out
-
-
-# ----------------------------------------------------------------------------- arrays
-
-
-def load_arrays(path: str, key: str) -> dict[str, np.ndarray]:
-    """Sequence basics from ``.npz``: ``x`` float ``[N, T, D]``, ``y`` ``[N]`` (int labels or
-    float targets) and optional ``lengths`` int ``[N]`` (default: ``T`` for every row)."""
-    path = os.path.expanduser(str(path))
-    if os.path.isdir(path):
-        raise DataError(f"data.files.{key}={path}: a directory, not a file; "
-                        "give an .npz file with x [N, T, D], y [N]")
-    if not os.path.isfile(path):
-        raise DataError(f"data.files.{key}={path}: no such file; give an .npz with x [N, T, D], y [N]")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as err:  # noqa: BLE001 -- zip/format errors of a corrupt file
-        raise DataError(f"{path}: not an .npz file ({err}); write it with numpy.savez") from None
-    return _check_arrays(arrays, path, "arrays")
-
-
-def _check_arrays(arrays: dict, where: str, kind: str) -> dict[str, np.ndarray]:
-    """``x`` ``[N, T, D]`` float32 (``[N, T]`` gets ``D = 1``), ``y`` ``[N]``, ``lengths`` ``[N]``."""
-    for name in ("x", "y"):
-        if name not in arrays:
-            raise DataError(
-                f"{where}: no {kind[:-1]} {name!r} ({kind} found: {', '.join(arrays) or 'none'}); "
-                "expected x [N, T, D], y [N], optional lengths [N]"
-            )
-    x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
-    for name, a in (("x", x), ("y", y)):
-        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-            raise DataError(f"{where}: {kind[:-1]} {name!r} holds {a.dtype} values, not numbers; "
-                            "expected float x [N, T, D] and int (classes) or float (targets) y [N]")
-    if x.ndim == 2:
-        x = x[..., None]
-    if x.ndim != 3 or y.shape != (x.shape[0],):
-        raise DataError(f"{where}: x {x.shape} and y {y.shape}: expected x [N, T, D] and y [N]")
-    if len(y) == 0:
-        raise DataError(f"{where}: no rows (N = 0)")
-    lengths = np.asarray(arrays["lengths"]) if "lengths" in arrays else np.full(len(y), x.shape[1])
-    if lengths.shape != y.shape or lengths.min() < 1 or lengths.max() > x.shape[1]:
-        raise DataError(
-            f"{where}: lengths must be [N] ints in 1..{x.shape[1]} (T), got shape {lengths.shape}"
-        )
-    return {"x": x.astype(np.float32), "y": y, "lengths": lengths.astype(np.int32)}
-
-
-def load_sequences(
-    data: Mapping[str, Any], data_dir: str | os.PathLike | None = None, seed: int = 0
-) -> dict[str, dict[str, np.ndarray]]:
-    """``{split: {"x", "y", "lengths"}}``: the ``.npz`` files of ``data.files``
-    (``data.source=npz``), or the array columns ``x`` (``[T, D]`` or ``[T]`` per row, every
-    row of one length), ``y`` and optional ``lengths`` of any other source (e.g. ``disk``,
-    ``parquet``). A missing valid/test split is carved from train (seeded rows,
-    ``data.valid_fraction`` / ``data.test_fraction``). ``data.max_examples`` caps train."""
-    files = data.get("files", {}) or {}
-    if data.get("source") == "npz":
-        if not files.get("train"):
-            raise UsageError(
-                "data.source=npz needs data.files.train=PATH.npz (x [N, T, D], y [N], optional lengths)"
-            )
-        out = {s: load_arrays(files[s], s) for s in SPLITS if files.get(s)}
-        where = str(files["train"])
-    else:
-        splits = load_splits(data, data_dir, seed)
-        out = {}
-        for s, ds in splits.rows.items():
-            if ds is not None:
-                cols = {
-                    c: ds.data.column(c).to_pylist() for c in ("x", "y", "lengths") if c in ds.column_names
-                }
-                try:
-                    out[s] = _check_arrays(cols, splits.where[s], "columns")
-                except ValueError as err:  # ragged rows
-                    raise DataError(
-                        f"{splits.where[s]}: column x is not one [T, D] array a row ({err})"
-                    ) from None
-        where = splits.where["train"]
-    for s, arrays in out.items():
-        named = f"data.files.{s} ({files[s]})" if data.get("source") == "npz" else splits.where[s]
-        check_class_ids(arrays["y"], named, data.get("num_classes", 0) or 0)
-    missing = [s for s in ("valid", "test") if s not in out]
-    n = len(out["train"]["y"])
-    sizes = {s: count(data.get(f"{s}_fraction", 0.1), n, f"{s}_fraction") for s in missing}
-    idx = carve(n, sizes, np.random.default_rng(seed))
-    for s in missing:
-        if len(idx[s]) == 0:
-            raise DataError(
-                f"{where}: data.{s}_fraction={data.get(f'{s}_fraction')} carves an empty "
-                f"{s} split from {n} rows; raise it or give data.files.{s}"
-            )
-    train = out["train"]
-    for s in missing:
-        out[s] = {k: a[np.sort(idx[s])] for k, a in train.items()}
-    keep = np.sort(idx["train"])[: data.get("max_examples") or None]
-    out["train"] = {k: a[keep] for k, a in train.items()}
-    return out
-
-
-#: integer labels may leave some classes out, not most: ``max(y) + 1`` classes are built, so
-#: a label above this many times the number of distinct labels (plus 8) is refused unless
-#: ``data.num_classes`` says how many classes there are
-SPARSE_LABELS = 2
-
-
-def check_class_ids(y: np.ndarray, where: str, num_classes: int = 0) -> None:
-    """Integer labels ``y [N]`` must be class ids: ``0..num_classes-1`` when that is given,
-    else ``>= 0`` and not far beyond the distinct labels (``0`` and ``100000`` would build a
-    100,001-way output). One :class:`DataError` line with the file and row otherwise; float
-    labels (regression targets) pass."""
-    if not (np.issubdtype(y.dtype, np.integer) or y.dtype == bool) or len(y) == 0:
-        return
-    y = y.astype(np.int64)
-    top, distinct = int(y.max()), len(np.unique(y))
-    limit = num_classes or max(top + 1, 1)
-    if num_classes == 0 and top + 1 > SPARSE_LABELS * distinct + 8:
-        row = int(np.argmax(y))
-        raise DataError(
-            f"{where}: row {row + 1}: label y={top} is far outside the range of the {distinct} distinct "
-            f"labels (classes are 0..max(y): a {top + 1}-way output); relabel them 0..{distinct - 1} "
-            f"or set data.num_classes={top + 1}")
-    bad = np.flatnonzero((y < 0) | (y >= limit))
-    if len(bad):
-        raise DataError(f"{where}: row {bad[0] + 1}: label y={y[bad[0]]} is not a class id in "
-                        f"0..{limit - 1}; fix the row" + (" or data.num_classes" if num_classes else ""))
 
 
 def truncation_warning(where: str, lengths: np.ndarray, max_len: int, unit: str = "tokens") -> None:

@@ -1,6 +1,6 @@
 """Text classification data: texts and labels of any source, cleaned, tokenized, encoded.
 
-The built-in ``ag_news`` corpus (Zhang, Zhao & LeCun 2015; seqjax/data/sources.py) is one
+The built-in ``ag_news`` corpus (Zhang, Zhao & LeCun 2015; seqjax/data/corpora.py) is one
 preset: ``ag_news/train.csv``, ``test.csv`` (no header; class 1..4, title, description) and
 ``classes.txt`` (one class name a line). The shared offline copy of ``train.csv`` is a
 20,000-row subset, sorted by class; the loader shuffles with the seed before holding out
@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from seqjax.data import sources
+from seqjax.data import carving, corpora, sources
 from seqjax.data.vocab import PAD, UNK, Vocab, build_vocab
 from seqjax.errors import DataError, UsageError
 
@@ -181,7 +181,7 @@ def load_text_classes(
     if on_error not in ("raise", "skip"):
         raise UsageError(f"data.on_error={on_error!r}; expected 'raise' or 'skip'")
     splits = sources.load_splits(data, data_dir, seed)
-    given = [s for s in sources.SPLITS if splits.rows[s] is not None]
+    given = [s for s in corpora.SPLITS if splits.rows[s] is not None]
     texts, labels, skipped = {}, {}, 0
     for s in given:
         raw = splits.column(s, "text_column")
@@ -222,9 +222,9 @@ def load_text_classes(
     rng = np.random.default_rng(seed)
     n = len(texts["train"])
     missing = [s for s in ("valid", "test") if s not in given]
-    sizes = {s: sources.count(data.get(f"{s}_fraction", 0.1), n, f"{s}_fraction") for s in missing}
-    idx = sources.carve(n, sizes, rng)
-    source_of = {s: ("train" if s in missing else s) for s in sources.SPLITS}
+    sizes = {s: carving.count(data.get(f"{s}_fraction", 0.1), n, f"{s}_fraction") for s in missing}
+    idx = carving.carve(n, sizes, rng)
+    source_of = {s: ("train" if s in missing else s) for s in corpora.SPLITS}
     for s in given[1:]:
         idx[s] = np.arange(len(texts[s]))
     cap = data.get("max_examples") or None

@@ -1,7 +1,7 @@
 """Sequence basics: many-to-one problems on float inputs ``[N, T, D]``, generated or the user's.
 
 - ``data.source=npz``: the user's arrays (``x [N, T, D]``, ``y [N]``, optional
-  ``lengths [N]``; seqjax/data/sources.py): integer ``y`` is classification, float ``y``
+  ``lengths [N]``; seqjax/data/arrays.py): integer ``y`` is classification, float ``y``
   regression.
 
 - ``parity``: bit strings of variable length (bits as +-1, zero padding after the end);
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from seqjax.data import sources
+from seqjax.data.arrays import load_sequences
 from seqjax.errors import DataError, UsageError
 from seqjax.models import build
 from seqjax.tasks.base import Task
@@ -98,7 +98,7 @@ class SequenceTask(Task):
         """The user's sequences (``data.source=npz``, or ``x``/``y``/``lengths`` columns of any
         source): integer ``y`` is classification over the classes ``0..max(y)``, float ``y``
         regression (MSE)."""
-        self.splits = sources.load_sequences(cfg.data, data_dir, cfg.seed)
+        self.splits = load_sequences(cfg.data, data_dir, cfg.seed)
         y = self.splits["train"]["y"]
         self.classify = np.issubdtype(y.dtype, np.integer) or y.dtype == bool
         self.main_metric, self.lower_is_better = ("acc", False) if self.classify else ("mse", True)
@@ -120,7 +120,7 @@ class SequenceTask(Task):
     @staticmethod
     def _num_classes(cfg, y: np.ndarray) -> int:
         """``data.num_classes`` when set, else ``max(y) + 1`` (the labels were checked by
-        :func:`seqjax.data.sources.check_class_ids` when they were read)."""
+        :func:`seqjax.data.arrays.check_class_ids` when they were read)."""
         return int(cfg.data.get("num_classes", 0) or 0) or int(y.max()) + 1
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -123,7 +124,7 @@ def test_cudnn_path_matches_the_scan(monkeypatch):
     import numpy as np
     from jax.experimental import rnn
 
-    from seqjax.core import layers
+    from seqjax.core import layers, loops
 
     def fake_lstm(x, h0, c0, w, seq_lengths, input_size, hidden_size, num_layers, dropout, bidirectional):
         W_ih, W_hh, b_ih, b_hh = rnn.unpack_lstm_weights(
@@ -147,7 +148,7 @@ def test_cudnn_path_matches_the_scan(monkeypatch):
 
     calls = []
     monkeypatch.setattr(rnn, "lstm", lambda *a, **k: calls.append(1) or fake_lstm(*a, **k))
-    monkeypatch.setattr(layers, "_cudnn_available", lambda: True)
+    monkeypatch.setattr(loops, "_cudnn_available", lambda: True)
     x = jax.random.normal(jax.random.PRNGKey(0), (3, 7, 5))
     lengths = jnp.array([7, 4, 7], jnp.int32)
     scan = layers.Stacked("lstm", hidden=6, layers=2)
@@ -181,12 +182,12 @@ def test_backend_key_reaches_the_recurrent_layers(spec, monkeypatch):
     from jax.experimental import rnn
 
     from seqjax.app.bench import synthetic_task
-    from seqjax.core import layers
+    from seqjax.core import loops
 
     seen = []
-    monkeypatch.setattr(
-        layers.Recurrent, "_cudnn_ok", lambda self, reverse: seen.append(self.backend) or False
-    )
+    recorder = [dataclasses.replace(lp, applies=lambda call: seen.append(call.layer.backend) or False)
+                if lp.name == "cudnn" else lp for lp in loops.LOOPS]
+    monkeypatch.setattr(loops, "LOOPS", recorder)
     monkeypatch.setattr(rnn, "lstm", lambda *a, **k: pytest.fail("no cuDNN on this machine"))
     task, _ = synthetic_task(config.resolve(spec, ["model.backend=cudnn"]))
     task.init_params(jax.random.PRNGKey(0))

@@ -34,7 +34,7 @@ LAYERS = {
     "evaluation": (1, ("seqjax.core.evaluation",)),
     "cells": (2, ("seqjax.core", "seqjax.core.cellbase", "seqjax.core.cells", "seqjax.core.mincells",
                   "seqjax.core.paracells", "seqjax.core.recurrence", "seqjax.core.newton",
-                  "seqjax.core.weight_drop", "seqjax.core.embedding_dropout")),
+                  "seqjax.core.loops", "seqjax.core.weight_drop", "seqjax.core.embedding_dropout")),
     "layers": (3, ("seqjax.core.layers",)),
     "config": (4, ("seqjax.config",)),  # the option schema: choices from cells and layers
     "models": (5, ("seqjax.models",)),  # the spec's defaults come from config

@@ -6,11 +6,12 @@ and its outputs are exactly zero, so a padded batch gives the same numbers as
 each sequence run alone. With ``seq_lengths=None`` every row is full length
 and the time loop does no masking work at all.
 
-Any ``flax.linen.RNNCellBase`` runs in these layers. ``Recurrent`` picks the loop by what
-the cell declares (``seqjax.core.cells``): a fused cell runs in ``seqjax.core.recurrence.recurrence``
-(or cuDNN, for exactly-LSTM cells), a linear cell (minGRU, minLSTM) in
-``linear_recurrence``, any other cell in an ``nn.scan`` over its ``__call__``, all with the
-same length semantics. Carries come from ``cell.initialize_carry``.
+Any ``flax.linen.RNNCellBase`` runs in these layers. ``Recurrent`` hands each call to the
+first time loop of the registry in seqjax/core/loops.py that applies, by the backend and
+what the cell declares (``seqjax.core.cellbase``): a fused cell runs in
+``seqjax.core.recurrence.recurrence`` (or cuDNN, for exactly-LSTM cells), a linear cell
+(minGRU, minLSTM) in ``linear_recurrence``, any other cell in an ``nn.scan`` over its
+``__call__``, all with the same length semantics. Carries come from ``cell.initialize_carry``.
 
 Parameter layout of ``Stacked`` (cells as in ``seqjax.core.cells``)::
 
@@ -30,11 +31,11 @@ import numpy as np
 from flax import linen as nn
 from flax.core import FrozenDict
 
-from seqjax.core import newton as newton_lib
 from seqjax.core import weight_drop as weight_drop_lib
 from seqjax.core.cells import make_cell, supports
+from seqjax.core.loops import LoopCall, select_loop
 from seqjax.core.newton import NewtonOptions
-from seqjax.core.recurrence import NEG_LOG, linear_recurrence, project, recurrence, stacked_recurrence
+from seqjax.core.recurrence import project, stacked_recurrence
 
 Array = jax.Array
 Carry = Any
@@ -42,64 +43,6 @@ Carry = Any
 MERGES = ("concat", "sum")
 BACKENDS = ("scan", "flax_scan", "cudnn", "newton")
 PARALLEL_SCANS = ("auto", "on", "off")
-
-
-def cudnn_lstm_weights(params: Mapping[str, Any]) -> Array:
-    """An ``LSTMCell``'s params as the flat weight vector of ``jax.experimental.rnn.lstm``.
-
-    cuDNN's (and ``torch.nn.LSTM``'s) layout for one layer and direction:
-    ``W_ih [4H, in]``, ``W_hh [4H, H]``, ``b_ih [4H]``, ``b_hh [4H]``, flattened and
-    concatenated, gates in the order i, f, g, o — the cells' own order, so this is only
-    a transpose of the ``[in, 4H]`` / ``[H, 4H]`` kernels. Returns ``[num_params]``.
-    """
-    ih, hh = params["ih"], params["hh"]
-    return jnp.concatenate([ih["kernel"].T.ravel(), hh["kernel"].T.ravel(), ih["bias"], hh["bias"]])
-
-
-def _cudnn_available() -> bool:
-    if jax.default_backend() != "gpu":
-        return False
-    try:
-        from jax.experimental import rnn  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _fused_step(cell, carry, xp, mask):
-    """A fused cell's step from its input projection; ``mask`` scales h before ``W_hh``."""
-    if mask is None:
-        return cell.step(carry, xp)
-    return cell.gates(carry, xp, cell.hh(cell.recurrent_input(carry) * mask))
-
-
-def _cell_step(cell, carry, x, mask):
-    """Any cell's step; ``mask`` (one factor per carry leaf) scales the carry it reads."""
-    if mask is None:
-        return cell(carry, x)
-    return cell(jax.tree.map(lambda c, m: c * m.astype(c.dtype), carry, mask), x)
-
-
-def _scan_body(step):
-    """``step(cell, carry, x, mask)`` as an ``nn.scan`` body over (x, valid or None): where
-    not valid the carry is left unchanged and the output is zero."""
-
-    def body(cell, carry, xs, mask):
-        x, valid = xs
-        new_carry, y = step(cell, carry, x, mask)
-        if valid is None:
-            return new_carry, y
-        valid = valid[:, None]
-        carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
-        return carry, jnp.where(valid, y, jnp.zeros_like(y))
-
-    return body
-
-
-def _parallel_default() -> bool:
-    """``parallel_scan="auto"``: parallel in time on accelerators; on CPU the sequential
-    scan measured faster (experiments/results/cells.md)."""
-    return jax.default_backend() in ("gpu", "tpu")
 
 
 def _shapes(tree) -> Any:
@@ -157,8 +100,8 @@ class Recurrent(nn.Module):
 
     Attributes:
       cell: any ``flax.linen.RNNCellBase``, e.g. ``LSTMCell(200)`` or
-        ``flax.linen.GRUCell(200)``; its declared capabilities pick the loop (module
-        docstring).
+        ``flax.linen.GRUCell(200)``; its declared capabilities and ``backend`` pick the
+        time loop (seqjax/core/loops.py).
       reverse: run from the last valid step of each row to its first. Only
         the valid prefix of each row is reversed, so the final carry is the
         state after reading position 0.
@@ -225,7 +168,7 @@ class Recurrent(nn.Module):
         """
         reverse = self.reverse if reverse is None else reverse
         _check_inputs(inputs, seq_lengths)
-        batch, time, features = inputs.shape
+        batch, _, features = inputs.shape
         if self.parallel_scan not in PARALLEL_SCANS:
             raise ValueError(f"parallel_scan must be one of {PARALLEL_SCANS}, got {self.parallel_scan!r}")
 
@@ -233,99 +176,16 @@ class Recurrent(nn.Module):
         carry = _checked_carry(initial_carry, zero, f"for inputs of shape {inputs.shape}")
         dropping = self.recurrent_dropout > 0 and not deterministic
         drop_w = weight_drop_lib.for_layer(self, deterministic)  # cell params -> masked, or None
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        call = LoopCall(self, inputs, seq_lengths, carry, reverse, dropping, drop_w)
+        return select_loop(call).run(call)
 
-        if self._cudnn_ok(reverse) and not dropping and drop_w is None:
-            return self._cudnn(inputs, seq_lengths, carry)
-
-        # The scan runs time-major: transposing the (narrower) inputs before the
-        # projection measured slightly faster on CPU than scanning over axis 1.
-        x = inputs_tm = jnp.swapaxes(inputs, 0, 1)  # [time, batch, features]
-        valid = None if seq_lengths is None else jnp.arange(time)[:, None] < seq_lengths
-        if supports(self.cell, "linear"):
-            log_a, log_b = self.cell.coefficients(x)  # [time, batch, H] each, one matmul
-            if dropping:
-                mask = self._mask(jnp.shape(carry))
-                log_a = jnp.where(mask > 0, log_a + jnp.log(jnp.maximum(mask, 1e-30)), NEG_LOG)
-            parallel = _parallel_default() if self.parallel_scan == "auto" else self.parallel_scan == "on"
-            parallel = parallel or self.backend == "newton"
-            carry, outputs = linear_recurrence(log_a, log_b, carry, valid, reverse=reverse, parallel=parallel,
-                                               unroll=self.unroll)
-            return jnp.swapaxes(outputs, 0, 1), carry
-        fused = supports(self.cell, "fused")
-        if fused:
-            x = self.cell.input_projection(x)  # [time, batch, G*H], one matmul
-            mask = self._mask(jnp.shape(self.cell.recurrent_input(carry))) if dropping else None
-        else:
-            mask = jax.tree.map(lambda c: self._mask(jnp.shape(c)), carry) if dropping else None
-        if self.backend == "newton" and not self.is_initializing():
-            carry, outputs, info = newton_lib.cell_recurrence(
-                self.cell, (drop_w or dict)(self.cell.variables["params"]), inputs_tm, carry, valid,
-                reverse=reverse, mask=mask,
-                options=self.newton)
-            self.sow("intermediates", "newton", info)
-            return jnp.swapaxes(outputs, 0, 1), carry
-        if fused and self.backend != "flax_scan" and not self.is_initializing():
-            hh = (drop_w or dict)(self.cell.variables["params"])["hh"]
-            carry, outputs = recurrence(
-                self.cell.gates, self.cell.recurrent_input, hh["kernel"], hh["bias"], x, carry, valid,
-                reverse=reverse, unroll=self.unroll, dtype=self.cell.dtype, remat=self.remat, mask=mask,
-            )
-            return jnp.swapaxes(outputs, 0, 1), carry
-        # Past a row's end the carry is frozen. Running backwards, that keeps
-        # the initial carry through the padding and starts at position len-1.
-        body = _scan_body(_fused_step if fused else _cell_step)
-        if self.remat:
-            body = nn.checkpoint(body)
-        scan = nn.scan(
-            body,
-            variable_broadcast="params",
-            split_rngs={"params": False},
-            in_axes=(0, nn.broadcast),
-            reverse=reverse,
-            unroll=self.unroll,
-        )
-        carry, outputs = weight_drop_lib.map_cell(scan, drop_w)(self.cell, carry, (x, valid), mask)
-        return jnp.swapaxes(outputs, 0, 1), carry
-
-    def _mask(self, shape: tuple[int, ...]) -> Array:
+    @nn.nowrap
+    def recurrent_mask(self, shape: tuple[int, ...]) -> Array:
         """One recurrent-dropout factor per row and unit: 0 or 1/(1-p), float32 ``shape``."""
         keep = 1.0 - self.recurrent_dropout
         return jax.random.bernoulli(self.make_rng("dropout"), keep, shape).astype(jnp.float32) / keep
-
-    def _cudnn_ok(self, reverse: bool) -> bool:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        return (
-            self.backend == "cudnn"
-            and supports(self.cell, "cudnn")
-            and not reverse
-            and self.cell.dtype is None
-            and not self.is_initializing()
-            and _cudnn_available()
-        )
-
-    def _cudnn(self, inputs: Array, seq_lengths: Array | None, carry) -> tuple[Array, Carry]:
-        """One cuDNN LSTM layer: inputs [B, T, in] -> (outputs [B, T, H], (c, h))."""
-        from jax.experimental import rnn
-
-        batch, time, features = inputs.shape
-        c0, h0 = carry
-        if seq_lengths is None:
-            seq_lengths = jnp.full((batch,), time, jnp.int32)
-        weights = cudnn_lstm_weights(self.cell.variables["params"]).astype(inputs.dtype)
-        y, h, c = rnn.lstm(
-            inputs,
-            h0[None].astype(inputs.dtype),
-            c0[None].astype(inputs.dtype),
-            weights,
-            seq_lengths.astype(jnp.int32),
-            input_size=features,
-            hidden_size=self.cell.features,
-            num_layers=1,
-            dropout=0.0,
-            bidirectional=False,
-        )
-        return y, (c[0].astype(c0.dtype), h[0].astype(h0.dtype))
 
 
 class Bidirectional(nn.Module):
